@@ -1,0 +1,52 @@
+/*
+ * config: the INI configuration file plus "-o section.key=value" overrides,
+ * checked against the keys renderfs knows, into one plain struct.
+ *
+ * Ownership: config_load() fills a caller-owned struct; config_free()
+ * releases the strings inside it.
+ */
+#ifndef RENDERFS_CONFIG_H
+#define RENDERFS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_SSH_NODES 64
+
+struct config {
+	/* [renderfs] */
+	char *backend;		/* "local" | "ssh" | "clore" */
+	int64_t quiet_ms;	/* a drop is complete after this long untouched */
+	int64_t stall_ms;	/* a frame with no output for this long is hung */
+	/* [local] */
+	char *blender;
+	int workers;
+	/* [ssh] (used by the ssh backend) */
+	char *ssh_nodes[CONFIG_MAX_SSH_NODES];
+	int n_ssh_nodes;
+	char *ssh_identity;
+	char *ssh_blender;
+	/* [clore] (used by the clore backend) */
+	char *clore_api_url;
+	char *clore_api_key_file;
+	char *clore_image;
+	int clore_nodes;
+	char *clore_gpu;
+	double clore_min_vram;
+	double clore_max_price;
+	int clore_spot;
+	char *clore_currency;
+	double clore_budget;	/* < 0: none */
+};
+
+/*
+ * Load file (may be NULL: defaults only; a missing default file is fine,
+ * a missing explicit file is an error), then apply overrides, an array of
+ * "section.key=value" strings.  On error returns -EINVAL (or -errno) and a
+ * one-line message in err.
+ */
+int config_load(struct config *cfg, const char *file, int explicit_file,
+		char **overrides, int n_overrides, char *err, size_t errsz);
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * store: the SQLite database that holds every fact renderfs knows -- jobs,
+ * frames, nodes, the files in queue/, events -- and the only state that
+ * fs/ and backend/ share.  A crash loses no acknowledged decision: each
+ * decision is a committed transaction before anyone acts on it.
+ *
+ * ---------------------------------------------------------------------
+ * THE FRAME STATE MACHINE
+ *
+ *   queued ──dispatch──▶ leased ──start──▶ rendering ──rendered──▶ rendered
+ *     ▲ ▲                  │                  │                      │
+ *     │ │                  │ interrupt        │ interrupt            │ interrupt
+ *     │ └──────────────────┴──────────────────┴──────────────────────┤ (node lost,
+ *     │         (no attempt used)                                    │  lease expired)
+ *     │                                                              │ collected
+ *     │ fail, attempts < 1+retries                                   ▼
+ *     └───────────── leased | rendering | rendered               done
+ *                          │ fail, attempts used up
+ *                          ▼
+ *                       failed ──retry (retry-failed)──▶ queued
+ *
+ *   any of queued, leased, rendering, rendered ──cancel──▶ cancelled
+ *
+ * Transition table (event: from → to; made by store_frame_transition()):
+ *
+ *   FE_DISPATCH   queued → leased             lease := lease+1, node, slot,
+ *                                             lease_until set
+ *   FE_START      leased → rendering          started := now
+ *   FE_HEARTBEAT  leased|rendering → same     lease_until, progress_at moved
+ *   FE_RENDERED   rendering → rendered        secs recorded
+ *   FE_COLLECTED  rendered → done             size, mtime recorded
+ *   FE_INTERRUPT  leased|rendering|rendered → queued     interrupts += 1
+ *   FE_FAIL       leased|rendering|rendered → queued     attempts += 1, while
+ *                                             attempts < 1 + retries
+ *                 leased|rendering|rendered → failed     otherwise
+ *   FE_CANCEL     queued|leased|rendering|rendered → cancelled
+ *   FE_RETRY      failed → queued             attempts := 0
+ *
+ * Invariants:
+ *   1. Every change of frames.state is one guarded UPDATE in
+ *      store_frame_transition(): WHERE id = ? AND state = <from> AND
+ *      lease = <the caller's lease>.  Zero rows changed means the caller
+ *      lost a race (-ESTALE) and must drop what it holds.
+ *   2. The lease number only grows.  A result reported under an older
+ *      lease than the row's is discarded: two nodes can never both commit
+ *      the same frame.
+ *   3. A frame is `done` only after its file is verified and durable in
+ *      the frame store (fsync, rename, fsync of the directory); the row is
+ *      changed after the rename, so a crash between the two leaves an
+ *      unlisted file that the next render of the frame overwrites.
+ *   4. `interrupted` (the node went away) never uses an attempt; only
+ *      FE_FAIL does, and only FE_FAIL counts against a node.
+ *   5. At start (store_recover), no frame is leased, rendering or
+ *      rendered: nothing is in flight when no backend is running.
+ *
+ * THE JOB STATES
+ *
+ *   waiting → rendering → assembling → done | failed
+ *   waiting|rendering ⇄ paused; any state before done|failed → cancelled;
+ *   failed → rendering (retry-failed).  Changed only by job_set_state().
+ *
+ * Threads: a struct store is one SQLite connection and belongs to one
+ * thread at a time.  Every thread opens its own (WAL lets readers run
+ * beside the one writer); fs/ keeps a small pool for request threads.
+ * ---------------------------------------------------------------------
+ */
+#ifndef RENDERFS_STORE_H
+#define RENDERFS_STORE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum frame_state {
+	FS_QUEUED, FS_LEASED, FS_RENDERING, FS_RENDERED,
+	FS_DONE, FS_FAILED, FS_CANCELLED, FS__COUNT
+};
+
+enum frame_event {
+	FE_DISPATCH, FE_START, FE_HEARTBEAT, FE_RENDERED, FE_COLLECTED,
+	FE_INTERRUPT, FE_FAIL, FE_CANCEL, FE_RETRY, FE__COUNT
+};
+
+enum job_state {
+	JS_WAITING, JS_PROVISIONING, JS_RENDERING, JS_ASSEMBLING, JS_DONE,
+	JS_FAILED, JS_CANCELLED, JS_PAUSED, JS__COUNT
+};
+
+/* What a change to the tree touched, for the notifier (fs/notify.c). */
+enum change_kind { CH_QUEUE = 1, CH_OUT, CH_JOBDIR, CH_JOBLOGS, CH_NODES };
+
+struct store {
+	sqlite3 *db;
+	char *dir;		/* the state directory; owned */
+};
+
+/* Frame row fields a transition may set; unused ones are ignored. */
+struct frame_move {
+	int64_t now;		/* wall-clock ms */
+	int64_t node;		/* FE_DISPATCH */
+	int slot;		/* FE_DISPATCH */
+	int64_t lease_until;	/* FE_DISPATCH, FE_HEARTBEAT */
+	double secs;		/* FE_RENDERED */
+	int64_t size;		/* FE_COLLECTED */
+	int64_t mtime;		/* FE_COLLECTED, ms */
+	const char *error;	/* FE_FAIL, FE_INTERRUPT: why, for the status */
+};
+
+const char *frame_state_name(enum frame_state s);
+int frame_state_parse(const char *s);		/* -EINVAL if unknown */
+const char *frame_event_name(enum frame_event e);
+const char *job_state_name(enum job_state s);
+int job_state_parse(const char *s);
+int job_state_active(enum job_state s);	/* waiting .. assembling, paused */
+
+/*
+ * The pure core of the machine: the state an event moves a frame to, or
+ * -EINVAL when the event is illegal in that state.  has_attempts_left
+ * matters only for FE_FAIL.
+ */
+int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempts_left);
+
+/* Open (creating and migrating) DIR/renderfs.db.  *out owned, store_close(). */
+int store_open(const char *dir, struct store **out);
+void store_close(struct store *st);
+int store_begin(struct store *st);	/* BEGIN IMMEDIATE, retried while busy */
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
+int store_exec(struct store *st, const char *sql);
+/* Convert a SQLite result code to the program's currency (0 or -errno). */
+int store_errno(int sqlite_rc);
+/* Prepare (cached by SQLite's own statement cache is not available, so the
+ * caller finalizes).  Logs the SQL error. */
+int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt);
+
+/*
+ * Make one guarded frame transition.  lease is the lease number the caller
+ * holds (ignored for FE_DISPATCH from queued, FE_CANCEL and FE_RETRY).
+ * Returns the new state, -ESTALE when the row was not in a state the event
+ * applies to under that lease (a lost race), or another -errno.
+ * Records an event row and a change for the notifier when it matters.
+ * Must be called inside a transaction the caller opened, or alone (it then
+ * runs in its own).
+ */
+int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease,
+			   enum frame_event ev, const struct frame_move *m);
+
+/* Change a job's state when it is in one of the states in from_mask
+ * (bit 1<<state).  Returns 0, -ESTALE when it was not. */
+int job_set_state(struct store *st, int64_t job, unsigned from_mask,
+		  enum job_state to, int64_t now);
+
+/* Start-of-mount recovery: in-flight frames go back to queued as
+ * interrupted, assembling jobs go back to assembling from scratch, writer
+ * counts reset.  Returns the number of frames given back, or -errno. */
+int store_recover(struct store *st, int64_t now);
+
+/* The change feed: the backend appends, the notifier reads. */
+int store_change(struct store *st, enum change_kind kind, int64_t id);
+/* Call fn for each change after *seq; *seq advanced.  Old rows pruned. */
+int store_changes_since(struct store *st, int64_t *seq,
+			void (*fn)(void *arg, int kind, int64_t id), void *arg);
+
+/* Record an event (a line of history, also shown as a node's/job's last
+ * error when kind is "error"). job/node/frame may be 0. */
+int store_event(struct store *st, int64_t job, int64_t node, int64_t frame,
+		const char *kind, const char *msg);
+
+/* Paths in the state directory (buf of PATH_MAX). */
+void store_path_job(const struct store *st, int64_t job, char *buf, size_t sz);
+void store_path_frame(const struct store *st, int64_t job, uint32_t frame,
+		      const char *ext, char *buf, size_t sz);
+void store_path_log(const struct store *st, int64_t job, uint32_t frame,
+		    char *buf, size_t sz);
+void store_path_video(const struct store *st, int64_t job, char *buf, size_t sz);
+void store_path_spool(const struct store *st, int64_t qfile, char *buf, size_t sz);
+void store_path_blob(const struct store *st, const char *sha, char *buf, size_t sz);
+
+/* A frame's file name as shown under out/JOB: "frame_0001.png". */
+void frame_file_name(uint32_t frame, const char *ext, char *buf, size_t sz);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * util: small helpers shared by the backend and the filesystem: clocks,
+ * human formatting of durations and money, durable file operations and
+ * content hashes.  Nothing here keeps state.
+ */
+#ifndef RENDERFS_UTIL_H
+#define RENDERFS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Wall-clock milliseconds since the epoch: stamps stored in the database. */
+int64_t util_now_ms(void);
+/* Monotonic milliseconds: intervals that must not jump with the clock. */
+int64_t util_mono_ms(void);
+
+/* "12m31s", "3h05m", "0.4s", "2d04h".  Writes into buf, returns buf. */
+char *util_fmt_duration(char *buf, size_t sz, double secs);
+/* "$1.84", "$0.0400" (4 decimals under $0.10), "$0.00" for zero. */
+char *util_fmt_money(char *buf, size_t sz, double usd);
+
+/* mkdir -p with mode 0700 for components it creates; 0 or -errno. */
+int util_mkdirs(const char *path);
+/* fsync the directory that holds path (or path itself if a directory). */
+int util_fsync_dir(const char *dir);
+/* Move src to dst durably: fsync(src), rename, fsync(dst's directory). */
+int util_rename_durable(const char *src, const char *dst);
+/* Copy src to dst (dst created with mode 0600, durable), computing the
+ * SHA-256 of the bytes copied into hex[65] when hex is not NULL. */
+int util_copy_file(const char *src, const char *dst, char hex[65]);
+/* SHA-256 of a file (hex[65]), or of the open fd from offset 0. */
+int util_sha256_file(const char *path, char hex[65]);
+int util_sha256_fd(int fd, char hex[65]);
+/* Remove a directory tree (no symlink following).  0 or -errno. */
+int util_rmtree(const char *path);
+/* Read a whole small file (at most cap bytes) into a malloc'd NUL-terminated
+ * buffer owned by the caller.  -EFBIG when larger than cap. */
+int util_read_file(const char *path, size_t cap, char **out, size_t *len);
+/* Write data to path atomically (tmp + rename + fsync dir). */
+int util_write_file_atomic(const char *path, const void *data, size_t len);
+/* Keep only the last max bytes' worth of whole lines of a text file in out. */
+int util_tail_lines(const char *path, int nlines, char *out, size_t sz);
+
+/* A growable string; s.buf is owned and freed with util_sb_free(). */
+struct util_sb {
+	char *buf;
+	size_t len, cap;
+	int oom;
+};
+void util_sb_printf(struct util_sb *sb, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void util_sb_free(struct util_sb *sb);
+
+#endif

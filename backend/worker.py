@@ -1,0 +1,811 @@
+# renderfs render worker: one long-lived Blender per slot.
+#
+#   blender -b -Y --factory-startup FILE.blend --python worker.py
+#
+# The daemon writes JSON lines to our stdin; we answer with protocol lines on
+# stdout, each exactly one line: "@rfs " followed by compact JSON.  Everything
+# else on stdout/stderr is Blender's own output and is kept as the frame log.
+#
+# stdin, first line (setup):
+#   {"scene": str|null, "engine": ""|"cycles"|"eevee"|"workbench",
+#    "device": "auto"|"optix"|"cuda"|"hip"|"cpu", "samples": int (0 = as saved),
+#    "res_w": int, "res_h": int (0 = as saved), "res_pct": int (0 = as saved),
+#    "format": "png"|"exr"|"jpeg"|"tiff", "gpu_index": int (-1 = all)}
+#   -> {"ev":"ready", "blender", "scene", "engine", "device", "device_name",
+#       "devices", "why", "width", "height", "fps", "frame_start", "frame_end",
+#       "denoise"}
+#   -> or {"ev":"error","msg":...} and exit status 3.
+# stdin, then any number of:
+#   {"frame": N, "out": "/abs/path"}  -> start, progress*, then done or fail
+#   {"cmd": "quit"} or end of input   -> exit status 0
+#   a line that is not valid JSON     -> {"ev":"error","msg":...}, ignored
+#
+# Nothing received is ever evaluated; scene names are plain data.  A failed
+# frame never ends the worker.
+#
+# Output discipline: Blender's C code writes to fd 1 from its own threads with
+# stdio buffering, so a protocol line written straight to fd 1 could land in
+# the middle of one of Blender's lines.  We therefore move fd 1 onto a pipe and
+# forward that pipe to the real stdout from a thread; protocol lines and
+# forwarded output go through one lock, and a protocol line always starts at
+# the beginning of a line and is written with a single write.  The forwarded
+# text is also where the "Sample a/b" progress comes from (the render_stats
+# handler gets no text in Blender 3.x).
+
+import ctypes
+import fcntl
+import hashlib
+import json
+import os
+import re
+import select
+import struct
+import sys
+import termios
+import threading
+import time
+
+import bpy
+
+PREFIX = b"@rfs "
+MAX_LINE = 1 << 20          # longest stdin line we accept
+PROGRESS_EVERY = 0.25       # seconds between progress lines (at most ~4/s)
+MAX_FRAME = 1048574         # Blender's MAXFRAME
+
+ENGINES = {"": None, "cycles": "CYCLES", "eevee": "BLENDER_EEVEE",
+           "workbench": "BLENDER_WORKBENCH"}
+DEVICES = ("auto", "optix", "cuda", "hip", "cpu")
+GPU_TYPES = ("OPTIX", "CUDA", "HIP")
+GPU_LABEL = {"OPTIX": "OptiX", "CUDA": "CUDA", "HIP": "HIP", "CPU": "CPU"}
+FORMATS = ("png", "exr", "jpeg", "tiff")
+
+SAMPLE_RE = re.compile(rb"\bSample (\d+)/(\d+)")               # Cycles
+EEVEE_RE = re.compile(rb"\bRendering (\d+) / (\d+) samples")   # EEVEE
+
+try:
+    _libc = ctypes.CDLL(None)
+except OSError:
+    _libc = None
+
+
+def c_flush():
+    """Push Blender's buffered C stdout into the pipe."""
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    if _libc is not None:
+        try:
+            _libc.fflush(None)
+        except Exception:
+            pass
+
+
+def one_line(s):
+    s = " ".join(str(s).split())
+    return s[:2000] if s else "unknown error"
+
+
+def blender_error(e):
+    """Blender's operator errors arrive as RuntimeError('Error: text\\n')."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    out = []
+    for ln in lines:
+        for p in ("Error: ", "Error:"):
+            if ln.startswith(p):
+                ln = ln[len(p):].strip()
+                break
+        if ln and ln not in out:
+            out.append(ln)
+    return one_line("; ".join(out)) if out else one_line(repr(e))
+
+
+class Output:
+    """fd 1 -> pipe -> forwarder thread -> real stdout, plus protocol lines."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.at_bol = True
+        self.frame = None            # frame being rendered (for progress)
+        self.last_progress = 0.0
+        self.last_sample = None
+        self.partial = b""           # unterminated tail, for progress parsing
+        self.thread = None
+        self.r = None
+        c_flush()
+        self.real = os.dup(1)
+        try:
+            r, w = os.pipe()
+            try:
+                fcntl.fcntl(w, 1031, 1 << 20)    # F_SETPIPE_SZ: 1 MiB
+            except OSError:
+                pass
+            os.dup2(w, 1)
+            os.close(w)
+            self.r = r
+            self.thread = threading.Thread(target=self._forward, daemon=True,
+                                           name="rfs-stdout")
+            self.thread.start()
+        except OSError:
+            self.r = None            # no capture: write straight to fd 1
+
+    def _write_all(self, data):
+        fd = self.real
+        while data:
+            try:
+                n = os.write(fd, data)
+            except InterruptedError:
+                continue
+            except BrokenPipeError:
+                os._exit(0)          # the daemon is gone
+            data = data[n:]
+
+    def _pass(self, data):
+        """Forward Blender output (lock held); return progress seen in it."""
+        if not data:
+            return None
+        self._write_all(data)
+        self.at_bol = data.endswith(b"\n")
+        text = self.partial + data
+        cut = text.rfind(b"\n")
+        if cut >= 0:
+            done, self.partial = text[:cut], text[cut + 1:]
+        else:
+            done, self.partial = b"", text
+        if len(self.partial) > 65536:
+            self.partial = self.partial[-4096:]
+        found = None
+        # Blender ends its status lines with "\n"; also look at the unfinished
+        # tail so that a progress line without one is seen.
+        for chunk in (done, self.partial):
+            for m in SAMPLE_RE.finditer(chunk):
+                found = (int(m.group(1)), int(m.group(2)))
+            for m in EEVEE_RE.finditer(chunk):
+                found = (int(m.group(1)), int(m.group(2)))
+        return found
+
+    def _drain_locked(self):
+        """Forward whatever is waiting in the pipe right now (lock held)."""
+        if self.r is None:
+            return
+        while True:
+            try:
+                buf = bytearray(4)
+                fcntl.ioctl(self.r, termios.FIONREAD, buf, True)
+                n = struct.unpack("i", bytes(buf))[0]
+            except OSError:
+                return
+            if n <= 0:
+                return
+            try:
+                data = os.read(self.r, min(n, 1 << 20))
+            except OSError:
+                return
+            if not data:
+                return
+            self._pass(data)
+
+    def _forward(self):
+        r = self.r
+        while True:
+            try:
+                select.select([r], [], [])
+            except InterruptedError:
+                continue
+            except (OSError, ValueError):
+                return
+            with self.lock:
+                try:
+                    data = os.read(r, 1 << 16)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                seen = self._pass(data)
+                frame = self.frame
+            if seen is not None and frame is not None:
+                self._progress(frame, seen)
+
+    def _progress(self, frame, seen):
+        a, b = seen
+        now = time.monotonic()
+        final = (a == b and self.last_sample != seen)
+        if now - self.last_progress < PROGRESS_EVERY and not final:
+            return
+        if self.last_sample == seen:
+            return
+        self.last_progress = now
+        self.last_sample = seen
+        self.emit({"ev": "progress", "frame": frame, "sample": a, "of": b},
+                  flush=False)
+
+    def emit(self, obj, flush=True):
+        line = PREFIX + json.dumps(obj, separators=(",", ":"),
+                                   ensure_ascii=True).encode("ascii") + b"\n"
+        if flush:
+            c_flush()
+        with self.lock:
+            self._drain_locked()
+            if not self.at_bol:
+                line = b"\n" + line
+            if self.r is None:
+                # Fallback: one write on the shared stdout.
+                try:
+                    os.write(1, line)
+                except BrokenPipeError:
+                    os._exit(0)
+            else:
+                self._write_all(line)
+            self.at_bol = True
+
+    def set_frame(self, frame):
+        with self.lock:
+            self.frame = frame
+            self.last_progress = 0.0
+            self.last_sample = None
+
+    def close(self):
+        """Give fd 1 back to the real stdout and let the forwarder finish."""
+        c_flush()
+        if self.r is None:
+            return
+        with self.lock:
+            self._drain_locked()
+            os.dup2(self.real, 1)   # closes the pipe's only write end
+        if self.thread is not None:
+            self.thread.join(2.0)
+        if not self.at_bol:
+            try:
+                os.write(1, b"\n")
+            except OSError:
+                pass
+
+
+OUT = None
+
+
+def emit(obj):
+    OUT.emit(obj)
+
+
+class SetupError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# stdin
+
+def read_line(stream):
+    """One line as text, None at end of input; over-long lines -> ValueError."""
+    data = stream.readline(MAX_LINE)
+    if not data:
+        return None
+    if not data.endswith(b"\n") and len(data) >= MAX_LINE:
+        while True:                 # throw away the rest of that line
+            more = stream.readline(MAX_LINE)
+            if not more or more.endswith(b"\n"):
+                break
+        raise ValueError("input line longer than %d bytes" % MAX_LINE)
+    return data.decode("utf-8", errors="replace").strip()
+
+
+def parse_obj(text):
+    obj = json.loads(text)
+    if not isinstance(obj, dict):
+        raise ValueError("expected a JSON object")
+    return obj
+
+
+def get_int(obj, key, default, lo, hi):
+    v = obj.get(key, default)
+    if v is None:
+        v = default
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise SetupError("%s must be an integer" % key)
+    if v < lo or v > hi:
+        raise SetupError("%s out of range (%d..%d): %d" % (key, lo, hi, v))
+    return v
+
+
+def get_choice(obj, key, default, choices):
+    v = obj.get(key, default)
+    if v is None:
+        v = default
+    if not isinstance(v, str) or v.lower() not in choices:
+        raise SetupError("%s must be one of %s" % (
+            key, ", ".join(repr(c) for c in choices)))
+    return v.lower()
+
+
+# ---------------------------------------------------------------------------
+# devices
+
+def cycles_devices():
+    """{type: [(name, id)]} for OPTIX/CUDA/HIP/CPU, plus compiled back-ends."""
+    found = {t: [] for t in GPU_TYPES + ("CPU",)}
+    built = set()
+    try:
+        import _cycles
+        flags = _cycles.get_device_types()
+        for t, on in zip(("CUDA", "OPTIX", "HIP", "METAL", "ONEAPI"), flags):
+            if on:
+                built.add(t)
+    except Exception:
+        pass
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+    except Exception:
+        return None, found, built
+    try:
+        prefs.refresh_devices()
+    except Exception:
+        pass
+    for t in GPU_TYPES + ("CPU",):
+        try:
+            devs = prefs.get_devices_for_type(t) or []
+            found[t] = [(str(d.name), str(d.id)) for d in devs
+                        if getattr(d, "type", None) == t]
+        except Exception:
+            found[t] = []
+    if not found["CPU"]:
+        try:
+            import _cycles
+            found["CPU"] = [(str(d[0]), str(d[2]))
+                            for d in _cycles.available_devices("CPU")
+                            if d[1] == "CPU"]
+        except Exception:
+            pass
+    return prefs, found, built
+
+
+def choose_device(scene, want, gpu_index):
+    prefs, found, built = cycles_devices()
+    listing = ["%s:%s" % (t, n) for t in GPU_TYPES + ("CPU",)
+               for n, _ in found[t]]
+    have = [t for t in GPU_TYPES if found[t]]
+    avail = ", ".join(GPU_LABEL[t] for t in have + ["CPU"])
+
+    if want == "auto":
+        if have:
+            t = have[0]
+            why = "auto: %s is the best device type present" % GPU_LABEL[t]
+        else:
+            t = "CPU"
+            gpu_built = [x for x in GPU_TYPES if x in built]
+            if not gpu_built:
+                why = "no GPU back-end in this Blender build"
+            else:
+                why = "no %s devices found" % "/".join(
+                    GPU_LABEL[x] for x in gpu_built)
+    elif want == "cpu":
+        t = "CPU"
+        why = "cpu requested"
+    else:
+        t = want.upper()
+        if not found[t]:
+            lack = ("this build has no %s support" % GPU_LABEL[t]
+                    if t not in built else "none found on this node")
+            raise SetupError(
+                "device %s requested, but this Blender has no %s devices "
+                "(%s; available: %s)" % (want, GPU_LABEL[t], lack, avail))
+        why = "%s requested" % want
+
+    if t == "CPU":
+        scene.cycles.device = "CPU"
+        if prefs is not None:
+            try:
+                prefs.compute_device_type = "NONE"
+            except Exception:
+                pass
+        name = ", ".join(n for n, _ in found["CPU"]) or "CPU"
+        return "CPU", name, listing, why
+
+    devs = found[t]
+    if gpu_index >= 0:
+        if gpu_index >= len(devs):
+            raise SetupError("gpu_index %d requested, but there %s only %d %s device%s"
+                             % (gpu_index, "is" if len(devs) == 1 else "are",
+                                len(devs), GPU_LABEL[t], "" if len(devs) == 1 else "s"))
+        devs = [devs[gpu_index]]
+    ids = set(i for _, i in devs)
+    try:
+        prefs.compute_device_type = t
+        for d in prefs.devices:
+            d.use = (d.type == t and d.id in ids)
+    except Exception as e:
+        raise SetupError("could not select %s devices: %s" % (GPU_LABEL[t], one_line(e)))
+    scene.cycles.device = "GPU"
+    return t, ", ".join(n for n, _ in devs), listing, why
+
+
+# ---------------------------------------------------------------------------
+# setup
+
+def apply_format(scene, fmt):
+    im = scene.render.image_settings
+    if fmt == "png":
+        im.file_format = "PNG"
+        im.color_mode = "RGBA"
+        im.color_depth = "8"
+    elif fmt == "exr":
+        im.file_format = "OPEN_EXR"
+        im.color_mode = "RGBA"
+        im.color_depth = "16"
+        im.exr_codec = "ZIP"
+        try:
+            im.use_preview = False
+        except Exception:
+            pass
+    elif fmt == "jpeg":
+        im.file_format = "JPEG"
+        im.color_mode = "RGB"
+        im.quality = 90
+    elif fmt == "tiff":
+        im.file_format = "TIFF"
+        im.color_mode = "RGBA"
+        im.color_depth = "8"
+
+
+def quiet_file_outputs():
+    """Mute compositor File Output nodes: we write only where asked."""
+    trees = []
+    for sc in bpy.data.scenes:
+        if sc.node_tree is not None:
+            trees.append(sc.node_tree)
+    for ng in bpy.data.node_groups:
+        if getattr(ng, "bl_idname", "") == "CompositorNodeTree":
+            trees.append(ng)
+    for tree in trees:
+        for node in tree.nodes:
+            if node.type == "OUTPUT_FILE":
+                node.mute = True
+
+
+def setup(obj):
+    name = obj.get("scene")
+    if name is not None and not isinstance(name, str):
+        raise SetupError("scene must be a string or null")
+    engine = get_choice(obj, "engine", "", tuple(ENGINES))
+    device = get_choice(obj, "device", "auto", DEVICES)
+    samples = get_int(obj, "samples", 0, 0, 1 << 24)
+    res_w = get_int(obj, "res_w", 0, 0, 65536)
+    res_h = get_int(obj, "res_h", 0, 0, 65536)
+    res_pct = get_int(obj, "res_pct", 0, 0, 32767)
+    fmt = get_choice(obj, "format", "png", FORMATS)
+    gpu_index = get_int(obj, "gpu_index", -1, -1, 1 << 16)
+
+    if name is not None:
+        scene = bpy.data.scenes.get(name)
+        if scene is None:
+            raise SetupError("scene %s not found (available: %s)" % (
+                json.dumps(name), ", ".join(json.dumps(s.name)
+                                            for s in bpy.data.scenes)))
+    else:
+        scene = bpy.context.scene
+        if scene is None:
+            if not bpy.data.scenes:
+                raise SetupError("the file has no scene")
+            scene = bpy.data.scenes[0]
+    if scene.camera is None and not any(m.camera for m in scene.timeline_markers):
+        raise SetupError("scene %s has no camera" % json.dumps(scene.name))
+
+    r = scene.render
+    if ENGINES[engine]:
+        r.engine = ENGINES[engine]
+    eng = r.engine
+    if samples > 0:
+        if eng == "CYCLES":
+            scene.cycles.samples = samples
+        elif eng in ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"):
+            scene.eevee.taa_render_samples = samples
+    if res_w > 0:
+        r.resolution_x = res_w
+        r.resolution_percentage = 100
+    if res_h > 0:
+        r.resolution_y = res_h
+        r.resolution_percentage = 100
+    if res_pct > 0:
+        r.resolution_percentage = res_pct
+    apply_format(scene, fmt)
+    try:
+        r.use_multiview = False      # one image per frame, at one path
+    except Exception:
+        pass
+    quiet_file_outputs()
+
+    denoise = False
+    if eng == "CYCLES":
+        r.use_persistent_data = True
+        dev, dev_name, listing, why = choose_device(scene, device, gpu_index)
+        denoise = bool(scene.cycles.use_denoising) and any(
+            vl.use and getattr(getattr(vl, "cycles", None), "use_denoising", True)
+            for vl in scene.view_layers)
+    else:
+        _, found, _ = cycles_devices()
+        listing = ["%s:%s" % (t, n) for t in GPU_TYPES + ("CPU",)
+                   for n, _ in found[t]]
+        dev, dev_name = "n/a", ""
+        why = "engine %s does not use Cycles devices" % eng
+
+    width = r.resolution_x * r.resolution_percentage // 100
+    height = r.resolution_y * r.resolution_percentage // 100
+    fps_base = r.fps_base or 1.0
+    return scene, {
+        "ev": "ready",
+        "blender": bpy.app.version_string.split()[0],
+        "scene": scene.name,
+        "engine": eng,
+        "device": dev,
+        "device_name": dev_name,
+        "devices": listing,
+        "why": why,
+        "width": width,
+        "height": height,
+        "fps": round(r.fps / fps_base, 6),
+        "frame_start": scene.frame_start,
+        "frame_end": scene.frame_end,
+        "denoise": denoise,
+    }
+
+
+# ---------------------------------------------------------------------------
+# image headers: (width, height) of what we wrote, or None
+
+def image_size(path):
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    try:
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])
+        if head[:2] == b"\xff\xd8":
+            return _jpeg_size(head, path)
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(path)
+        if head[:4] == b"\x76\x2f\x31\x01":
+            return _exr_size(head)
+    except (struct.error, IndexError, ValueError, OSError):
+        return None
+    return None
+
+
+def _jpeg_size(head, path):
+    with open(path, "rb") as f:
+        data = f.read(1 << 20)
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        seglen = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + seglen
+    return None
+
+
+def _tiff_size(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    e = "<" if data[:2] == b"II" else ">"
+    off = struct.unpack(e + "I", data[4:8])[0]
+    n = struct.unpack(e + "H", data[off:off + 2])[0]
+    w = h = None
+    for k in range(n):
+        ent = data[off + 2 + 12 * k: off + 14 + 12 * k]
+        tag, typ, _cnt = struct.unpack(e + "HHI", ent[:8])
+        if typ == 3:
+            val = struct.unpack(e + "H", ent[8:10])[0]
+        elif typ == 4:
+            val = struct.unpack(e + "I", ent[8:12])[0]
+        else:
+            continue
+        if tag == 256:
+            w = val
+        elif tag == 257:
+            h = val
+    return (w, h) if w and h else None
+
+
+def _exr_size(head):
+    i = 8
+    while i < len(head):
+        j = head.index(b"\x00", i)
+        name = head[i:j]
+        if not name:
+            return None
+        k = head.index(b"\x00", j + 1)
+        typ = head[j + 1:k]
+        size = struct.unpack("<i", head[k + 1:k + 5])[0]
+        val = head[k + 5:k + 5 + size]
+        if name == b"dataWindow" and typ == b"box2i":
+            x0, y0, x1, y1 = struct.unpack("<iiii", val[:16])
+            return x1 - x0 + 1, y1 - y0 + 1
+        i = k + 5 + size
+    return None
+
+
+# ---------------------------------------------------------------------------
+# frames
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def render_result_image():
+    for im in bpy.data.images:
+        if im.type == "RENDER_RESULT":
+            return im
+    return None
+
+
+def render_frame(scene, frame, out):
+    """Render one frame to `out`; returns the done event or raises FrameError."""
+    t0 = time.monotonic()
+    scene.frame_set(frame)
+    try:
+        res = bpy.ops.render.render(write_still=False, scene=scene.name)
+    except RuntimeError as e:
+        raise FrameError(blender_error(e))
+    if "FINISHED" not in res:
+        raise FrameError("render did not finish (%s)" % ",".join(sorted(res)))
+    img = render_result_image()
+    if img is None:
+        raise FrameError("no Render Result after rendering")
+    d, base = os.path.split(out)
+    tmp = os.path.join(d, ".%s.%d.tmp" % (base, os.getpid()))
+    try:
+        try:
+            img.save_render(filepath=tmp, scene=scene)
+        except RuntimeError as e:
+            raise FrameError(blender_error(e))
+        try:
+            st = os.stat(tmp)
+        except OSError:
+            raise FrameError("Blender reported success but wrote no file")
+        if st.st_size == 0:
+            raise FrameError("Blender wrote an empty file")
+        size = image_size(tmp)
+        if size is None:
+            raise FrameError("the written file is not a readable %s image"
+                             % scene.render.image_settings.file_format)
+        digest = sha256_file(tmp)
+        os.replace(tmp, out)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    return {"ev": "done", "frame": frame, "path": out,
+            "secs": round(time.monotonic() - t0, 4), "sha256": digest,
+            "width": size[0], "height": size[1]}
+
+
+class FrameError(Exception):
+    pass
+
+
+def handle_frame(scene, obj):
+    frame = obj.get("frame")
+    if isinstance(frame, bool) or not isinstance(frame, int):
+        emit({"ev": "error", "msg": "frame must be an integer"})
+        return
+    out = obj.get("out")
+    msg = None
+    if not isinstance(out, str) or not out:
+        msg = "out must be a non-empty string"
+    elif "\x00" in out or not os.path.isabs(out):
+        msg = "out must be an absolute path"
+    elif not (-MAX_FRAME <= frame <= MAX_FRAME):
+        msg = "frame %d out of range" % frame
+    elif out.endswith("/") or not os.path.isdir(os.path.dirname(out)):
+        msg = "output directory does not exist: %s" % os.path.dirname(out)
+    if msg:
+        emit({"ev": "fail", "frame": frame, "msg": msg})
+        return
+    emit({"ev": "start", "frame": frame})
+    OUT.set_frame(frame)
+    try:
+        ev = render_frame(scene, frame, out)
+    except FrameError as e:
+        ev = {"ev": "fail", "frame": frame, "msg": one_line(e)}
+    except Exception as e:       # never let one frame end the worker
+        ev = {"ev": "fail", "frame": frame,
+              "msg": one_line("%s: %s" % (type(e).__name__, e))}
+    OUT.set_frame(None)
+    emit(ev)
+
+
+def finish(code):
+    OUT.close()
+    if code == 0:
+        return               # let Blender exit normally (it cleans up)
+    try:
+        import shutil
+        if bpy.app.tempdir:
+            shutil.rmtree(bpy.app.tempdir, ignore_errors=True)
+    except Exception:
+        pass
+    sys.exit(code)
+
+
+def main():
+    global OUT
+    OUT = Output()
+    stdin = sys.stdin.buffer
+
+    # Setup: the first non-empty line.
+    while True:
+        try:
+            text = read_line(stdin)
+        except ValueError as e:
+            emit({"ev": "error", "msg": one_line(e)})
+            return finish(3)
+        if text is None:
+            emit({"ev": "error", "msg": "end of input before setup"})
+            return finish(3)
+        if text:
+            break
+    try:
+        obj = parse_obj(text)
+        scene, ready = setup(obj)
+    except (ValueError, SetupError) as e:
+        emit({"ev": "error", "msg": one_line(e)})
+        return finish(3)
+    except Exception as e:
+        emit({"ev": "error", "msg": one_line("setup failed: %s: %s"
+                                             % (type(e).__name__, e))})
+        return finish(3)
+    emit(ready)
+
+    while True:
+        try:
+            text = read_line(stdin)
+        except ValueError as e:
+            emit({"ev": "error", "msg": one_line(e)})
+            continue
+        if text is None:
+            break
+        if not text:
+            continue
+        try:
+            obj = parse_obj(text)
+        except ValueError as e:
+            emit({"ev": "error", "msg": one_line("bad input line: %s" % e)})
+            continue
+        if "cmd" in obj:
+            if obj.get("cmd") == "quit":
+                break
+            emit({"ev": "error", "msg": "unknown command"})
+            continue
+        if "frame" in obj:
+            handle_frame(scene, obj)
+            continue
+        emit({"ev": "error", "msg": "expected a frame or a command"})
+    return finish(0)
+
+
+try:
+    main()
+except SystemExit:
+    raise
+except BaseException as e:
+    try:
+        OUT.emit({"ev": "error", "msg": one_line("worker crashed: %s: %s"
+                                                 % (type(e).__name__, e))})
+        OUT.close()
+    except Exception:
+        pass
+    sys.exit(1)
