@@ -7,7 +7,7 @@
 #ifndef RENDERFS_FS_H
 #define RENDERFS_FS_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <stdint.h>
 

@@ -273,11 +273,17 @@ int main(int argc, char *argv[])
 	if (opts.singlethread) {
 		ret = fuse_session_loop(se);
 	} else {
-		struct fuse_loop_config lc = { .clone_fd = opts.clone_fd,
-					       .max_idle_threads = opts.max_idle_threads };
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
 
-		ret = fuse_session_loop_mt(se, &lc);
+		if (!lc)
+			goto out_stop;
+		fuse_loop_cfg_set_clone_fd(lc, opts.clone_fd);
+		fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
+		ret = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
 	}
+out_stop:
 	notify_stop();
 	engine_stop(engine);
 out_unmount:
