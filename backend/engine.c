@@ -206,7 +206,9 @@ static void slot_kill(struct engine *e, struct slot *sl)
 		close(sl->proc.in_fd);
 	if (sl->proc.out_fd >= 0)
 		close(sl->proc.out_fd);
-	sl->proc.in_fd = sl->proc.out_fd = -1;
+	if (sl->proc.err_fd >= 0)
+		close(sl->proc.err_fd);
+	sl->proc.in_fd = sl->proc.out_fd = sl->proc.err_fd = -1;
 	slot_close_log(sl);
 	sl->state = SLOT_EMPTY;
 	sl->job = 0;
@@ -473,6 +475,23 @@ static void frame_done(struct engine *e, struct slot *sl, const cJSON *msg)
 	sl->frame_id = 0;
 }
 
+/* Blender's own output (the worker's stderr) goes to the frame's log as
+ * it comes; any output at all shows the worker is not hung. */
+static void slot_drain_log(struct slot *sl)
+{
+	char buf[16384];
+
+	for (;;) {
+		ssize_t n = sl->proc.err_fd >= 0 ? read(sl->proc.err_fd, buf, sizeof(buf)) : -1;
+
+		if (n <= 0)
+			return;
+		sl->last_output = util_mono_ms();
+		if (sl->log_fd >= 0 && write(sl->log_fd, buf, (size_t)n) != n)
+			slot_close_log(sl);
+	}
+}
+
 static void slot_line(struct engine *e, struct slot *sl, char *line, size_t len)
 {
 	cJSON *msg;
@@ -522,12 +541,14 @@ static void slot_line(struct engine *e, struct slot *sl, char *line, size_t len)
 		if (store_frame_transition(e->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
 			slot_kill(e, sl);	/* no longer ours */
 	} else if (!strcmp(ev->valuestring, "done") && sl->state == SLOT_BUSY && sl->frame_id) {
+		slot_drain_log(sl);
 		frame_done(e, sl, msg);
 		sl->state = SLOT_READY;
 		sl->idle_since = util_mono_ms();
 	} else if (!strcmp(ev->valuestring, "fail") && sl->state == SLOT_BUSY && sl->frame_id) {
 		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
 
+		slot_drain_log(sl);
 		frame_failed(e, sl, cJSON_IsString(m) ? m->valuestring : "Blender reported a failure");
 		sl->state = SLOT_READY;
 		sl->idle_since = util_mono_ms();
@@ -575,6 +596,7 @@ static void slot_exited(struct engine *e, struct slot *sl, int status)
 	if (sl->line_len && !sl->line_dropping)
 		slot_line(e, sl, sl->line, sl->line_len);
 	sl->line_len = 0;
+	slot_drain_log(sl);
 	if (sl->frame_id) {
 		if (sl->state == SLOT_STARTING) {
 			if (sl->setup_error[0])
@@ -1084,6 +1106,7 @@ static void probe_node(struct engine *e)
 		int status;
 
 		poll(&p, 1, 200);
+		slot_drain_log(sl);
 		slot_read(e, sl);
 		if (sl->state == SLOT_STARTING && local_transport.reap(NULL, &sl->proc, &status) == 1) {
 			if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
@@ -1110,7 +1133,7 @@ out:
 static void *engine_main(void *arg)
 {
 	struct engine *e = arg;
-	struct pollfd pfd[MAX_SLOTS + 1];
+	struct pollfd pfd[2 * MAX_SLOTS + 1];
 	int n;
 
 	probe_node(e);
@@ -1134,9 +1157,12 @@ static void *engine_main(void *arg)
 
 		n = 0;
 		pfd[n++] = (struct pollfd){ .fd = e->wake[0], .events = POLLIN };
-		for (int i = 0; i < e->nslots; i++)
-			if (e->slots[i].state != SLOT_EMPTY && e->slots[i].proc.out_fd >= 0)
-				pfd[n++] = (struct pollfd){ .fd = e->slots[i].proc.out_fd, .events = POLLIN };
+		for (int i = 0; i < e->nslots; i++) {
+			if (e->slots[i].state == SLOT_EMPTY || e->slots[i].proc.out_fd < 0)
+				continue;
+			pfd[n++] = (struct pollfd){ .fd = e->slots[i].proc.out_fd, .events = POLLIN };
+			pfd[n++] = (struct pollfd){ .fd = e->slots[i].proc.err_fd, .events = POLLIN };
+		}
 		poll(pfd, (nfds_t)n, 100);
 		if (pfd[0].revents) {
 			char buf[64];
@@ -1144,9 +1170,12 @@ static void *engine_main(void *arg)
 			while (read(e->wake[0], buf, sizeof(buf)) > 0)
 				;
 		}
-		for (int i = 0; i < e->nslots; i++)
-			if (e->slots[i].state != SLOT_EMPTY && e->slots[i].proc.out_fd >= 0)
-				slot_read(e, &e->slots[i]);
+		for (int i = 0; i < e->nslots; i++) {
+			if (e->slots[i].state == SLOT_EMPTY || e->slots[i].proc.out_fd < 0)
+				continue;
+			slot_drain_log(&e->slots[i]);
+			slot_read(e, &e->slots[i]);
+		}
 	}
 	/* A clean stop pauses work: frames in flight go back to the queue
 	 * without using an attempt, and the next mount carries on. */
@@ -1184,7 +1213,7 @@ int engine_start(const char *state_dir, const struct config *cfg, struct engine 
 	for (int i = 0; i < MAX_SLOTS; i++) {
 		e->slots[i].idx = i;
 		e->slots[i].log_fd = -1;
-		e->slots[i].proc.in_fd = e->slots[i].proc.out_fd = -1;
+		e->slots[i].proc.in_fd = e->slots[i].proc.out_fd = e->slots[i].proc.err_fd = -1;
 	}
 	if (!e->dir) {
 		rc = -ENOMEM;

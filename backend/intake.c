@@ -268,7 +268,6 @@ int queue_rename(struct store *st, const char *from, const char *to, unsigned fl
 	if (flags & RENAME_EXCHANGE) {
 		/* A UNIQUE column cannot swap in one statement on every SQLite:
 		 * go through a name no file can have ('/' is never in a name). */
-		sqlite3_finalize(s);
 		rc = store_prepare(st, "UPDATE qfiles SET name = '/' || id WHERE id IN (?1, ?2)", &s);
 		if (rc)
 			goto out_rollback;

@@ -18,7 +18,7 @@
 
 static int local_spawn(void *ctx, char *const argv[], const char *cwd, struct tproc *out)
 {
-	int in[2], outp[2], rc;
+	int in[2], outp[2], errp[2], rc;
 	pid_t parent = getpid(), pid;
 
 	(void)ctx;
@@ -28,10 +28,14 @@ static int local_spawn(void *ctx, char *const argv[], const char *cwd, struct tp
 		rc = -errno;
 		goto out_close_in;
 	}
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto out_close_out;
+	}
 	pid = fork();
 	if (pid < 0) {
 		rc = -errno;
-		goto out_close_out;
+		goto out_close_err;
 	}
 	if (pid == 0) {
 		/* Only async-signal-safe calls between fork and exec. */
@@ -41,7 +45,7 @@ static int local_spawn(void *ctx, char *const argv[], const char *cwd, struct tp
 			_exit(127);
 		dup2(in[0], 0);
 		dup2(outp[1], 1);
-		dup2(outp[1], 2);
+		dup2(errp[1], 2);
 		if (cwd && chdir(cwd) < 0)
 			_exit(126);
 		execvp(argv[0], argv);
@@ -49,13 +53,19 @@ static int local_spawn(void *ctx, char *const argv[], const char *cwd, struct tp
 	}
 	close(in[0]);
 	close(outp[1]);
+	close(errp[1]);
 	fcntl(in[1], F_SETFL, O_NONBLOCK);
 	fcntl(outp[0], F_SETFL, O_NONBLOCK);
+	fcntl(errp[0], F_SETFL, O_NONBLOCK);
 	out->pid = pid;
 	out->in_fd = in[1];
 	out->out_fd = outp[0];
+	out->err_fd = errp[0];
 	return 0;
 
+out_close_err:
+	close(errp[0]);
+	close(errp[1]);
 out_close_out:
 	close(outp[0]);
 	close(outp[1]);
