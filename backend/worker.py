@@ -3,8 +3,8 @@
 #   blender -b -Y --factory-startup FILE.blend --python worker.py
 #
 # The daemon writes JSON lines to our stdin; we answer with protocol lines on
-# stdout, each exactly one line: "@rfs " followed by compact JSON.  Everything
-# else on stdout/stderr is Blender's own output and is kept as the frame log.
+# stdout, each exactly one line: "@rfs " followed by compact JSON.  Blender's
+# own output goes to stderr and is kept as the frame log.
 #
 # stdin, first line (setup):
 #   {"scene": str|null, "engine": ""|"cycles"|"eevee"|"workbench",
@@ -16,40 +16,28 @@
 #       "denoise"}
 #   -> or {"ev":"error","msg":...} and exit status 3.
 # stdin, then any number of:
-#   {"frame": N, "out": "/abs/path"}  -> start, progress*, then done or fail
+#   {"frame": N, "out": "/abs/path"}  -> start, then done or fail
 #   {"cmd": "quit"} or end of input   -> exit status 0
 #   a line that is not valid JSON     -> {"ev":"error","msg":...}, ignored
 #
 # Nothing received is ever evaluated; scene names are plain data.  A failed
 # frame never ends the worker.
 #
-# Output discipline: Blender's C code writes to fd 1 from its own threads with
-# stdio buffering, so a protocol line written straight to fd 1 could land in
-# the middle of one of Blender's lines.  We therefore move fd 1 onto a pipe and
-# forward that pipe to the real stdout from a thread; protocol lines and
-# forwarded output go through one lock, and a protocol line always starts at
-# the beginning of a line and is written with a single write.  The forwarded
-# text is also where the "Sample a/b" progress comes from (the render_stats
-# handler gets no text in Blender 3.x).
+# Output discipline: the protocol has the real stdout to itself; fd 1 is
+# pointed at stderr, where Blender's own output goes (see Output).
 
 import ctypes
-import fcntl
 import hashlib
 import json
 import os
-import re
-import select
 import struct
 import sys
-import termios
-import threading
 import time
 
 import bpy
 
 PREFIX = b"@rfs "
 MAX_LINE = 1 << 20          # longest stdin line we accept
-PROGRESS_EVERY = 0.25       # seconds between progress lines (at most ~4/s)
 MAX_FRAME = 1048574         # Blender's MAXFRAME
 
 ENGINES = {"": None, "cycles": "CYCLES", "eevee": "BLENDER_EEVEE",
@@ -59,8 +47,6 @@ GPU_TYPES = ("OPTIX", "CUDA", "HIP")
 GPU_LABEL = {"OPTIX": "OptiX", "CUDA": "CUDA", "HIP": "HIP", "CPU": "CPU"}
 FORMATS = ("png", "exr", "jpeg", "tiff")
 
-SAMPLE_RE = re.compile(rb"\bSample (\d+)/(\d+)")               # Cycles
-EEVEE_RE = re.compile(rb"\bRendering (\d+) / (\d+) samples")   # EEVEE
 
 try:
     _libc = ctypes.CDLL(None)
@@ -101,166 +87,39 @@ def blender_error(e):
 
 
 class Output:
-    """fd 1 -> pipe -> forwarder thread -> real stdout, plus protocol lines."""
+    """Protocol lines on the real stdout; everything else on stderr.
+
+    At start the real stdout is kept on a private descriptor and fd 1 is
+    pointed at fd 2, so Blender's C output and any print() go to the log
+    stream and can never land inside a protocol line.  There is no thread
+    here on purpose: the render holds the GIL for its whole length, so a
+    Python thread that had to move Blender's output along could deadlock
+    with it once a pipe filled up.  The daemon reads both streams; any
+    output on stderr tells it the worker is alive.
+    """
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.at_bol = True
-        self.frame = None            # frame being rendered (for progress)
-        self.last_progress = 0.0
-        self.last_sample = None
-        self.partial = b""           # unterminated tail, for progress parsing
-        self.thread = None
-        self.r = None
         c_flush()
-        self.real = os.dup(1)
-        try:
-            r, w = os.pipe()
-            try:
-                fcntl.fcntl(w, 1031, 1 << 20)    # F_SETPIPE_SZ: 1 MiB
-            except OSError:
-                pass
-            os.dup2(w, 1)
-            os.close(w)
-            self.r = r
-            self.thread = threading.Thread(target=self._forward, daemon=True,
-                                           name="rfs-stdout")
-            self.thread.start()
-        except OSError:
-            self.r = None            # no capture: write straight to fd 1
+        self.proto = os.dup(1)
+        os.set_inheritable(self.proto, False)
+        os.dup2(2, 1)
 
-    def _write_all(self, data):
-        fd = self.real
-        while data:
+    def emit(self, obj, begin=None, end=False):
+        """Write one protocol line, after Blender's output so far."""
+        c_flush()
+        line = PREFIX + json.dumps(obj, separators=(",", ":"),
+                                   ensure_ascii=True).encode("ascii") + b"\n"
+        while line:
             try:
-                n = os.write(fd, data)
+                n = os.write(self.proto, line)
             except InterruptedError:
                 continue
             except BrokenPipeError:
                 os._exit(0)          # the daemon is gone
-            data = data[n:]
-
-    def _pass(self, data):
-        """Forward Blender output (lock held); return progress seen in it."""
-        if not data:
-            return None
-        self._write_all(data)
-        self.at_bol = data.endswith(b"\n")
-        text = self.partial + data
-        cut = text.rfind(b"\n")
-        if cut >= 0:
-            done, self.partial = text[:cut], text[cut + 1:]
-        else:
-            done, self.partial = b"", text
-        if len(self.partial) > 65536:
-            self.partial = self.partial[-4096:]
-        found = None
-        # Blender ends its status lines with "\n"; also look at the unfinished
-        # tail so that a progress line without one is seen.
-        for chunk in (done, self.partial):
-            for m in SAMPLE_RE.finditer(chunk):
-                found = (int(m.group(1)), int(m.group(2)))
-            for m in EEVEE_RE.finditer(chunk):
-                found = (int(m.group(1)), int(m.group(2)))
-        return found
-
-    def _drain_locked(self):
-        """Forward whatever is waiting in the pipe right now (lock held)."""
-        if self.r is None:
-            return
-        while True:
-            try:
-                buf = bytearray(4)
-                fcntl.ioctl(self.r, termios.FIONREAD, buf, True)
-                n = struct.unpack("i", bytes(buf))[0]
-            except OSError:
-                return
-            if n <= 0:
-                return
-            try:
-                data = os.read(self.r, min(n, 1 << 20))
-            except OSError:
-                return
-            if not data:
-                return
-            self._pass(data)
-
-    def _forward(self):
-        r = self.r
-        while True:
-            try:
-                select.select([r], [], [])
-            except InterruptedError:
-                continue
-            except (OSError, ValueError):
-                return
-            with self.lock:
-                try:
-                    data = os.read(r, 1 << 16)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                seen = self._pass(data)
-                frame = self.frame
-            if seen is not None and frame is not None:
-                self._progress(frame, seen)
-
-    def _progress(self, frame, seen):
-        a, b = seen
-        now = time.monotonic()
-        final = (a == b and self.last_sample != seen)
-        if now - self.last_progress < PROGRESS_EVERY and not final:
-            return
-        if self.last_sample == seen:
-            return
-        self.last_progress = now
-        self.last_sample = seen
-        self.emit({"ev": "progress", "frame": frame, "sample": a, "of": b},
-                  flush=False)
-
-    def emit(self, obj, flush=True):
-        line = PREFIX + json.dumps(obj, separators=(",", ":"),
-                                   ensure_ascii=True).encode("ascii") + b"\n"
-        if flush:
-            c_flush()
-        with self.lock:
-            self._drain_locked()
-            if not self.at_bol:
-                line = b"\n" + line
-            if self.r is None:
-                # Fallback: one write on the shared stdout.
-                try:
-                    os.write(1, line)
-                except BrokenPipeError:
-                    os._exit(0)
-            else:
-                self._write_all(line)
-            self.at_bol = True
-
-    def set_frame(self, frame):
-        with self.lock:
-            self.frame = frame
-            self.last_progress = 0.0
-            self.last_sample = None
+            line = line[n:]
 
     def close(self):
-        """Give fd 1 back to the real stdout and let the forwarder finish."""
         c_flush()
-        if self.r is None:
-            return
-        with self.lock:
-            self._drain_locked()
-            os.dup2(self.real, 1)   # closes the pipe's only write end
-        if self.thread is not None:
-            self.thread.join(2.0)
-        if not self.at_bol:
-            try:
-                os.write(1, b"\n")
-            except OSError:
-                pass
 
 
 OUT = None
@@ -651,10 +510,8 @@ def render_result_image():
     return None
 
 
-def render_frame(scene, frame, out):
-    """Render one frame to `out`; returns the done event or raises FrameError."""
-    t0 = time.monotonic()
-    scene.frame_set(frame)
+def render_once(scene):
+    """Render the current frame; Blender's error text becomes FrameError."""
     try:
         res = bpy.ops.render.render(write_still=False, scene=scene.name)
     except RuntimeError as e:
@@ -664,13 +521,35 @@ def render_frame(scene, frame, out):
     img = render_result_image()
     if img is None:
         raise FrameError("no Render Result after rendering")
+    return img
+
+
+def render_frame(scene, frame, out):
+    """Render one frame to `out`; returns the done event or raises FrameError.
+
+    Cycles keeps its session between frames (persistent data).  After a
+    failed render that session can be left broken: Blender 3.4 then reports
+    the next render as finished but leaves no image (seen with denoising on a
+    build without OpenImageDenoise).  So a failure turns persistent data off
+    for the next frame, a success turns it back on, and a "finished" render
+    with nothing to save is tried once more with a fresh session.
+    """
+    t0 = time.monotonic()
+    cycles = scene.render.engine == "CYCLES"
+    scene.frame_set(frame)
     d, base = os.path.split(out)
     tmp = os.path.join(d, ".%s.%d.tmp" % (base, os.getpid()))
     try:
-        try:
-            img.save_render(filepath=tmp, scene=scene)
-        except RuntimeError as e:
-            raise FrameError(blender_error(e))
+        for attempt in (1, 2):
+            img = render_once(scene)
+            try:
+                img.save_render(filepath=tmp, scene=scene)
+                break
+            except RuntimeError as e:
+                if attempt == 1 and cycles and scene.render.use_persistent_data:
+                    scene.render.use_persistent_data = False
+                    continue
+                raise FrameError(blender_error(e))
         try:
             st = os.stat(tmp)
         except OSError:
@@ -683,11 +562,17 @@ def render_frame(scene, frame, out):
                              % scene.render.image_settings.file_format)
         digest = sha256_file(tmp)
         os.replace(tmp, out)
+    except BaseException:
+        if cycles:
+            scene.render.use_persistent_data = False
+        raise
     finally:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+    if cycles:
+        scene.render.use_persistent_data = True
     return {"ev": "done", "frame": frame, "path": out,
             "secs": round(time.monotonic() - t0, 4), "sha256": digest,
             "width": size[0], "height": size[1]}
@@ -715,8 +600,7 @@ def handle_frame(scene, obj):
     if msg:
         emit({"ev": "fail", "frame": frame, "msg": msg})
         return
-    emit({"ev": "start", "frame": frame})
-    OUT.set_frame(frame)
+    OUT.emit({"ev": "start", "frame": frame}, begin=frame)
     try:
         ev = render_frame(scene, frame, out)
     except FrameError as e:
@@ -724,21 +608,30 @@ def handle_frame(scene, obj):
     except Exception as e:       # never let one frame end the worker
         ev = {"ev": "fail", "frame": frame,
               "msg": one_line("%s: %s" % (type(e).__name__, e))}
-    OUT.set_frame(None)
-    emit(ev)
+    OUT.emit(ev, end=True)
 
 
 def finish(code):
+    """Flush everything and leave with `code`.
+
+    We do not return into Blender: its normal exit reports status 1 whenever
+    the last render failed (G.is_break), and a full shutdown is slow and
+    pointless here.  Blender's session temp dir is removed by hand.
+    """
     OUT.close()
-    if code == 0:
-        return               # let Blender exit normally (it cleans up)
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    c_flush()
     try:
         import shutil
         if bpy.app.tempdir:
             shutil.rmtree(bpy.app.tempdir, ignore_errors=True)
     except Exception:
         pass
-    sys.exit(code)
+    os._exit(code)
 
 
 def main():
@@ -805,7 +698,9 @@ except BaseException as e:
     try:
         OUT.emit({"ev": "error", "msg": one_line("worker crashed: %s: %s"
                                                  % (type(e).__name__, e))})
-        OUT.close()
     except Exception:
         pass
-    sys.exit(1)
+    try:
+        finish(1)
+    finally:
+        os._exit(1)
