@@ -20,9 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int collect_frame(struct store *st, int64_t job, uint32_t frame, const char *src,
-		  enum sc_format fmt, int w, int h, const char *sha,
-		  int64_t *size, int64_t *mtime_ms, char *why, size_t whysz)
+int collect_frame(struct store *st, int64_t job, uint32_t frame, const char *src, enum sc_format fmt, int w,
+		  int h, const char *sha, int64_t *size, int64_t *mtime_ms, char *why, size_t whysz)
 {
 	char dst[4096], ours[65];
 	struct stat sb;
@@ -97,7 +96,7 @@ int video_start(struct store *st, int64_t job, double fps, pid_t *pid)
 	rc = util_mkdirs(seq);
 	if (rc)
 		return rc;
-	c = (struct link_ctx){ .st = st, .ext = j.ext, .dir = seq };
+	c = (struct link_ctx){.st = st, .ext = j.ext, .dir = seq};
 	rc = job_frames(st, job, link_frame, &c);
 	if (rc || c.rc)
 		return rc ? rc : c.rc;
@@ -111,11 +110,29 @@ int video_start(struct store *st, int64_t job, double fps, pid_t *pid)
 		/* Even dimensions for yuv420p; H.264 at a quality that suits
 		 * previews and dailies. */
 		char *argv[] = {
-			"ffmpeg", "-nostdin", "-y", "-loglevel", "error",
-			"-framerate", rate, "-start_number", "0", "-i", pattern,
-			"-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-			"-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
-			"-movflags", "+faststart", out, NULL,
+		    "ffmpeg",
+		    "-nostdin",
+		    "-y",
+		    "-loglevel",
+		    "error",
+		    "-framerate",
+		    rate,
+		    "-start_number",
+		    "0",
+		    "-i",
+		    pattern,
+		    "-vf",
+		    "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+		    "-c:v",
+		    "libx264",
+		    "-pix_fmt",
+		    "yuv420p",
+		    "-crf",
+		    "18",
+		    "-movflags",
+		    "+faststart",
+		    out,
+		    NULL,
 		};
 		pid_t parent = getpid();
 		int logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

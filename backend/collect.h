@@ -18,9 +18,8 @@
  * Returns 0 with *size and *mtime_ms of the stored file, or -errno with a
  * one-line reason in why.
  */
-int collect_frame(struct store *st, int64_t job, uint32_t frame, const char *src,
-		  enum sc_format fmt, int w, int h, const char *sha,
-		  int64_t *size, int64_t *mtime_ms, char *why, size_t whysz);
+int collect_frame(struct store *st, int64_t job, uint32_t frame, const char *src, enum sc_format fmt, int w,
+		  int h, const char *sha, int64_t *size, int64_t *mtime_ms, char *why, size_t whysz);
 
 /*
  * Start ffmpeg assembling the job's done frames (in frame order) into a

@@ -124,8 +124,8 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 	return -ENOENT;
 }
 
-static void report(struct load_ctx *lc, const char *where, const char *sec,
-		   const char *key, const char *v, int rc)
+static void report(struct load_ctx *lc, const char *where, const char *sec, const char *key, const char *v,
+		   int rc)
 {
 	if (lc->failed)
 		return;
@@ -144,7 +144,7 @@ static int ini_cb(void *user, const char *sec, const char *key, const char *v)
 	char *hash;
 	size_t n;
 
-	if (!key)	/* a section header alone */
+	if (!key) /* a section header alone */
 		return 1;
 	/* inih strips ';' comments only; product.md also allows "# ..." after
 	 * a value, so cut at a '#' that follows white space. */
@@ -185,10 +185,10 @@ static void config_defaults(struct config *c)
 	c->clore_budget = -1;
 }
 
-int config_load(struct config *cfg, const char *file, int explicit_file,
-		char **overrides, int n_overrides, char *err, size_t errsz)
+int config_load(struct config *cfg, const char *file, int explicit_file, char **overrides, int n_overrides,
+		char *err, size_t errsz)
 {
-	struct load_ctx lc = { .cfg = cfg, .err = err, .errsz = errsz };
+	struct load_ctx lc = {.cfg = cfg, .err = err, .errsz = errsz};
 	int rc;
 
 	config_defaults(cfg);

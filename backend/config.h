@@ -15,9 +15,9 @@
 
 struct config {
 	/* [renderfs] */
-	char *backend;		/* "local" | "ssh" | "clore" */
-	int64_t quiet_ms;	/* a drop is complete after this long untouched */
-	int64_t stall_ms;	/* a frame with no output for this long is hung */
+	char *backend;    /* "local" | "ssh" | "clore" */
+	int64_t quiet_ms; /* a drop is complete after this long untouched */
+	int64_t stall_ms; /* a frame with no output for this long is hung */
 	/* [local] */
 	char *blender;
 	int workers;
@@ -36,7 +36,7 @@ struct config {
 	double clore_max_price;
 	int clore_spot;
 	char *clore_currency;
-	double clore_budget;	/* < 0: none */
+	double clore_budget; /* < 0: none */
 };
 
 /*
@@ -45,8 +45,8 @@ struct config {
  * "section.key=value" strings.  On error returns -EINVAL (or -errno) and a
  * one-line message in err.
  */
-int config_load(struct config *cfg, const char *file, int explicit_file,
-		char **overrides, int n_overrides, char *err, size_t errsz);
+int config_load(struct config *cfg, const char *file, int explicit_file, char **overrides, int n_overrides,
+		char *err, size_t errsz);
 void config_free(struct config *cfg);
 
 #endif

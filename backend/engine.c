@@ -37,13 +37,13 @@
 extern const unsigned char worker_script[];
 extern const size_t worker_script_len;
 
-#define MAX_SLOTS	64
-#define LINE_MAX_BYTES	(64 * 1024)	/* a longer worker line is cut */
-#define LEASE_MS	60000		/* a lease lives this long unless renewed */
-#define HEARTBEAT_MS	10000
-#define BLOCK_AFTER	3		/* failed frames of a job before a node is blocked */
-#define FORGIVE_MS	(10 * 60 * 1000)
-#define IDLE_WORKER_MS	30000		/* an idle worker with nothing to do exits */
+#define MAX_SLOTS      64
+#define LINE_MAX_BYTES (64 * 1024) /* a longer worker line is cut */
+#define LEASE_MS       60000       /* a lease lives this long unless renewed */
+#define HEARTBEAT_MS   10000
+#define BLOCK_AFTER    3 /* failed frames of a job before a node is blocked */
+#define FORGIVE_MS     (10 * 60 * 1000)
+#define IDLE_WORKER_MS 30000 /* an idle worker with nothing to do exits */
 
 enum slot_state { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_BUSY };
 
@@ -51,14 +51,14 @@ struct slot {
 	int idx;
 	enum slot_state state;
 	struct tproc proc;
-	int64_t job;		/* the job whose scene this worker loaded */
+	int64_t job; /* the job whose scene this worker loaded */
 	enum sc_format fmt;
 	int64_t timeout_ms;
 	/* the frame this slot holds (STARTING or BUSY) */
 	int64_t frame_id, lease;
 	uint32_t frame_no;
 	int frame_sent;
-	int64_t frame_started, last_output, last_beat, idle_since;	/* mono ms */
+	int64_t frame_started, last_output, last_beat, idle_since; /* mono ms */
 	int log_fd;
 	int width, height;
 	char setup_error[512];
@@ -66,7 +66,7 @@ struct slot {
 	char outpath[4096];
 	char line[LINE_MAX_BYTES + 1];
 	size_t line_len;
-	int line_dropping;	/* inside a line longer than the cap */
+	int line_dropping; /* inside a line longer than the cap */
 };
 
 struct engine {
@@ -115,10 +115,12 @@ static int node_register(struct engine *e)
 	sqlite3_stmt *s;
 	int rc;
 
-	rc = store_prepare(e->st, "INSERT INTO nodes(name, provider, address, slots, state)"
+	rc = store_prepare(e->st,
+			   "INSERT INTO nodes(name, provider, address, slots, state)"
 			   " VALUES ('local', 'local', 'localhost', ?1, 'starting')"
 			   " ON CONFLICT(name) DO UPDATE SET slots = ?1, state = 'starting', error = NULL,"
-			   " removed = 0", &s);
+			   " removed = 0",
+			   &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int(s, 1, e->nslots);
@@ -158,7 +160,8 @@ static void node_note_ready(struct engine *e, const cJSON *msg)
 	if (cJSON_IsArray(devs)) {
 		const cJSON *d;
 
-		cJSON_ArrayForEach(d, devs) {
+		cJSON_ArrayForEach(d, devs)
+		{
 			if (!cJSON_IsString(d) || !strncmp(d->valuestring, "CPU", 3))
 				continue;
 			size_t l = strlen(gpus);
@@ -166,9 +169,11 @@ static void node_note_ready(struct engine *e, const cJSON *msg)
 			ngpu++;
 		}
 	}
-	if (store_prepare(e->st, "UPDATE nodes SET device = coalesce(?1, device),"
+	if (store_prepare(e->st,
+			  "UPDATE nodes SET device = coalesce(?1, device),"
 			  " device_why = coalesce(?2, device_why), blender = coalesce(?3, blender),"
-			  " gpus = ?4, gpu_names = ?5 WHERE id = ?6", &s))
+			  " gpus = ?4, gpu_names = ?5 WHERE id = ?6",
+			  &s))
 		return;
 	if (cJSON_IsString(dev))
 		sqlite3_bind_text(s, 1, dev->valuestring, -1, SQLITE_TRANSIENT);
@@ -229,7 +234,7 @@ static int write_all(int fd, const char *buf, size_t len)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				struct pollfd p = { .fd = fd, .events = POLLOUT };
+				struct pollfd p = {.fd = fd, .events = POLLOUT};
 
 				if (poll(&p, 1, 1000) <= 0)
 					return -ETIMEDOUT;
@@ -268,8 +273,10 @@ struct job_spec {
 static int job_spec_get(struct store *st, int64_t job, struct job_spec *js)
 {
 	sqlite3_stmt *s;
-	int rc = store_prepare(st, "SELECT blend_sha, scene, engine, device, format, samples, res_w,"
-			       " res_h, res_pct, timeout_ms FROM jobs WHERE id = ?", &s);
+	int rc = store_prepare(st,
+			       "SELECT blend_sha, scene, engine, device, format, samples, res_w,"
+			       " res_h, res_pct, timeout_ms FROM jobs WHERE id = ?",
+			       &s);
 
 	if (rc)
 		return rc;
@@ -278,7 +285,8 @@ static int job_spec_get(struct store *st, int64_t job, struct job_spec *js)
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		snprintf(js->sha, sizeof(js->sha), "%s", (const char *)sqlite3_column_text(s, 0));
 		snprintf(js->scene, sizeof(js->scene), "%s", (const char *)sqlite3_column_text(s, 1));
-		snprintf(js->engine_name, sizeof(js->engine_name), "%s", (const char *)sqlite3_column_text(s, 2));
+		snprintf(js->engine_name, sizeof(js->engine_name), "%s",
+			 (const char *)sqlite3_column_text(s, 2));
 		snprintf(js->device, sizeof(js->device), "%s", (const char *)sqlite3_column_text(s, 3));
 		snprintf(js->format, sizeof(js->format), "%s", (const char *)sqlite3_column_text(s, 4));
 		js->samples = sqlite3_column_int(s, 5);
@@ -319,8 +327,8 @@ static int slot_spawn(struct engine *e, struct slot *sl, int64_t job)
 		return rc;
 	{
 		/* -Y before the file: no script inside a dropped .blend runs. */
-		char *argv[] = { e->cfg->blender, "-b", "-Y", "--factory-startup", blob,
-				 "--python", e->worker_path, NULL };
+		char *argv[] = {e->cfg->blender, "-b",           "-Y", "--factory-startup", blob,
+				"--python",      e->worker_path, NULL};
 
 		rc = local_transport.spawn(NULL, argv, cwd, &sl->proc);
 	}
@@ -405,9 +413,11 @@ static void blocklist_note(struct engine *e, int64_t job, const char *why)
 {
 	sqlite3_stmt *s;
 
-	if (store_prepare(e->st, "INSERT INTO blocklist(node, job, failures, reason) VALUES (?1, ?2, 1, ?3)"
+	if (store_prepare(e->st,
+			  "INSERT INTO blocklist(node, job, failures, reason) VALUES (?1, ?2, 1, ?3)"
 			  " ON CONFLICT(node, job) DO UPDATE SET failures = failures + 1, reason = ?3,"
-			  " until = CASE WHEN failures + 1 >= ?4 THEN ?5 ELSE until END", &s))
+			  " until = CASE WHEN failures + 1 >= ?4 THEN ?5 ELSE until END",
+			  &s))
 		return;
 	sqlite3_bind_int64(s, 1, e->node_id);
 	sqlite3_bind_int64(s, 2, job);
@@ -420,7 +430,7 @@ static void blocklist_note(struct engine *e, int64_t job, const char *why)
 
 static void frame_failed(struct engine *e, struct slot *sl, const char *why)
 {
-	struct frame_move m = { .now = util_now_ms(), .error = why };
+	struct frame_move m = {.now = util_now_ms(), .error = why};
 	int rc;
 
 	if (!sl->frame_id)
@@ -446,7 +456,7 @@ static void frame_done(struct engine *e, struct slot *sl, const cJSON *msg)
 	const cJSON *sha = cJSON_GetObjectItem(msg, "sha256");
 	const cJSON *w = cJSON_GetObjectItem(msg, "width");
 	const cJSON *h = cJSON_GetObjectItem(msg, "height");
-	struct frame_move m = { .now = util_now_ms() };
+	struct frame_move m = {.now = util_now_ms()};
 	char why[512];
 	int rc;
 
@@ -459,10 +469,10 @@ static void frame_done(struct engine *e, struct slot *sl, const cJSON *msg)
 		sl->frame_id = 0;
 		return;
 	}
-	rc = collect_frame(e->st, sl->job, sl->frame_no, sl->outpath, sl->fmt,
-			   cJSON_IsNumber(w) ? w->valueint : sl->width,
-			   cJSON_IsNumber(h) ? h->valueint : sl->height,
-			   cJSON_IsString(sha) ? sha->valuestring : NULL, &m.size, &m.mtime, why, sizeof(why));
+	rc = collect_frame(
+	    e->st, sl->job, sl->frame_no, sl->outpath, sl->fmt, cJSON_IsNumber(w) ? w->valueint : sl->width,
+	    cJSON_IsNumber(h) ? h->valueint : sl->height, cJSON_IsString(sha) ? sha->valuestring : NULL,
+	    &m.size, &m.mtime, why, sizeof(why));
 	if (rc) {
 		unlink(sl->outpath);
 		frame_failed(e, sl, why);
@@ -520,7 +530,8 @@ static void slot_line(struct engine *e, struct slot *sl, char *line, size_t len)
 		sl->width = cJSON_IsNumber(w) ? w->valueint : 0;
 		sl->height = cJSON_IsNumber(h) ? h->valueint : 0;
 		node_note_ready(e, msg);
-		if (cJSON_IsNumber(fps) && !store_prepare(e->st, "UPDATE jobs SET scene_fps = ? WHERE id = ?", &s)) {
+		if (cJSON_IsNumber(fps) &&
+		    !store_prepare(e->st, "UPDATE jobs SET scene_fps = ? WHERE id = ?", &s)) {
 			sqlite3_bind_double(s, 1, fps->valuedouble);
 			sqlite3_bind_int64(s, 2, sl->job);
 			sqlite3_step(s);
@@ -536,10 +547,10 @@ static void slot_line(struct engine *e, struct slot *sl, char *line, size_t len)
 		snprintf(sl->setup_error, sizeof(sl->setup_error), "%s",
 			 cJSON_IsString(m) ? m->valuestring : "worker setup failed");
 	} else if (!strcmp(ev->valuestring, "start") && sl->state == SLOT_BUSY) {
-		struct frame_move m = { .now = util_now_ms(), .lease_until = util_now_ms() + LEASE_MS };
+		struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + LEASE_MS};
 
 		if (store_frame_transition(e->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
-			slot_kill(e, sl);	/* no longer ours */
+			slot_kill(e, sl); /* no longer ours */
 	} else if (!strcmp(ev->valuestring, "done") && sl->state == SLOT_BUSY && sl->frame_id) {
 		slot_drain_log(sl);
 		frame_done(e, sl, msg);
@@ -583,7 +594,7 @@ static void slot_read(struct engine *e, struct slot *sl)
 				sl->line_dropping = 1;
 			}
 			if (sl->proc.out_fd < 0)
-				return;	/* the line handler killed the worker */
+				return; /* the line handler killed the worker */
 		}
 	}
 }
@@ -605,7 +616,8 @@ static void slot_exited(struct engine *e, struct slot *sl, int status)
 				snprintf(why, sizeof(why), "blender not found: '%s' (set [local] blender)",
 					 e->cfg->blender);
 			else
-				snprintf(why, sizeof(why), "Blender could not load the scene (exit status %d)",
+				snprintf(why, sizeof(why),
+					 "Blender could not load the scene (exit status %d)",
 					 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 		} else {
 			char logp[4096];
@@ -650,12 +662,14 @@ static int64_t pick_job(struct engine *e, int64_t now)
 	sqlite3_stmt *s;
 	int64_t job = 0;
 
-	if (store_prepare(e->st, "SELECT j.id FROM jobs j WHERE j.removed = 0"
+	if (store_prepare(e->st,
+			  "SELECT j.id FROM jobs j WHERE j.removed = 0"
 			  " AND j.state IN ('waiting', 'rendering')"
 			  " AND EXISTS (SELECT 1 FROM frames f WHERE f.state = 'queued' AND f.job = j.id)"
 			  " AND NOT EXISTS (SELECT 1 FROM blocklist b WHERE b.node = ?1 AND b.job = j.id"
 			  "   AND b.until > ?2)"
-			  " ORDER BY j.priority DESC, j.id LIMIT 1", &s))
+			  " ORDER BY j.priority DESC, j.id LIMIT 1",
+			  &s))
 		return 0;
 	sqlite3_bind_int64(s, 1, e->node_id);
 	sqlite3_bind_int64(s, 2, now);
@@ -667,15 +681,17 @@ static int64_t pick_job(struct engine *e, int64_t now)
 
 static int dispatch_one(struct engine *e, struct slot *sl, int64_t job, int64_t now)
 {
-	struct frame_move m = { .now = now, .node = e->node_id, .slot = sl->idx,
-				.lease_until = now + LEASE_MS };
+	struct frame_move m = {
+	    .now = now, .node = e->node_id, .slot = sl->idx, .lease_until = now + LEASE_MS};
 	sqlite3_stmt *s;
 	int64_t fid = 0;
 	uint32_t fno = 0;
 	int rc;
 
-	rc = store_prepare(e->st, "SELECT id, frame FROM frames WHERE state = 'queued' AND job = ?"
-			   " ORDER BY frame LIMIT 1", &s);
+	rc = store_prepare(e->st,
+			   "SELECT id, frame FROM frames WHERE state = 'queued' AND job = ?"
+			   " ORDER BY frame LIMIT 1",
+			   &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, job);
@@ -731,7 +747,7 @@ static void schedule(struct engine *e)
 		if (!job)
 			continue;
 		if (sl->state == SLOT_READY && sl->job != job)
-			slot_kill(e, sl);	/* another scene: load it afresh */
+			slot_kill(e, sl); /* another scene: load it afresh */
 		if (dispatch_one(e, sl, job, now))
 			continue;
 		if (sl->state == SLOT_EMPTY) {
@@ -791,8 +807,10 @@ static void watch_slots(struct engine *e)
 		}
 		if (!sl->frame_id)
 			continue;
-		if (!store_prepare(e->st, "SELECT 1 FROM frames WHERE id = ? AND lease = ?"
-				   " AND state IN ('leased', 'rendering')", &s)) {
+		if (!store_prepare(e->st,
+				   "SELECT 1 FROM frames WHERE id = ? AND lease = ?"
+				   " AND state IN ('leased', 'rendering')",
+				   &s)) {
 			sqlite3_bind_int64(s, 1, sl->frame_id);
 			sqlite3_bind_int64(s, 2, sl->lease);
 			ours = sqlite3_step(s) == SQLITE_ROW;
@@ -804,7 +822,8 @@ static void watch_slots(struct engine *e)
 			slot_kill(e, sl);
 			continue;
 		}
-		if (sl->state == SLOT_BUSY && sl->timeout_ms > 0 && mono - sl->frame_started > sl->timeout_ms) {
+		if (sl->state == SLOT_BUSY && sl->timeout_ms > 0 &&
+		    mono - sl->frame_started > sl->timeout_ms) {
 			snprintf(why, sizeof(why), "timed out after %s (timeout)",
 				 util_fmt_duration(d, sizeof(d), sl->timeout_ms / 1000.0));
 			frame_failed(e, sl, why);
@@ -819,7 +838,7 @@ static void watch_slots(struct engine *e)
 			continue;
 		}
 		if (mono - sl->last_beat > HEARTBEAT_MS) {
-			struct frame_move m = { .now = util_now_ms(), .lease_until = util_now_ms() + LEASE_MS };
+			struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + LEASE_MS};
 
 			sl->last_beat = mono;
 			store_frame_transition(e->st, sl->frame_id, sl->lease, FE_HEARTBEAT, &m);
@@ -834,8 +853,10 @@ static void expire_leases(struct engine *e, int64_t now)
 	int64_t ids[64], leases[64];
 	int n = 0;
 
-	if (store_prepare(e->st, "SELECT id, lease FROM frames WHERE state IN ('leased', 'rendering')"
-			  " AND lease_until < ? LIMIT 64", &s))
+	if (store_prepare(e->st,
+			  "SELECT id, lease FROM frames WHERE state IN ('leased', 'rendering')"
+			  " AND lease_until < ? LIMIT 64",
+			  &s))
 		return;
 	sqlite3_bind_int64(s, 1, now);
 	while (n < 64 && sqlite3_step(s) == SQLITE_ROW) {
@@ -844,7 +865,7 @@ static void expire_leases(struct engine *e, int64_t now)
 	}
 	sqlite3_finalize(s);
 	for (int i = 0; i < n; i++) {
-		struct frame_move m = { .now = now, .error = "lease expired" };
+		struct frame_move m = {.now = now, .error = "lease expired"};
 
 		store_frame_transition(e->st, ids[i], leases[i], FE_INTERRUPT, &m);
 	}
@@ -943,7 +964,7 @@ static void job_no_node(struct engine *e, int64_t job, const char *reason)
 	 * once (leased, then failed with nothing left). */
 	if (!store_prepare(e->st, "UPDATE frames SET attempts = 1000000 WHERE id = ?", &s)) {
 		for (size_t i = 0; i < n; i++) {
-			struct frame_move m = { .now = util_now_ms(), .node = e->node_id, .error = msg };
+			struct frame_move m = {.now = util_now_ms(), .node = e->node_id, .error = msg};
 			int64_t lease;
 			sqlite3_stmt *q;
 
@@ -991,8 +1012,10 @@ static void advance_jobs(struct engine *e)
 	int video[256], states[256], n = 0;
 	int64_t now = util_now_ms();
 
-	if (store_prepare(e->st, "SELECT id, video, state FROM jobs WHERE removed = 0"
-			  " AND state IN ('waiting', 'rendering', 'assembling') ORDER BY id LIMIT 256", &s))
+	if (store_prepare(e->st,
+			  "SELECT id, video, state FROM jobs WHERE removed = 0"
+			  " AND state IN ('waiting', 'rendering', 'assembling') ORDER BY id LIMIT 256",
+			  &s))
 		return;
 	while (n < 256 && sqlite3_step(s) == SQLITE_ROW) {
 		jobs[n] = sqlite3_column_int64(s, 0);
@@ -1009,15 +1032,18 @@ static void advance_jobs(struct engine *e)
 			int blocked = 0;
 			char reason[600] = "";
 
-			if (!store_prepare(e->st, "SELECT reason FROM blocklist WHERE node = ? AND job = ?"
-					   " AND until > ?", &s)) {
+			if (!store_prepare(e->st,
+					   "SELECT reason FROM blocklist WHERE node = ? AND job = ?"
+					   " AND until > ?",
+					   &s)) {
 				sqlite3_bind_int64(s, 1, e->node_id);
 				sqlite3_bind_int64(s, 2, jobs[i]);
 				sqlite3_bind_int64(s, 3, now);
 				if (sqlite3_step(s) == SQLITE_ROW) {
 					blocked = 1;
-					snprintf(reason, sizeof(reason), "local failed %d frames of this job (last: %s)",
-						 BLOCK_AFTER, (const char *)sqlite3_column_text(s, 0));
+					snprintf(reason, sizeof(reason),
+						 "local failed %d frames of this job (last: %s)", BLOCK_AFTER,
+						 (const char *)sqlite3_column_text(s, 0));
 				}
 				sqlite3_finalize(s);
 			}
@@ -1034,7 +1060,7 @@ static void advance_jobs(struct engine *e)
 			continue;
 		if (video[i] && c.done > 0) {
 			if (e->video_pid > 0)
-				continue;	/* one assembly at a time */
+				continue; /* one assembly at a time */
 			if (states[i] != JS_ASSEMBLING &&
 			    job_set_state(e->st, jobs[i], (1u << JS_WAITING) | (1u << JS_RENDERING),
 					  JS_ASSEMBLING, now))
@@ -1083,8 +1109,8 @@ static void probe_node(struct engine *e)
 	snprintf(cwd, sizeof(cwd), "%s/work/probe", e->dir);
 	util_mkdirs(cwd);
 	{
-		char *argv[] = { e->cfg->blender, "-b", "-Y", "--factory-startup",
-				 "--python", e->worker_path, NULL };
+		char *argv[] = {e->cfg->blender, "-b",           "-Y", "--factory-startup",
+				"--python",      e->worker_path, NULL};
 
 		rc = local_transport.spawn(NULL, argv, cwd, &sl->proc);
 	}
@@ -1094,15 +1120,16 @@ static void probe_node(struct engine *e)
 		goto out;
 	}
 	{
-		static const char setup[] = "{\"scene\":null,\"engine\":\"cycles\",\"device\":\"auto\","
-			"\"samples\":0,\"res_w\":0,\"res_h\":0,\"res_pct\":0,\"format\":\"png\","
-			"\"gpu_index\":-1}\n";
+		static const char setup[] =
+		    "{\"scene\":null,\"engine\":\"cycles\",\"device\":\"auto\","
+		    "\"samples\":0,\"res_w\":0,\"res_h\":0,\"res_pct\":0,\"format\":\"png\","
+		    "\"gpu_index\":-1}\n";
 
 		write_all(sl->proc.in_fd, setup, sizeof(setup) - 1);
 	}
 	sl->state = SLOT_STARTING;
 	while (!atomic_load(&e->stop) && util_mono_ms() < deadline && sl->state == SLOT_STARTING) {
-		struct pollfd p = { .fd = sl->proc.out_fd, .events = POLLIN };
+		struct pollfd p = {.fd = sl->proc.out_fd, .events = POLLIN};
 		int status;
 
 		poll(&p, 1, 200);
@@ -1156,12 +1183,12 @@ static void *engine_main(void *arg)
 		schedule(e);
 
 		n = 0;
-		pfd[n++] = (struct pollfd){ .fd = e->wake[0], .events = POLLIN };
+		pfd[n++] = (struct pollfd){.fd = e->wake[0], .events = POLLIN};
 		for (int i = 0; i < e->nslots; i++) {
 			if (e->slots[i].state == SLOT_EMPTY || e->slots[i].proc.out_fd < 0)
 				continue;
-			pfd[n++] = (struct pollfd){ .fd = e->slots[i].proc.out_fd, .events = POLLIN };
-			pfd[n++] = (struct pollfd){ .fd = e->slots[i].proc.err_fd, .events = POLLIN };
+			pfd[n++] = (struct pollfd){.fd = e->slots[i].proc.out_fd, .events = POLLIN};
+			pfd[n++] = (struct pollfd){.fd = e->slots[i].proc.err_fd, .events = POLLIN};
 		}
 		poll(pfd, (nfds_t)n, 100);
 		if (pfd[0].revents) {
@@ -1183,7 +1210,7 @@ static void *engine_main(void *arg)
 		struct slot *sl = &e->slots[i];
 
 		if (sl->frame_id) {
-			struct frame_move m = { .now = util_now_ms(), .error = "renderfs stopped" };
+			struct frame_move m = {.now = util_now_ms(), .error = "renderfs stopped"};
 
 			store_frame_transition(e->st, sl->frame_id, sl->lease, FE_INTERRUPT, &m);
 			sl->frame_id = 0;

@@ -15,9 +15,9 @@
 #include "sidecar.h"
 
 struct blend_info {
-	int compressed;		/* 0 plain, 1 gzip, 2 zstd */
-	int version;		/* e.g. 304 for Blender 3.4 */
-	int ptr_size;		/* 4 or 8 */
+	int compressed; /* 0 plain, 1 gzip, 2 zstd */
+	int version;    /* e.g. 304 for Blender 3.4 */
+	int ptr_size;   /* 4 or 8 */
 	int big_endian;
 };
 
@@ -38,8 +38,7 @@ int blend_check(int fd, struct blend_info *info, char *why, size_t whysz);
  * referenced offset inside the file), and its byte size within a plausible
  * range for that size.  Returns 0, or -EINVAL with a reason in why.
  */
-int image_check(const char *path, enum sc_format fmt, int want_w, int want_h,
-		char *why, size_t whysz);
+int image_check(const char *path, enum sc_format fmt, int want_w, int want_h, char *why, size_t whysz);
 
 /* Read width and height from an image header; 0 or -EINVAL. */
 int image_size(const char *path, enum sc_format fmt, int *w, int *h);

@@ -20,7 +20,7 @@
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
-#define RENAME_EXCHANGE (1 << 1)
+#define RENAME_EXCHANGE  (1 << 1)
 #endif
 
 static void row_to_qfile(sqlite3_stmt *s, struct qfile *q)
@@ -35,8 +35,7 @@ static void row_to_qfile(sqlite3_stmt *s, struct qfile *q)
 
 #define QCOLS "id, name, coalesce(job, 0), writers, changed, mode"
 
-static int queue_one(struct store *st, const char *sql, const char *name, int64_t id,
-		     struct qfile *out)
+static int queue_one(struct store *st, const char *sql, const char *name, int64_t id, struct qfile *out)
 {
 	sqlite3_stmt *s;
 	int rc = store_prepare(st, sql, &s);
@@ -89,8 +88,7 @@ static int name_ok(const char *name)
 {
 	size_t n = strlen(name);
 
-	return n > 0 && n <= QUEUE_NAME_MAX && !strchr(name, '/') &&
-	       strcmp(name, ".") && strcmp(name, "..");
+	return n > 0 && n <= QUEUE_NAME_MAX && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..");
 }
 
 int queue_create(struct store *st, const char *name, uint32_t mode, struct qfile *out)
@@ -159,22 +157,26 @@ int queue_writer(struct store *st, int64_t id, int delta)
 {
 	/* Closing a writer counts as the latest change: the last write came
 	 * before it, so quiet time measured from here is never too short. */
-	return queue_update(st, "UPDATE qfiles SET writers = max(0, writers + ?1), changed = ?2"
-			    " WHERE id = ?3", id, delta);
+	/* Opening a job's input for writing starts a new version of it: the
+	 * job keeps its own copy, and the file becomes a new drop (so the
+	 * end of the job does not take the new version away with it). */
+	return queue_update(st,
+			    "UPDATE qfiles SET writers = max(0, writers + ?1), changed = ?2,"
+			    " job = CASE WHEN ?1 > 0 THEN NULL ELSE job END WHERE id = ?3",
+			    id, delta);
 }
 
 /* A job's own input that is changed is no longer that job's input: the job
  * renders the copy it took, and the changed file is a new drop. */
 int queue_touch(struct store *st, int64_t id)
 {
-	return queue_update(st, "UPDATE qfiles SET changed = ?2, job = NULL WHERE id = ?3 AND ?1 = ?1",
-			    id, 0);
+	return queue_update(st, "UPDATE qfiles SET changed = ?2, job = NULL WHERE id = ?3 AND ?1 = ?1", id,
+			    0);
 }
 
 int queue_chmod(struct store *st, int64_t id, uint32_t mode)
 {
-	return queue_update(st, "UPDATE qfiles SET mode = ?1 WHERE id = ?3 AND ?2 = ?2", id,
-			    mode & 07777);
+	return queue_update(st, "UPDATE qfiles SET mode = ?1 WHERE id = ?3 AND ?2 = ?2", id, mode & 07777);
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -277,8 +279,10 @@ int queue_rename(struct store *st, const char *from, const char *to, unsigned fl
 		sqlite3_finalize(s);
 		if (rc)
 			goto out_rollback;
-		rc = store_prepare(st, "UPDATE qfiles SET name = CASE id WHEN ?1 THEN ?3 ELSE ?4 END,"
-				   " changed = ?5, job = NULL WHERE id IN (?1, ?2)", &s);
+		rc = store_prepare(st,
+				   "UPDATE qfiles SET name = CASE id WHEN ?1 THEN ?3 ELSE ?4 END,"
+				   " changed = ?5, job = NULL WHERE id IN (?1, ?2)",
+				   &s);
 		if (rc)
 			goto out_rollback;
 		sqlite3_bind_int64(s, 1, src.id);
@@ -318,8 +322,7 @@ out_rollback:
 	return rc;
 }
 
-static int qerror_one(struct store *st, const char *sql, const char *name, int64_t id,
-		      struct qerror *out)
+static int qerror_one(struct store *st, const char *sql, const char *name, int64_t id, struct qerror *out)
 {
 	sqlite3_stmt *s;
 	int rc = store_prepare(st, sql, &s);
@@ -365,7 +368,8 @@ int queue_error_list(struct store *st, int (*fn)(void *arg, const struct qerror 
 {
 	sqlite3_stmt *s;
 	struct qerror e;
-	int rc = store_prepare(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops ORDER BY id", &s);
+	int rc =
+	    store_prepare(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops ORDER BY id", &s);
 
 	if (rc)
 		return rc;
@@ -472,8 +476,10 @@ static int64_t spool_size(struct store *st, int64_t id)
 static int set_drop_error(struct store *st, const char *name, const char *text, const char *sig)
 {
 	sqlite3_stmt *s;
-	int rc = store_prepare(st, "INSERT INTO drops(name, error, sig, at) VALUES (?1, ?2, ?3, ?4)"
-			       " ON CONFLICT(name) DO UPDATE SET error = ?2, sig = ?3, at = ?4", &s);
+	int rc = store_prepare(st,
+			       "INSERT INTO drops(name, error, sig, at) VALUES (?1, ?2, ?3, ?4)"
+			       " ON CONFLICT(name) DO UPDATE SET error = ?2, sig = ?3, at = ?4",
+			       &s);
 
 	if (rc)
 		return rc;
@@ -542,8 +548,8 @@ static int pick_job_name(struct store *st, const char *base, char *out, size_t s
 	return -EEXIST;
 }
 
-static int create_job(struct store *st, const struct drop *d, const char *base,
-		      const struct sidecar *sc, const char *sidecar_text, const char *sha)
+static int create_job(struct store *st, const struct drop *d, const char *base, const struct sidecar *sc,
+		      const char *sidecar_text, const char *sha)
 {
 	char name[JOB_NAME_MAX + 1], dir[4096], sub[4200];
 	sqlite3_stmt *s;
@@ -557,19 +563,20 @@ static int create_job(struct store *st, const struct drop *d, const char *base,
 	/* The files must be the ones that were checked: a write since then
 	 * means the drop is checked again on a later scan. */
 	if (queue_get(st, d->blend.id, &b2) || queue_get(st, d->range.id, &r2) ||
-	    b2.changed != d->blend.changed || r2.changed != d->range.changed ||
-	    b2.writers || r2.writers || b2.job || r2.job ||
-	    strcmp(b2.name, d->blend.name) || strcmp(r2.name, d->range.name)) {
+	    b2.changed != d->blend.changed || r2.changed != d->range.changed || b2.writers || r2.writers ||
+	    b2.job || r2.job || strcmp(b2.name, d->blend.name) || strcmp(r2.name, d->range.name)) {
 		rc = -EAGAIN;
 		goto out_rollback;
 	}
 	rc = pick_job_name(st, base, name, sizeof(name));
 	if (rc)
 		goto out_rollback;
-	rc = store_prepare(st,
-		"INSERT INTO jobs(name, drop_name, blend_sha, sidecar, scene, engine, device, samples,"
-		" res_w, res_h, res_pct, format, video, fps, retries, timeout_ms, priority, budget,"
-		" nframes, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &s);
+	rc = store_prepare(
+	    st,
+	    "INSERT INTO jobs(name, drop_name, blend_sha, sidecar, scene, engine, device, samples,"
+	    " res_w, res_h, res_pct, format, video, fps, retries, timeout_ms, priority, budget,"
+	    " nframes, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	    &s);
 	if (rc)
 		goto out_rollback;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
@@ -642,9 +649,9 @@ out_rollback:
 /* Check one complete drop; returns 1 when a job was created. */
 static int check_drop(struct store *st, const struct drop *d, const char *base, const char *sig)
 {
-	struct util_sb err = { 0 };
+	struct util_sb err = {0};
 	char path[4096], blob[4096], why[512], sha[65];
-	struct sidecar sc = { 0 };
+	struct sidecar sc = {0};
 	char *text = NULL, *perr = NULL;
 	size_t len = 0;
 	int rc, fd, created = 0;
@@ -707,7 +714,7 @@ out:
 
 int intake_scan(struct store *st, int64_t quiet_ms, int64_t now)
 {
-	struct scan_ctx c = { .st = st };
+	struct scan_ctx c = {.st = st};
 	int created = 0, rc;
 	sqlite3_stmt *s;
 
@@ -732,18 +739,20 @@ int intake_scan(struct store *st, int64_t quiet_ms, int64_t now)
 		d.range = *r;
 		d.blend_size = spool_size(st, b->id);
 		d.range_size = spool_size(st, r->id);
-		snprintf(sig, sizeof(sig), "%lld:%lld:%lld|%lld:%lld:%lld",
-			 (long long)b->id, (long long)b->changed, (long long)d.blend_size,
-			 (long long)r->id, (long long)r->changed, (long long)d.range_size);
+		snprintf(sig, sizeof(sig), "%lld:%lld:%lld|%lld:%lld:%lld", (long long)b->id,
+			 (long long)b->changed, (long long)d.blend_size, (long long)r->id,
+			 (long long)r->changed, (long long)d.range_size);
 		if (!drop_error_sig(st, base, old, sizeof(old)) && !strcmp(old, sig))
-			continue;	/* refused already, and unchanged since */
+			continue; /* refused already, and unchanged since */
 		created += check_drop(st, &d, base, sig);
 	}
 	/* An explanation outlives neither of the files it explains. */
-	rc = store_prepare(st, "DELETE FROM drops WHERE NOT EXISTS (SELECT 1 FROM qfiles q"
+	rc = store_prepare(st,
+			   "DELETE FROM drops WHERE NOT EXISTS (SELECT 1 FROM qfiles q"
 			   " WHERE q.name = drops.name || '.blend' AND q.job IS NULL)"
 			   " OR NOT EXISTS (SELECT 1 FROM qfiles q"
-			   " WHERE q.name = drops.name || '.range' AND q.job IS NULL)", &s);
+			   " WHERE q.name = drops.name || '.range' AND q.job IS NULL)",
+			   &s);
 	if (!rc) {
 		sqlite3_step(s);
 		if (sqlite3_changes(st->db))

@@ -20,17 +20,17 @@
 struct qfile {
 	int64_t id;
 	char name[QUEUE_NAME_MAX + 1];
-	int64_t job;		/* 0 while a pending drop */
+	int64_t job; /* 0 while a pending drop */
 	int writers;
-	int64_t changed;	/* ms */
-	uint32_t mode;		/* permission bits */
+	int64_t changed; /* ms */
+	uint32_t mode;   /* permission bits */
 };
 
 struct qerror {
 	int64_t id;
-	char name[QUEUE_NAME_MAX + 1];	/* "NAME.error" */
+	char name[QUEUE_NAME_MAX + 1]; /* "NAME.error" */
 	int64_t at;
-	size_t len;		/* bytes of the error text */
+	size_t len; /* bytes of the error text */
 };
 
 int queue_lookup(struct store *st, const char *name, struct qfile *out);

@@ -40,8 +40,7 @@ static void row_to_job(struct store *st, sqlite3_stmt *s, struct job_row *j)
 	j->video_exists = stat(path, &sb) == 0;
 }
 
-static int job_one(struct store *st, const char *sql, const char *name, int64_t id,
-		   struct job_row *out)
+static int job_one(struct store *st, const char *sql, const char *name, int64_t id, struct job_row *out)
 {
 	sqlite3_stmt *s;
 	int rc = store_prepare(st, sql, &s);
@@ -124,14 +123,18 @@ static int frames_where(struct store *st, const char *sql, int64_t job,
 
 int job_frames(struct store *st, int64_t job, int (*fn)(void *arg, const struct frame_row *f), void *arg)
 {
-	return frames_where(st, "SELECT " FCOLS " FROM frames WHERE job = ? AND state = 'done'"
-			    " AND removed = 0 ORDER BY frame", job, fn, arg);
+	return frames_where(st,
+			    "SELECT " FCOLS " FROM frames WHERE job = ? AND state = 'done'"
+			    " AND removed = 0 ORDER BY frame",
+			    job, fn, arg);
 }
 
 int job_logs(struct store *st, int64_t job, int (*fn)(void *arg, const struct frame_row *f), void *arg)
 {
-	return frames_where(st, "SELECT " FCOLS " FROM frames WHERE job = ? AND logged = 1"
-			    " ORDER BY frame", job, fn, arg);
+	return frames_where(st,
+			    "SELECT " FCOLS " FROM frames WHERE job = ? AND logged = 1"
+			    " ORDER BY frame",
+			    job, fn, arg);
 }
 
 static int frame_one(struct store *st, const char *sql, int64_t a, int64_t b, struct frame_row *out)
@@ -222,7 +225,7 @@ static int frames_apply(struct store *st, int64_t job, const char *states, enum 
 	return rc;
 }
 
-#define M(s) (1u << (s))
+#define M(s)        (1u << (s))
 #define ACTIVE_MASK (M(JS_WAITING) | M(JS_PROVISIONING) | M(JS_RENDERING) | M(JS_ASSEMBLING) | M(JS_PAUSED))
 
 static int cancel_locked(struct store *st, int64_t job, const char *why)
@@ -284,14 +287,16 @@ int job_control(struct store *st, int64_t job, const char *cmd, size_t len)
 	if (!strcmp(word, "cancel")) {
 		rc = cancel_locked(st, job, "cancelled by a control command");
 	} else if (!strcmp(word, "pause")) {
-		rc = job_set_state(st, job, M(JS_WAITING) | M(JS_PROVISIONING) | M(JS_RENDERING),
-				   JS_PAUSED, util_now_ms());
+		rc = job_set_state(st, job, M(JS_WAITING) | M(JS_PROVISIONING) | M(JS_RENDERING), JS_PAUSED,
+				   util_now_ms());
 	} else if (!strcmp(word, "resume")) {
 		sqlite3_stmt *s;
 
 		/* Back to what it was doing: the engine moves waiting on. */
-		rc = store_prepare(st, "UPDATE jobs SET state = coalesce(paused_from, 'waiting'),"
-				   " paused_from = NULL WHERE id = ? AND state = 'paused' AND removed = 0", &s);
+		rc = store_prepare(st,
+				   "UPDATE jobs SET state = coalesce(paused_from, 'waiting'),"
+				   " paused_from = NULL WHERE id = ? AND state = 'paused' AND removed = 0",
+				   &s);
 		if (!rc) {
 			sqlite3_bind_int64(s, 1, job);
 			rc = store_errno(sqlite3_step(s));
@@ -312,7 +317,8 @@ int job_control(struct store *st, int64_t job, const char *cmd, size_t len)
 				failed = sqlite3_column_int(s, 0);
 			sqlite3_finalize(s);
 			rc = failed ? job_set_state(st, job, M(JS_FAILED) | M(JS_DONE), JS_RENDERING,
-						   util_now_ms()) : -ESTALE;
+						    util_now_ms())
+				    : -ESTALE;
 		}
 		if (!rc)
 			rc = frames_apply(st, job, "'failed'", FE_RETRY);
@@ -425,8 +431,7 @@ int job_remove_video(struct store *st, int64_t job)
 	return 0;
 }
 
-static int node_one(struct store *st, const char *sql, const char *name, int64_t id,
-		    struct node_row *out)
+static int node_one(struct store *st, const char *sql, const char *name, int64_t id, struct node_row *out)
 {
 	sqlite3_stmt *s;
 	int rc = store_prepare(st, sql, &s);

@@ -16,10 +16,10 @@ struct job_row {
 	int64_t id;
 	char name[JOB_NAME_MAX + 1];
 	enum job_state state;
-	char format[8];		/* "png" ... */
-	char ext[8];		/* ".png" ... */
-	int64_t created, started, ended;	/* ms; 0 when unset */
-	int video_exists;	/* the assembled video is stored */
+	char format[8];                  /* "png" ... */
+	char ext[8];                     /* ".png" ... */
+	int64_t created, started, ended; /* ms; 0 when unset */
+	int video_exists;                /* the assembled video is stored */
 };
 
 struct frame_row {
@@ -27,7 +27,7 @@ struct frame_row {
 	int64_t job;
 	uint32_t frame;
 	enum frame_state state;
-	int64_t size, mtime;	/* done frames */
+	int64_t size, mtime; /* done frames */
 	int logged;
 };
 
@@ -52,8 +52,6 @@ int job_remove_frame(struct store *st, int64_t frame_id);
 int job_remove_video(struct store *st, int64_t job);
 /* Check that a job allows removals (0) or not (-EBUSY). */
 int job_removable(struct store *st, int64_t job);
-
-
 
 /* Nodes, for nodes/ */
 struct node_row {

@@ -107,10 +107,10 @@ static int local_copy(void *ctx, const char *src, const char *dst)
 }
 
 const struct transport_ops local_transport = {
-	.name = "local",
-	.spawn = local_spawn,
-	.kill = local_kill,
-	.reap = local_reap,
-	.put = local_copy,
-	.get = local_copy,
+    .name = "local",
+    .spawn = local_spawn,
+    .kill = local_kill,
+    .reap = local_reap,
+    .put = local_copy,
+    .get = local_copy,
 };

@@ -22,13 +22,13 @@
 #include <string.h>
 #include <strings.h>
 
-#define SC_ECHO_MAX	60	/* bytes of a user's value echoed in a message */
-#define SC_QUOTE_BUF	(SC_ECHO_MAX * 4 + 8)	/* worst case: every byte \xHH */
-#define SC_FNAME_MAX	255	/* bytes of the file name echoed */
-#define SC_WHY_MAX	512
-#define SC_SAMPLES_MAX	(1 << 24)
-#define SC_DUR_MAX_MS	(30LL * 24 * 3600 * 1000)
-#define SC_BITMAP_WORDS	((SIDECAR_MAX_FRAME + 1 + 63) / 64)
+#define SC_ECHO_MAX     60                    /* bytes of a user's value echoed in a message */
+#define SC_QUOTE_BUF    (SC_ECHO_MAX * 4 + 8) /* worst case: every byte \xHH */
+#define SC_FNAME_MAX    255                   /* bytes of the file name echoed */
+#define SC_WHY_MAX      512
+#define SC_SAMPLES_MAX  (1 << 24)
+#define SC_DUR_MAX_MS   (30LL * 24 * 3600 * 1000)
+#define SC_BITMAP_WORDS ((SIDECAR_MAX_FRAME + 1 + 63) / 64)
 
 _Static_assert(SIDECAR_MAX_FRAME < UINT32_MAX, "frames must fit uint32_t");
 _Static_assert(SIDECAR_MAX_FRAMES <= SIDECAR_MAX_FRAME + 1,
@@ -79,8 +79,7 @@ static size_t sc_utf8_len(const unsigned char *p, size_t n)
  * bytes that are not UTF-8 become \xHH, and more than cap bytes of input
  * end in "...".  Always terminates.
  */
-static void sc_escape(char *dst, size_t dstsz, const char *s, size_t n, size_t cap,
-		      int quoted)
+static void sc_escape(char *dst, size_t dstsz, const char *s, size_t n, size_t cap, int quoted)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i = 0, o = 0;
@@ -231,8 +230,7 @@ static const struct {
 	int64_t ms;
 	int rank;
 } sc_units[] = {
-	{ "d", 86400000, 4 }, { "h", 3600000, 3 }, { "ms", 1, 0 },
-	{ "m", 60000, 2 }, { "s", 1000, 1 },
+    {"d", 86400000, 4}, {"h", 3600000, 3}, {"ms", 1, 0}, {"m", 60000, 2}, {"s", 1000, 1},
 };
 
 /*
@@ -263,7 +261,7 @@ static int sc_duration(const char *s, int64_t *out)
 					frac = frac * 10 + (*p - '0');
 					scale *= 10;
 				} else if (*p != '0') {
-					tail = 1;	/* beyond nanoseconds: only rounds up */
+					tail = 1; /* beyond nanoseconds: only rounds up */
 				}
 			}
 		}
@@ -318,11 +316,10 @@ int parse_duration_ms(const char *s, int64_t *ms)
 /* ---- frame lists ----------------------------------------------------- */
 
 struct sc_item {
-	uint32_t a, b, s;	/* frames a, a+s, ... up to b; b is hit exactly */
+	uint32_t a, b, s; /* frames a, a+s, ... up to b; b is hit exactly */
 };
 
-static void sc_why(char *why, size_t whysz, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void sc_why(char *why, size_t whysz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void sc_why(char *why, size_t whysz, const char *fmt, ...)
 {
@@ -336,8 +333,7 @@ static void sc_why(char *why, size_t whysz, const char *fmt, ...)
 }
 
 /* Digits at *p (before end), saturating well above any frame number. */
-static int sc_frame_num(const char **p, const char *end, uint64_t *v,
-			const char **txt, size_t *txtlen)
+static int sc_frame_num(const char **p, const char *end, uint64_t *v, const char **txt, size_t *txtlen)
 {
 	const char *q = *p;
 
@@ -363,12 +359,11 @@ static const char *sc_skip_space(const char *p, const char *end)
 }
 
 /* One item "N", "A-B" or "A-BxS" in it[0..n), already trimmed. */
-static int sc_frame_item(const char *it, size_t n, struct sc_item *out,
-			 char *why, size_t whysz)
+static int sc_frame_item(const char *it, size_t n, struct sc_item *out, char *why, size_t whysz)
 {
 	const char *p = it, *end = it + n, *txt[3];
 	size_t txtlen[3];
-	uint64_t v[3] = { 0, 0, 1 };
+	uint64_t v[3] = {0, 0, 1};
 	char q[SC_QUOTE_BUF];
 	int nums = 1, i;
 
@@ -401,16 +396,15 @@ static int sc_frame_item(const char *it, size_t n, struct sc_item *out,
 			char num[SC_QUOTE_BUF];
 
 			sc_escape(num, sizeof(num), txt[i], txtlen[i], 20, 0);
-			sc_why(why, whysz, "frame %s is over Blender's limit of %u",
-			       num, SIDECAR_MAX_FRAME);
+			sc_why(why, whysz, "frame %s is over Blender's limit of %u", num, SIDECAR_MAX_FRAME);
 			return -EINVAL;
 		}
 	}
 	if (nums == 1)
 		v[1] = v[0];
 	if (v[0] > v[1]) {
-		sc_why(why, whysz, "range %llu-%llu runs backwards",
-		       (unsigned long long)v[0], (unsigned long long)v[1]);
+		sc_why(why, whysz, "range %llu-%llu runs backwards", (unsigned long long)v[0],
+		       (unsigned long long)v[1]);
 		return -EINVAL;
 	}
 	if (v[2] == 0) {
@@ -505,8 +499,7 @@ static void sc_bitmap_set(uint64_t *bm, const struct sc_item *it)
 		bm[f / 64] |= 1ull << (f % 64);
 }
 
-int sidecar_parse_frames(const char *s, uint32_t **frames, size_t *n,
-			 char *why, size_t whysz)
+int sidecar_parse_frames(const char *s, uint32_t **frames, size_t *n, char *why, size_t whysz)
 {
 	struct sc_item *items = NULL;
 	size_t nitems = 0, cap = 0, groups, i, len, total = 0;
@@ -565,8 +558,8 @@ int sidecar_parse_frames(const char *s, uint32_t **frames, size_t *n,
 	/* One lattice means disjoint items: the count is exact without
 	 * touching a single frame, so absurd ranges are refused right here. */
 	if (groups == 1 && sum > SIDECAR_MAX_FRAMES) {
-		sc_why(why, whysz, "%llu frames is over the limit of %u per job",
-		       (unsigned long long)sum, SIDECAR_MAX_FRAMES);
+		sc_why(why, whysz, "%llu frames is over the limit of %u per job", (unsigned long long)sum,
+		       SIDECAR_MAX_FRAMES);
 		goto out;
 	}
 	/* Several lattices may overlap (x2 and x3 share every 6th frame);
@@ -582,8 +575,7 @@ int sidecar_parse_frames(const char *s, uint32_t **frames, size_t *n,
 	for (i = 0; i < SC_BITMAP_WORDS; i++)
 		total += (size_t)__builtin_popcountll(bm[i]);
 	if (total > SIDECAR_MAX_FRAMES) {
-		sc_why(why, whysz, "%zu frames is over the limit of %u per job",
-		       total, SIDECAR_MAX_FRAMES);
+		sc_why(why, whysz, "%zu frames is over the limit of %u per job", total, SIDECAR_MAX_FRAMES);
 		goto out;
 	}
 	res = malloc(total * sizeof(*res));
@@ -611,13 +603,12 @@ out:
 
 /* ---- names ----------------------------------------------------------- */
 
-static const char *const sc_engines[] = { "", "cycles", "eevee", "workbench" };
-static const char *const sc_devices[] = { "auto", "optix", "cuda", "hip", "cpu" };
-static const char *const sc_formats[] = { "png", "exr", "jpeg", "tiff" };
-static const char *const sc_exts[] = { ".png", ".exr", ".jpg", ".tif" };
+static const char *const sc_engines[] = {"", "cycles", "eevee", "workbench"};
+static const char *const sc_devices[] = {"auto", "optix", "cuda", "hip", "cpu"};
+static const char *const sc_formats[] = {"png", "exr", "jpeg", "tiff"};
+static const char *const sc_exts[] = {".png", ".exr", ".jpg", ".tif"};
 
-#define SC_NAME(tab, i) \
-	((unsigned)(i) < sizeof(tab) / sizeof((tab)[0]) ? (tab)[(unsigned)(i)] : "")
+#define SC_NAME(tab, i) ((unsigned)(i) < sizeof(tab) / sizeof((tab)[0]) ? (tab)[(unsigned)(i)] : "")
 
 const char *sc_engine_name(enum sc_engine e)
 {
@@ -645,8 +636,7 @@ const char *sc_format_ext(enum sc_format f)
  * and, on a bad one, writes the whole message (without "file:line: "). */
 typedef int (*sc_setter)(struct sidecar *sc, const char *v, char *why, size_t whysz);
 
-static int sc_bad(char *why, size_t whysz, const char *key, const char *v,
-		  const char *expect)
+static int sc_bad(char *why, size_t whysz, const char *key, const char *v, const char *expect)
 {
 	char q[SC_QUOTE_BUF];
 
@@ -655,8 +645,7 @@ static int sc_bad(char *why, size_t whysz, const char *key, const char *v,
 	return -EINVAL;
 }
 
-static int sc_over(char *why, size_t whysz, const char *key, const char *v,
-		   const char *limit)
+static int sc_over(char *why, size_t whysz, const char *key, const char *v, const char *limit)
 {
 	char q[SC_QUOTE_BUF];
 
@@ -678,8 +667,8 @@ static int sc_lookup(const char *v, const char *const *names, int n)
 
 static int sc_bool(const char *v)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
 
 	if (sc_lookup(v, yes, 4) >= 0)
 		return 1;
@@ -688,14 +677,12 @@ static int sc_bool(const char *v)
 	return -1;
 }
 
-static int sc_set_text(char *dst, size_t dstsz, const char *key, const char *v,
-		       char *why, size_t whysz)
+static int sc_set_text(char *dst, size_t dstsz, const char *key, const char *v, char *why, size_t whysz)
 {
 	size_t n = strlen(v), i;
 
 	if (n >= dstsz) {
-		sc_why(why, whysz, "%s is %zu bytes, over the limit of %zu",
-		       key, n, dstsz - 1);
+		sc_why(why, whysz, "%s is %zu bytes, over the limit of %zu", key, n, dstsz - 1);
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
@@ -714,9 +701,8 @@ static int sc_set_text(char *dst, size_t dstsz, const char *key, const char *v,
  * over_msg, since "expected a positive integer" would puzzle someone who
  * wrote a positive integer.
  */
-static int sc_int_key(const char *key, const char *v, long long lo, long long hi,
-		      const char *expect, int over_msg, int *out,
-		      char *why, size_t whysz)
+static int sc_int_key(const char *key, const char *v, long long lo, long long hi, const char *expect,
+		      int over_msg, int *out, char *why, size_t whysz)
 {
 	long long x;
 	char lim[32];
@@ -732,9 +718,8 @@ static int sc_int_key(const char *key, const char *v, long long lo, long long hi
 }
 
 /* A number key: > lo (lo_open) or >= lo, and <= hi. */
-static int sc_num_key(const char *key, const char *v, double lo, int lo_open,
-		      double hi, const char *hi_text, const char *expect,
-		      double *out, char *why, size_t whysz)
+static int sc_num_key(const char *key, const char *v, double lo, int lo_open, double hi, const char *hi_text,
+		      const char *expect, double *out, char *why, size_t whysz)
 {
 	double x;
 
@@ -771,16 +756,15 @@ static int sc_set_device(struct sidecar *sc, const char *v, char *why, size_t wh
 	int i = sc_lookup(v, sc_devices, 5);
 
 	if (i < 0)
-		return sc_bad(why, whysz, "device", v,
-			      "expected auto, optix, cuda, hip or cpu");
+		return sc_bad(why, whysz, "device", v, "expected auto, optix, cuda, hip or cpu");
 	sc->device = (enum sc_device)i;
 	return 0;
 }
 
 static int sc_set_samples(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_int_key("samples", v, 1, SC_SAMPLES_MAX, "expected a positive integer",
-			  1, &sc->samples, why, whysz);
+	return sc_int_key("samples", v, 1, SC_SAMPLES_MAX, "expected a positive integer", 1, &sc->samples,
+			  why, whysz);
 }
 
 static int sc_set_resolution(struct sidecar *sc, const char *v, char *why, size_t whysz)
@@ -797,8 +781,7 @@ static int sc_set_resolution(struct sidecar *sc, const char *v, char *why, size_
 		if (sc_parse_int(num, pn, &w) || num[0] == '+' || num[0] == '-')
 			return sc_bad(why, whysz, "resolution", v, expect);
 		if (w < 1 || w > 1000)
-			return sc_bad(why, whysz, "resolution", v,
-				      "the percentage must be 1 to 1000");
+			return sc_bad(why, whysz, "resolution", v, "the percentage must be 1 to 1000");
 		sc->res_pct = (int)w;
 		return 0;
 	}
@@ -809,13 +792,11 @@ static int sc_set_resolution(struct sidecar *sc, const char *v, char *why, size_
 		size_t wn = (size_t)(x - v), hn = n - wn - 1;
 		const char *ws = sc_trim(v, &wn), *hs = sc_trim(x + 1, &hn);
 
-		if (sc_parse_int(ws, wn, &w) || sc_parse_int(hs, hn, &h) ||
-		    !wn || !hn || ws[0] == '+' || ws[0] == '-' ||
-		    hs[0] == '+' || hs[0] == '-')
+		if (sc_parse_int(ws, wn, &w) || sc_parse_int(hs, hn, &h) || !wn || !hn || ws[0] == '+' ||
+		    ws[0] == '-' || hs[0] == '+' || hs[0] == '-')
 			return sc_bad(why, whysz, "resolution", v, expect);
 		if (w < 1 || w > 65536 || h < 1 || h > 65536)
-			return sc_bad(why, whysz, "resolution", v,
-				      "width and height must be 1 to 65536");
+			return sc_bad(why, whysz, "resolution", v, "width and height must be 1 to 65536");
 	}
 	sc->res_w = (int)w;
 	sc->res_h = (int)h;
@@ -825,7 +806,7 @@ static int sc_set_resolution(struct sidecar *sc, const char *v, char *why, size_
 static int sc_set_format(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
 	/* the common short spellings, as in file extensions */
-	static const char *const alias[] = { "png", "exr", "jpg", "tif" };
+	static const char *const alias[] = {"png", "exr", "jpg", "tif"};
 	int i = sc_lookup(v, sc_formats, 4);
 
 	if (i < 0)
@@ -848,14 +829,13 @@ static int sc_set_video(struct sidecar *sc, const char *v, char *why, size_t why
 
 static int sc_set_fps(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_num_key("fps", v, 0, 1, 1000, "1000", "expected a positive number",
-			  &sc->fps, why, whysz);
+	return sc_num_key("fps", v, 0, 1, 1000, "1000", "expected a positive number", &sc->fps, why, whysz);
 }
 
 static int sc_set_retries(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_int_key("retries", v, 0, 100, "expected an integer from 0 to 100",
-			  0, &sc->retries, why, whysz);
+	return sc_int_key("retries", v, 0, 100, "expected an integer from 0 to 100", 0, &sc->retries, why,
+			  whysz);
 }
 
 static int sc_set_timeout(struct sidecar *sc, const char *v, char *why, size_t whysz)
@@ -866,8 +846,7 @@ static int sc_set_timeout(struct sidecar *sc, const char *v, char *why, size_t w
 	if (rc == -ERANGE)
 		return sc_over(why, whysz, "timeout", v, "30 days");
 	if (rc)
-		return sc_bad(why, whysz, "timeout", v,
-			      "expected a duration like 90s, 30m, 2h or 1h30m");
+		return sc_bad(why, whysz, "timeout", v, "expected a duration like 90s, 30m, 2h or 1h30m");
 	if (!ms)
 		return sc_bad(why, whysz, "timeout", v, "it must be more than zero");
 	sc->timeout_s = (ms + 999) / 1000;
@@ -876,15 +855,13 @@ static int sc_set_timeout(struct sidecar *sc, const char *v, char *why, size_t w
 
 static int sc_set_priority(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_int_key("priority", v, -1000000, 1000000,
-			  "expected an integer from -1000000 to 1000000", 0,
+	return sc_int_key("priority", v, -1000000, 1000000, "expected an integer from -1000000 to 1000000", 0,
 			  &sc->priority, why, whysz);
 }
 
 static int sc_set_nodes(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_int_key("nodes", v, 1, 1000, "expected a positive integer", 1,
-			  &sc->nodes, why, whysz);
+	return sc_int_key("nodes", v, 1, 1000, "expected a positive integer", 1, &sc->nodes, why, whysz);
 }
 
 static int sc_set_gpu(struct sidecar *sc, const char *v, char *why, size_t whysz)
@@ -894,14 +871,14 @@ static int sc_set_gpu(struct sidecar *sc, const char *v, char *why, size_t whysz
 
 static int sc_set_min_vram(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_num_key("min_vram", v, 0, 0, 1e6, "1000000",
-			  "expected a number of 0 or more", &sc->min_vram, why, whysz);
+	return sc_num_key("min_vram", v, 0, 0, 1e6, "1000000", "expected a number of 0 or more",
+			  &sc->min_vram, why, whysz);
 }
 
 static int sc_set_max_price(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_num_key("max_price", v, 0, 1, 1e6, "1000000",
-			  "expected a positive number", &sc->max_price, why, whysz);
+	return sc_num_key("max_price", v, 0, 1, 1e6, "1000000", "expected a positive number", &sc->max_price,
+			  why, whysz);
 }
 
 static int sc_set_spot(struct sidecar *sc, const char *v, char *why, size_t whysz)
@@ -916,8 +893,8 @@ static int sc_set_spot(struct sidecar *sc, const char *v, char *why, size_t whys
 
 static int sc_set_budget(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
-	return sc_num_key("budget", v, 0, 0, 1e9, "1000000000",
-			  "expected a number of 0 or more", &sc->budget, why, whysz);
+	return sc_num_key("budget", v, 0, 0, 1e9, "1000000000", "expected a number of 0 or more", &sc->budget,
+			  why, whysz);
 }
 
 enum { SC_KEY_FRAMES = 0 };
@@ -926,24 +903,24 @@ static const struct {
 	const char *name;
 	sc_setter set;
 } sc_keys[] = {
-	[SC_KEY_FRAMES] = { "frames", sc_set_frames },
-	{ "scene", sc_set_scene },
-	{ "engine", sc_set_engine },
-	{ "device", sc_set_device },
-	{ "samples", sc_set_samples },
-	{ "resolution", sc_set_resolution },
-	{ "format", sc_set_format },
-	{ "video", sc_set_video },
-	{ "fps", sc_set_fps },
-	{ "retries", sc_set_retries },
-	{ "timeout", sc_set_timeout },
-	{ "priority", sc_set_priority },
-	{ "nodes", sc_set_nodes },
-	{ "gpu", sc_set_gpu },
-	{ "min_vram", sc_set_min_vram },
-	{ "max_price", sc_set_max_price },
-	{ "spot", sc_set_spot },
-	{ "budget", sc_set_budget },
+    [SC_KEY_FRAMES] = {"frames", sc_set_frames},
+    {"scene", sc_set_scene},
+    {"engine", sc_set_engine},
+    {"device", sc_set_device},
+    {"samples", sc_set_samples},
+    {"resolution", sc_set_resolution},
+    {"format", sc_set_format},
+    {"video", sc_set_video},
+    {"fps", sc_set_fps},
+    {"retries", sc_set_retries},
+    {"timeout", sc_set_timeout},
+    {"priority", sc_set_priority},
+    {"nodes", sc_set_nodes},
+    {"gpu", sc_set_gpu},
+    {"min_vram", sc_set_min_vram},
+    {"max_price", sc_set_max_price},
+    {"spot", sc_set_spot},
+    {"budget", sc_set_budget},
 };
 
 #define SC_NKEYS (sizeof(sc_keys) / sizeof(sc_keys[0]))
@@ -965,16 +942,16 @@ static int sc_key_index(const char *k, size_t n)
 struct sc_parser {
 	const char *fname;
 	struct sidecar sc;
-	char *err;		/* collected messages, NUL-terminated */
+	char *err; /* collected messages, NUL-terminated */
 	size_t err_len, err_cap;
 	int nomem;
-	unsigned seen[SC_NKEYS];	/* line a key was first given on, 0 = not yet */
-	int content_lines;	/* lines that were neither blank nor comment */
-	int frames_tried;	/* a frame list was given, even a bad one */
+	unsigned seen[SC_NKEYS]; /* line a key was first given on, 0 = not yet */
+	int content_lines;       /* lines that were neither blank nor comment */
+	int frames_tried;        /* a frame list was given, even a bad one */
 };
 
 static void sc_err(struct sc_parser *ps, unsigned line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void sc_err(struct sc_parser *ps, unsigned line, const char *fmt, ...)
 {
@@ -1057,8 +1034,7 @@ static void sc_apply(struct sc_parser *ps, unsigned lineno, int k, char *val)
  * looked at only to learn whether it held the frame list, so that the
  * user is not also told the list is missing.
  */
-static void sc_line(struct sc_parser *ps, unsigned lineno, char *line, size_t n,
-		    int text_ok)
+static void sc_line(struct sc_parser *ps, unsigned lineno, char *line, size_t n, int text_ok)
 {
 	char q[SC_QUOTE_BUF], *hash, *eq, *key, *val;
 	size_t kn, vn;
@@ -1087,8 +1063,10 @@ static void sc_line(struct sc_parser *ps, unsigned lineno, char *line, size_t n,
 		} else if (first) {
 			sc_err(ps, lineno, "expected a frame list or 'key = value', got '%s'", q);
 		} else if (framish) {
-			sc_err(ps, lineno, "expected 'key = value', got '%s' "
-			       "(a bare frame list must be the first line)", q);
+			sc_err(ps, lineno,
+			       "expected 'key = value', got '%s' "
+			       "(a bare frame list must be the first line)",
+			       q);
 		} else {
 			sc_err(ps, lineno, "expected 'key = value', got '%s'", q);
 		}
@@ -1114,8 +1092,7 @@ static void sc_line(struct sc_parser *ps, unsigned lineno, char *line, size_t n,
 		return;
 	}
 	if (ps->seen[k]) {
-		sc_err(ps, lineno, "duplicate key '%s' (first on line %u)",
-		       sc_keys[k].name, ps->seen[k]);
+		sc_err(ps, lineno, "duplicate key '%s' (first on line %u)", sc_keys[k].name, ps->seen[k]);
 		return;
 	}
 	ps->seen[k] = lineno;
@@ -1140,8 +1117,7 @@ static void sc_defaults(struct sidecar *sc)
 	sc->budget = -1;
 }
 
-int sidecar_parse(const char *text, size_t len, const char *fname,
-		  struct sidecar *out, char **errors)
+int sidecar_parse(const char *text, size_t len, const char *fname, struct sidecar *out, char **errors)
 {
 	struct sc_parser ps;
 	char *buf = NULL;
@@ -1160,8 +1136,7 @@ int sidecar_parse(const char *text, size_t len, const char *fname,
 
 	if (len > SIDECAR_MAX_BYTES) {
 		/* not worth reading: whatever it is, it is not a sidecar */
-		sc_err(&ps, 0, "file is %zu bytes, over the limit of %u",
-		       len, SIDECAR_MAX_BYTES);
+		sc_err(&ps, 0, "file is %zu bytes, over the limit of %u", len, SIDECAR_MAX_BYTES);
 		goto done;
 	}
 	/* a private copy so each line can be NUL-terminated in place */
@@ -1183,7 +1158,7 @@ int sidecar_parse(const char *text, size_t len, const char *fname,
 
 		lineno++;
 		if (n && buf[pos + n - 1] == '\r')
-			n--;	/* CRLF */
+			n--; /* CRLF */
 		text_ok = sc_check_text(&ps, lineno, buf + pos, n) == 0;
 		buf[pos + n] = '\0';
 		sc_line(&ps, lineno, buf + pos, n, text_ok);

@@ -17,11 +17,11 @@ struct job_facts {
 	char name[JOB_NAME_MAX + 1];
 	char state[16];
 	int64_t frames, done, rendering, queued, failed, cancelled;
-	double elapsed, avg_frame, eta;	/* seconds; eta < 0 = unknown */
+	double elapsed, avg_frame, eta; /* seconds; eta < 0 = unknown */
 	int nodes, gpus;
 	double rate, spent, estimate;
-	char *error;		/* owned */
-	uint32_t *missing;	/* owned */
+	char *error;       /* owned */
+	uint32_t *missing; /* owned */
 	size_t nmissing;
 	char video[16];
 	int64_t priority;
@@ -40,8 +40,10 @@ static void farm_capacity(struct store *st, int *nodes, int *gpus, int *slots)
 	sqlite3_stmt *s;
 
 	*nodes = *gpus = *slots = 0;
-	if (store_prepare(st, "SELECT count(*), coalesce(sum(gpus), 0), coalesce(sum(slots), 0)"
-			  " FROM nodes WHERE removed = 0 AND state IN ('idle', 'rendering', 'starting')", &s))
+	if (store_prepare(st,
+			  "SELECT count(*), coalesce(sum(gpus), 0), coalesce(sum(slots), 0)"
+			  " FROM nodes WHERE removed = 0 AND state IN ('idle', 'rendering', 'starting')",
+			  &s))
 		return;
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		*nodes = sqlite3_column_int(s, 0);
@@ -59,8 +61,10 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	size_t cap = 0;
 
 	memset(f, 0, sizeof(*f));
-	rc = store_prepare(st, "SELECT name, state, coalesce(started, 0), coalesce(ended, 0), error,"
-			   " video, priority, nframes FROM jobs WHERE id = ? AND removed = 0", &s);
+	rc = store_prepare(st,
+			   "SELECT name, state, coalesce(started, 0), coalesce(ended, 0), error,"
+			   " video, priority, nframes FROM jobs WHERE id = ? AND removed = 0",
+			   &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, job);
@@ -78,8 +82,10 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	f->frames = sqlite3_column_int64(s, 7);
 	sqlite3_finalize(s);
 
-	rc = store_prepare(st, "SELECT state, count(*), coalesce(sum(secs), 0),"
-			   " count(secs) FROM frames WHERE job = ? GROUP BY state", &s);
+	rc = store_prepare(st,
+			   "SELECT state, count(*), coalesce(sum(secs), 0),"
+			   " count(secs) FROM frames WHERE job = ? GROUP BY state",
+			   &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, job);
@@ -92,7 +98,8 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 		case FS_DONE:
 			f->done += n;
 			if (sqlite3_column_int64(s, 3) > 0)
-				f->avg_frame = sqlite3_column_double(s, 2) / (double)sqlite3_column_int64(s, 3);
+				f->avg_frame =
+				    sqlite3_column_double(s, 2) / (double)sqlite3_column_int64(s, 3);
 			break;
 		case FS_FAILED: f->failed += n; break;
 		case FS_CANCELLED: f->cancelled += n; break;
@@ -101,7 +108,8 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	}
 	sqlite3_finalize(s);
 
-	rc = store_prepare(st, "SELECT frame FROM frames WHERE job = ? AND state = 'failed' ORDER BY frame", &s);
+	rc = store_prepare(st, "SELECT frame FROM frames WHERE job = ? AND state = 'failed' ORDER BY frame",
+			   &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, job);
@@ -200,7 +208,8 @@ static void job_text(const struct job_facts *f, struct util_sb *out)
 	print_progress(out, progress_of(f->done, f->frames));
 	util_sb_printf(out, "elapsed: %s\n", util_fmt_duration(a, sizeof(a), f->elapsed));
 	util_sb_printf(out, "eta: %s\n", f->eta < 0 ? "unknown" : util_fmt_duration(a, sizeof(a), f->eta));
-	util_sb_printf(out, "avg_frame: %s\n", f->avg_frame > 0 ? util_fmt_duration(a, sizeof(a), f->avg_frame) : "unknown");
+	util_sb_printf(out, "avg_frame: %s\n",
+		       f->avg_frame > 0 ? util_fmt_duration(a, sizeof(a), f->avg_frame) : "unknown");
 	util_sb_printf(out, "nodes: %d (%d GPU%s)\n", f->nodes, f->gpus, f->gpus == 1 ? "" : "s");
 	util_sb_printf(out, "rate: %s/h\nspent: %s\nestimate: %s\n", util_fmt_money(a, sizeof(a), f->rate),
 		       util_fmt_money(b, sizeof(b), f->spent), util_fmt_money(c, sizeof(c), f->estimate));
@@ -319,8 +328,10 @@ struct node_facts {
 static int node_facts_get(struct store *st, int64_t id, struct node_facts *n)
 {
 	sqlite3_stmt *s;
-	int rc = store_prepare(st, "SELECT name, provider, address, gpus, gpu_names, device, device_why,"
-			       " blender, state, slots, price_h, done, failed, error FROM nodes WHERE id = ?", &s);
+	int rc = store_prepare(st,
+			       "SELECT name, provider, address, gpus, gpu_names, device, device_why,"
+			       " blender, state, slots, price_h, done, failed, error FROM nodes WHERE id = ?",
+			       &s);
 
 	memset(n, 0, sizeof(*n));
 	if (rc)
@@ -355,13 +366,14 @@ static void node_text(const struct node_facts *n, struct util_sb *out)
 	char a[32];
 
 	util_sb_printf(out, "node: %s\nprovider: %s\naddress: %s\n", n->name, n->provider, n->address);
-	util_sb_printf(out, "gpus: %d%s%s%s\n", n->gpus, n->gpus ? " (" : "", n->gpu_names, n->gpus ? ")" : "");
+	util_sb_printf(out, "gpus: %d%s%s%s\n", n->gpus, n->gpus ? " (" : "", n->gpu_names,
+		       n->gpus ? ")" : "");
 	util_sb_printf(out, "device: %s%s%s%s\n", n->device[0] ? n->device : "unknown",
 		       n->device_why[0] ? " (" : "", n->device_why, n->device_why[0] ? ")" : "");
 	util_sb_printf(out, "blender: %s\n", n->blender[0] ? n->blender : "unknown");
 	util_sb_printf(out, "price: %s/h\nstate: %s\nslots: %d\ndone: %lld\nfailed: %lld\n",
-		       util_fmt_money(a, sizeof(a), n->price_h), n->state, n->slots,
-		       (long long)n->done, (long long)n->failed);
+		       util_fmt_money(a, sizeof(a), n->price_h), n->state, n->slots, (long long)n->done,
+		       (long long)n->failed);
 	if (n->error && n->error[0]) {
 		util_sb_printf(out, "error: ");
 		print_value(out, n->error);
@@ -436,7 +448,7 @@ static int farm_job(void *arg, const struct job_row *j)
 
 int status_farm(struct store *st, int json, struct util_sb *out)
 {
-	struct farm_ctx c = { .st = st };
+	struct farm_ctx c = {.st = st};
 	int64_t frames = 0, done = 0, rendering = 0, queued = 0, failed = 0;
 	int nodes, gpus, slots, active = 0, rc;
 	double rate = 0, spent = 0, estimate = 0;
@@ -459,7 +471,8 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 		rate += f->rate;
 		spent += f->spent;
 		estimate += f->estimate;
-		active += strcmp(f->state, "done") && strcmp(f->state, "failed") && strcmp(f->state, "cancelled");
+		active +=
+		    strcmp(f->state, "done") && strcmp(f->state, "failed") && strcmp(f->state, "cancelled");
 	}
 	if (json) {
 		cJSON *o = cJSON_CreateObject(), *arr;
@@ -484,12 +497,14 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 		}
 		rc = print_json(o, out);
 	} else {
-		util_sb_printf(out, "jobs: %zu\nactive: %d\nframes: %lld\ndone: %lld\nrendering: %lld\n"
-			       "queued: %lld\nfailed: %lld\n", c.n, active, (long long)frames, (long long)done,
-			       (long long)rendering, (long long)queued, (long long)failed);
+		util_sb_printf(out,
+			       "jobs: %zu\nactive: %d\nframes: %lld\ndone: %lld\nrendering: %lld\n"
+			       "queued: %lld\nfailed: %lld\n",
+			       c.n, active, (long long)frames, (long long)done, (long long)rendering,
+			       (long long)queued, (long long)failed);
 		print_progress(out, progress_of(done, frames));
-		util_sb_printf(out, "nodes: %d (%d GPU%s)\nrate: %s/h\nspent: %s\nestimate: %s\n", nodes, gpus,
-			       gpus == 1 ? "" : "s", util_fmt_money(a, sizeof(a), rate),
+		util_sb_printf(out, "nodes: %d (%d GPU%s)\nrate: %s/h\nspent: %s\nestimate: %s\n", nodes,
+			       gpus, gpus == 1 ? "" : "s", util_fmt_money(a, sizeof(a), rate),
 			       util_fmt_money(b, sizeof(b), spent), util_fmt_money(d, sizeof(d), estimate));
 		for (size_t i = 0; i < c.n; i++) {
 			const struct job_facts *f = &c.jobs[i];

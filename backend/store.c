@@ -14,15 +14,13 @@
 #include <unistd.h>
 
 static const char *const frame_state_names[FS__COUNT] = {
-	"queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
+    "queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
 };
 static const char *const frame_event_names[FE__COUNT] = {
-	"dispatch", "start", "heartbeat", "rendered", "collected",
-	"interrupt", "fail", "cancel", "retry",
+    "dispatch", "start", "heartbeat", "rendered", "collected", "interrupt", "fail", "cancel", "retry",
 };
 static const char *const job_state_names[JS__COUNT] = {
-	"waiting", "provisioning", "rendering", "assembling", "done",
-	"failed", "cancelled", "paused",
+    "waiting", "provisioning", "rendering", "assembling", "done", "failed", "cancelled", "paused",
 };
 
 const char *frame_state_name(enum frame_state s)
@@ -58,8 +56,8 @@ int job_state_parse(const char *s)
 
 int job_state_active(enum job_state s)
 {
-	return s == JS_WAITING || s == JS_PROVISIONING || s == JS_RENDERING ||
-	       s == JS_ASSEMBLING || s == JS_PAUSED;
+	return s == JS_WAITING || s == JS_PROVISIONING || s == JS_RENDERING || s == JS_ASSEMBLING ||
+	       s == JS_PAUSED;
 }
 
 int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempts_left)
@@ -67,28 +65,19 @@ int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempt
 	int inflight = from == FS_LEASED || from == FS_RENDERING || from == FS_RENDERED;
 
 	switch (ev) {
-	case FE_DISPATCH:
-		return from == FS_QUEUED ? FS_LEASED : -EINVAL;
-	case FE_START:
-		return from == FS_LEASED ? FS_RENDERING : -EINVAL;
-	case FE_HEARTBEAT:
-		return from == FS_LEASED || from == FS_RENDERING ? (int)from : -EINVAL;
-	case FE_RENDERED:
-		return from == FS_RENDERING ? FS_RENDERED : -EINVAL;
-	case FE_COLLECTED:
-		return from == FS_RENDERED ? FS_DONE : -EINVAL;
-	case FE_INTERRUPT:
-		return inflight ? FS_QUEUED : -EINVAL;
+	case FE_DISPATCH: return from == FS_QUEUED ? FS_LEASED : -EINVAL;
+	case FE_START: return from == FS_LEASED ? FS_RENDERING : -EINVAL;
+	case FE_HEARTBEAT: return from == FS_LEASED || from == FS_RENDERING ? (int)from : -EINVAL;
+	case FE_RENDERED: return from == FS_RENDERING ? FS_RENDERED : -EINVAL;
+	case FE_COLLECTED: return from == FS_RENDERED ? FS_DONE : -EINVAL;
+	case FE_INTERRUPT: return inflight ? FS_QUEUED : -EINVAL;
 	case FE_FAIL:
 		if (!inflight)
 			return -EINVAL;
 		return has_attempts_left ? FS_QUEUED : FS_FAILED;
-	case FE_CANCEL:
-		return inflight || from == FS_QUEUED ? FS_CANCELLED : -EINVAL;
-	case FE_RETRY:
-		return from == FS_FAILED ? FS_QUEUED : -EINVAL;
-	case FE__COUNT:
-		break;
+	case FE_CANCEL: return inflight || from == FS_QUEUED ? FS_CANCELLED : -EINVAL;
+	case FE_RETRY: return from == FS_FAILED ? FS_QUEUED : -EINVAL;
+	case FE__COUNT: break;
 	}
 	return -EINVAL;
 }
@@ -98,26 +87,17 @@ int store_errno(int rc)
 	switch (rc & 0xff) {
 	case SQLITE_OK:
 	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
+	case SQLITE_DONE: return 0;
 	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
+	case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_READONLY: return -EROFS;
+	case SQLITE_CONSTRAINT: return -EEXIST;
+	case SQLITE_CANTOPEN: return -ENOENT;
 	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	default:
-		return -EIO;
+	case SQLITE_AUTH: return -EACCES;
+	default: return -EIO;
 	}
 }
 
@@ -166,109 +146,109 @@ void store_rollback(struct store *st)
  * that has shipped; add one.
  */
 static const char *const migrations[] = {
-	/* 0 -> 1: the first schema */
-	"CREATE TABLE jobs ("
-	"  id INTEGER PRIMARY KEY,"
-	"  name TEXT NOT NULL,"			/* the out/ directory name */
-	"  drop_name TEXT NOT NULL,"		/* NAME of queue/NAME.blend */
-	"  state TEXT NOT NULL DEFAULT 'waiting',"
-	"  blend_sha TEXT NOT NULL,"
-	"  sidecar TEXT NOT NULL,"		/* the sidecar text as dropped */
-	"  scene TEXT NOT NULL DEFAULT '',"
-	"  engine TEXT NOT NULL DEFAULT '',"
-	"  device TEXT NOT NULL DEFAULT 'auto',"
-	"  samples INTEGER NOT NULL DEFAULT 0,"
-	"  res_w INTEGER NOT NULL DEFAULT 0, res_h INTEGER NOT NULL DEFAULT 0,"
-	"  res_pct INTEGER NOT NULL DEFAULT 0,"
-	"  format TEXT NOT NULL DEFAULT 'png',"
-	"  video INTEGER NOT NULL DEFAULT 1,"
-	"  fps REAL NOT NULL DEFAULT 0,"		/* 0: the scene's */
-	"  scene_fps REAL NOT NULL DEFAULT 0,"	/* reported by a worker */
-	"  retries INTEGER NOT NULL DEFAULT 3,"
-	"  timeout_ms INTEGER NOT NULL DEFAULT 0,"
-	"  priority INTEGER NOT NULL DEFAULT 0,"
-	"  budget REAL NOT NULL DEFAULT -1,"
-	"  nframes INTEGER NOT NULL,"
-	"  created INTEGER NOT NULL,"
-	"  started INTEGER, ended INTEGER,"
-	"  paused_from TEXT,"
-	"  error TEXT,"
-	"  removed INTEGER NOT NULL DEFAULT 0"
-	");"
-	"CREATE UNIQUE INDEX jobs_name ON jobs(name) WHERE removed = 0;"
-	"CREATE TABLE nodes ("
-	"  id INTEGER PRIMARY KEY,"
-	"  name TEXT NOT NULL UNIQUE,"
-	"  provider TEXT NOT NULL,"
-	"  address TEXT NOT NULL DEFAULT '',"
-	"  gpus INTEGER NOT NULL DEFAULT 0,"
-	"  gpu_names TEXT NOT NULL DEFAULT '',"
-	"  device TEXT NOT NULL DEFAULT '',"
-	"  device_why TEXT NOT NULL DEFAULT '',"
-	"  blender TEXT NOT NULL DEFAULT '',"
-	"  slots INTEGER NOT NULL DEFAULT 1,"
-	"  state TEXT NOT NULL DEFAULT 'idle',"
-	"  price_h REAL NOT NULL DEFAULT 0,"
-	"  done INTEGER NOT NULL DEFAULT 0,"
-	"  failed INTEGER NOT NULL DEFAULT 0,"
-	"  error TEXT,"
-	"  removed INTEGER NOT NULL DEFAULT 0"
-	");"
-	"CREATE TABLE frames ("
-	"  id INTEGER PRIMARY KEY,"
-	"  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
-	"  frame INTEGER NOT NULL,"
-	"  state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN"
-	"    ('queued','leased','rendering','rendered','done','failed','cancelled')),"
-	"  lease INTEGER NOT NULL DEFAULT 0,"
-	"  node INTEGER REFERENCES nodes(id),"
-	"  slot INTEGER,"
-	"  lease_until INTEGER,"
-	"  attempts INTEGER NOT NULL DEFAULT 0,"
-	"  interrupts INTEGER NOT NULL DEFAULT 0,"
-	"  started INTEGER, progress_at INTEGER,"
-	"  secs REAL, size INTEGER, mtime INTEGER,"
-	"  error TEXT,"
-	"  logged INTEGER NOT NULL DEFAULT 0,"	/* a log file exists */
-	"  removed INTEGER NOT NULL DEFAULT 0,"
-	"  UNIQUE (job, frame)"
-	");"
-	"CREATE INDEX frames_by_state ON frames(state, job, frame);"
-	"CREATE TABLE qfiles ("			/* the files in queue/ */
-	"  id INTEGER PRIMARY KEY,"
-	"  name TEXT NOT NULL UNIQUE,"
-	"  job INTEGER REFERENCES jobs(id),"	/* set once the drop became a job */
-	"  writers INTEGER NOT NULL DEFAULT 0,"
-	"  changed INTEGER NOT NULL,"		/* last create/close/rename/truncate, ms */
-	"  mode INTEGER NOT NULL DEFAULT 420"
-	");"
-	"CREATE TABLE drops ("			/* refused drops: queue/NAME.error */
-	"  id INTEGER PRIMARY KEY,"
-	"  name TEXT NOT NULL UNIQUE,"
-	"  error TEXT NOT NULL,"
-	"  sig TEXT NOT NULL,"			/* the inputs' state the error is about */
-	"  at INTEGER NOT NULL"
-	");"
-	"CREATE TABLE events ("
-	"  id INTEGER PRIMARY KEY,"
-	"  at INTEGER NOT NULL,"
-	"  job INTEGER, node INTEGER, frame INTEGER,"
-	"  kind TEXT NOT NULL,"
-	"  msg TEXT NOT NULL"
-	");"
-	"CREATE TABLE blocklist ("		/* nodes that failed a job's frames */
-	"  node INTEGER NOT NULL,"
-	"  job INTEGER NOT NULL,"
-	"  failures INTEGER NOT NULL DEFAULT 0,"
-	"  until INTEGER NOT NULL DEFAULT 0,"	/* blocked before this time, ms */
-	"  reason TEXT,"
-	"  PRIMARY KEY (node, job)"
-	");"
-	"CREATE TABLE changes ("
-	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  kind INTEGER NOT NULL,"
-	"  id INTEGER NOT NULL"
-	");",
+    /* 0 -> 1: the first schema */
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"      /* the out/ directory name */
+    "  drop_name TEXT NOT NULL," /* NAME of queue/NAME.blend */
+    "  state TEXT NOT NULL DEFAULT 'waiting',"
+    "  blend_sha TEXT NOT NULL,"
+    "  sidecar TEXT NOT NULL," /* the sidecar text as dropped */
+    "  scene TEXT NOT NULL DEFAULT '',"
+    "  engine TEXT NOT NULL DEFAULT '',"
+    "  device TEXT NOT NULL DEFAULT 'auto',"
+    "  samples INTEGER NOT NULL DEFAULT 0,"
+    "  res_w INTEGER NOT NULL DEFAULT 0, res_h INTEGER NOT NULL DEFAULT 0,"
+    "  res_pct INTEGER NOT NULL DEFAULT 0,"
+    "  format TEXT NOT NULL DEFAULT 'png',"
+    "  video INTEGER NOT NULL DEFAULT 1,"
+    "  fps REAL NOT NULL DEFAULT 0,"       /* 0: the scene's */
+    "  scene_fps REAL NOT NULL DEFAULT 0," /* reported by a worker */
+    "  retries INTEGER NOT NULL DEFAULT 3,"
+    "  timeout_ms INTEGER NOT NULL DEFAULT 0,"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  budget REAL NOT NULL DEFAULT -1,"
+    "  nframes INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  started INTEGER, ended INTEGER,"
+    "  paused_from TEXT,"
+    "  error TEXT,"
+    "  removed INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE UNIQUE INDEX jobs_name ON jobs(name) WHERE removed = 0;"
+    "CREATE TABLE nodes ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  provider TEXT NOT NULL,"
+    "  address TEXT NOT NULL DEFAULT '',"
+    "  gpus INTEGER NOT NULL DEFAULT 0,"
+    "  gpu_names TEXT NOT NULL DEFAULT '',"
+    "  device TEXT NOT NULL DEFAULT '',"
+    "  device_why TEXT NOT NULL DEFAULT '',"
+    "  blender TEXT NOT NULL DEFAULT '',"
+    "  slots INTEGER NOT NULL DEFAULT 1,"
+    "  state TEXT NOT NULL DEFAULT 'idle',"
+    "  price_h REAL NOT NULL DEFAULT 0,"
+    "  done INTEGER NOT NULL DEFAULT 0,"
+    "  failed INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  removed INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE frames ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  frame INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN"
+    "    ('queued','leased','rendering','rendered','done','failed','cancelled')),"
+    "  lease INTEGER NOT NULL DEFAULT 0,"
+    "  node INTEGER REFERENCES nodes(id),"
+    "  slot INTEGER,"
+    "  lease_until INTEGER,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  interrupts INTEGER NOT NULL DEFAULT 0,"
+    "  started INTEGER, progress_at INTEGER,"
+    "  secs REAL, size INTEGER, mtime INTEGER,"
+    "  error TEXT,"
+    "  logged INTEGER NOT NULL DEFAULT 0," /* a log file exists */
+    "  removed INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (job, frame)"
+    ");"
+    "CREATE INDEX frames_by_state ON frames(state, job, frame);"
+    "CREATE TABLE qfiles (" /* the files in queue/ */
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  job INTEGER REFERENCES jobs(id)," /* set once the drop became a job */
+    "  writers INTEGER NOT NULL DEFAULT 0,"
+    "  changed INTEGER NOT NULL," /* last create/close/rename/truncate, ms */
+    "  mode INTEGER NOT NULL DEFAULT 420"
+    ");"
+    "CREATE TABLE drops (" /* refused drops: queue/NAME.error */
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  error TEXT NOT NULL,"
+    "  sig TEXT NOT NULL," /* the inputs' state the error is about */
+    "  at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  job INTEGER, node INTEGER, frame INTEGER,"
+    "  kind TEXT NOT NULL,"
+    "  msg TEXT NOT NULL"
+    ");"
+    "CREATE TABLE blocklist (" /* nodes that failed a job's frames */
+    "  node INTEGER NOT NULL,"
+    "  job INTEGER NOT NULL,"
+    "  failures INTEGER NOT NULL DEFAULT 0,"
+    "  until INTEGER NOT NULL DEFAULT 0," /* blocked before this time, ms */
+    "  reason TEXT,"
+    "  PRIMARY KEY (node, job)"
+    ");"
+    "CREATE TABLE changes ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind INTEGER NOT NULL,"
+    "  id INTEGER NOT NULL"
+    ");",
 };
 
 static int migrate(struct store *st)
@@ -283,8 +263,10 @@ static int migrate(struct store *st)
 		version = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
 	if (version > (int)ARRAY_SIZE(migrations)) {
-		fprintf(stderr, "renderfs: the state database is from a newer renderfs (schema %d, this one knows %zu)\n",
-			version, ARRAY_SIZE(migrations));
+		fprintf(
+		    stderr,
+		    "renderfs: the state database is from a newer renderfs (schema %d, this one knows %zu)\n",
+		    version, ARRAY_SIZE(migrations));
 		return -EPROTO;
 	}
 	for (; version < (int)ARRAY_SIZE(migrations); version++) {
@@ -324,15 +306,15 @@ int store_open(const char *dir, struct store **out)
 		goto out_free;
 	}
 	snprintf(path, sizeof(path), "%s/renderfs.db", dir);
-	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			     SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			     NULL);
 	if (rc != SQLITE_OK) {
 		rc = store_errno(rc);
 		goto out_close_db;
 	}
 	sqlite3_busy_timeout(st->db, 10000);
 	rc = store_exec(st, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-			"PRAGMA foreign_keys = ON;");
+			    "PRAGMA foreign_keys = ON;");
 	if (rc)
 		goto out_close_db;
 	rc = migrate(st);
@@ -358,14 +340,15 @@ void store_close(struct store *st)
 	free(st);
 }
 
-int store_event(struct store *st, int64_t job, int64_t node, int64_t frame,
-		const char *kind, const char *msg)
+int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, const char *kind, const char *msg)
 {
 	sqlite3_stmt *s;
 	int rc;
 
-	rc = store_prepare(st, "INSERT INTO events(at, job, node, frame, kind, msg) "
-			   "VALUES (?, ?, ?, ?, ?, ?)", &s);
+	rc = store_prepare(st,
+			   "INSERT INTO events(at, job, node, frame, kind, msg) "
+			   "VALUES (?, ?, ?, ?, ?, ?)",
+			   &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, util_now_ms());
@@ -397,8 +380,8 @@ int store_change(struct store *st, enum change_kind kind, int64_t id)
 	return rc;
 }
 
-int store_changes_since(struct store *st, int64_t *seq,
-			void (*fn)(void *arg, int kind, int64_t id), void *arg)
+int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, int kind, int64_t id),
+			void *arg)
 {
 	sqlite3_stmt *s;
 	int rc;
@@ -428,34 +411,37 @@ int store_changes_since(struct store *st, int64_t *seq,
  * between queued and failed inside the same statement, from the row's own
  * attempts and its job's retries, so no read-then-write race exists.
  */
-int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease,
-			   enum frame_event ev, const struct frame_move *m)
+int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev,
+			   const struct frame_move *m)
 {
 	static const char *const sql[FE__COUNT] = {
-		[FE_DISPATCH] = "UPDATE frames SET state = 'leased', lease = lease + 1, node = :node,"
-			" slot = :slot, lease_until = :until, started = NULL, progress_at = :now,"
-			" error = NULL WHERE id = :id AND state = 'queued'",
-		[FE_START] = "UPDATE frames SET state = 'rendering', started = :now, progress_at = :now"
-			" WHERE id = :id AND state = 'leased' AND lease = :lease",
-		[FE_HEARTBEAT] = "UPDATE frames SET lease_until = :until, progress_at = :now"
-			" WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease",
-		[FE_RENDERED] = "UPDATE frames SET state = 'rendered', secs = :secs"
-			" WHERE id = :id AND state = 'rendering' AND lease = :lease",
-		[FE_COLLECTED] = "UPDATE frames SET state = 'done', size = :size, mtime = :mtime,"
-			" error = NULL, removed = 0 WHERE id = :id AND state = 'rendered' AND lease = :lease",
-		[FE_INTERRUPT] = "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
-			" node = NULL, slot = NULL, lease_until = NULL"
-			" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease",
-		[FE_FAIL] = "UPDATE frames SET attempts = attempts + 1, error = :error,"
-			" state = CASE WHEN attempts + 1 < 1 + (SELECT retries FROM jobs WHERE jobs.id = frames.job)"
-			"   THEN 'queued' ELSE 'failed' END,"
-			" node = NULL, slot = NULL, lease_until = NULL"
-			" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease",
-		[FE_CANCEL] = "UPDATE frames SET state = 'cancelled', node = NULL, slot = NULL,"
-			" lease_until = NULL WHERE id = :id AND state IN"
-			" ('queued', 'leased', 'rendering', 'rendered')",
-		[FE_RETRY] = "UPDATE frames SET state = 'queued', attempts = 0, error = NULL"
-			" WHERE id = :id AND state = 'failed'",
+	    [FE_DISPATCH] = "UPDATE frames SET state = 'leased', lease = lease + 1, node = :node,"
+			    " slot = :slot, lease_until = :until, started = NULL, progress_at = :now,"
+			    " error = NULL WHERE id = :id AND state = 'queued'",
+	    [FE_START] = "UPDATE frames SET state = 'rendering', started = :now, progress_at = :now"
+			 " WHERE id = :id AND state = 'leased' AND lease = :lease",
+	    [FE_HEARTBEAT] = "UPDATE frames SET lease_until = :until, progress_at = :now"
+			     " WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease",
+	    [FE_RENDERED] = "UPDATE frames SET state = 'rendered', secs = :secs"
+			    " WHERE id = :id AND state = 'rendering' AND lease = :lease",
+	    [FE_COLLECTED] =
+		"UPDATE frames SET state = 'done', size = :size, mtime = :mtime,"
+		" error = NULL, removed = 0 WHERE id = :id AND state = 'rendered' AND lease = :lease",
+	    [FE_INTERRUPT] =
+		"UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
+		" node = NULL, slot = NULL, lease_until = NULL"
+		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease",
+	    [FE_FAIL] =
+		"UPDATE frames SET attempts = attempts + 1, error = :error,"
+		" state = CASE WHEN attempts + 1 < 1 + (SELECT retries FROM jobs WHERE jobs.id = frames.job)"
+		"   THEN 'queued' ELSE 'failed' END,"
+		" node = NULL, slot = NULL, lease_until = NULL"
+		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease",
+	    [FE_CANCEL] = "UPDATE frames SET state = 'cancelled', node = NULL, slot = NULL,"
+			  " lease_until = NULL WHERE id = :id AND state IN"
+			  " ('queued', 'leased', 'rendering', 'rendered')",
+	    [FE_RETRY] = "UPDATE frames SET state = 'queued', attempts = 0, error = NULL"
+			 " WHERE id = :id AND state = 'failed'",
 	};
 	sqlite3_stmt *s;
 	int rc, idx;
@@ -465,8 +451,12 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease,
 	rc = store_prepare(st, sql[ev], &s);
 	if (rc)
 		return rc;
-#define BIND_I64(name, v) do { idx = sqlite3_bind_parameter_index(s, name); \
-		if (idx) sqlite3_bind_int64(s, idx, (v)); } while (0)
+#define BIND_I64(name, v)                                    \
+	do {                                                 \
+		idx = sqlite3_bind_parameter_index(s, name); \
+		if (idx)                                     \
+			sqlite3_bind_int64(s, idx, (v));     \
+	} while (0)
 	BIND_I64(":id", frame_id);
 	BIND_I64(":lease", lease);
 	BIND_I64(":now", m ? m->now : util_now_ms());
@@ -512,8 +502,7 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease,
 	return rc;
 }
 
-int job_set_state(struct store *st, int64_t job, unsigned from_mask,
-		  enum job_state to, int64_t now)
+int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_state to, int64_t now)
 {
 	char in[256] = "";
 	char sql[512];
@@ -534,7 +523,8 @@ int job_set_state(struct store *st, int64_t job, unsigned from_mask,
 		 " started = CASE WHEN ?1 = 'rendering' THEN coalesce(started, ?3) ELSE started END,"
 		 " ended = CASE WHEN ?1 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,"
 		 " paused_from = CASE WHEN ?1 = 'paused' THEN state ELSE NULL END"
-		 " WHERE id = ?2 AND removed = 0 AND state IN (%s)", in);
+		 " WHERE id = ?2 AND removed = 0 AND state IN (%s)",
+		 in);
 	rc = store_prepare(st, sql, &s);
 	if (rc)
 		return rc;
@@ -559,9 +549,11 @@ int store_recover(struct store *st, int64_t now)
 	rc = store_begin(st);
 	if (rc)
 		return rc;
-	rc = store_prepare(st, "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
+	rc = store_prepare(st,
+			   "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
 			   " node = NULL, slot = NULL, lease_until = NULL"
-			   " WHERE state IN ('leased', 'rendering', 'rendered')", &s);
+			   " WHERE state IN ('leased', 'rendering', 'rendered')",
+			   &s);
 	if (rc)
 		goto out_rollback;
 	rc = store_errno(sqlite3_step(s));
@@ -570,8 +562,8 @@ int store_recover(struct store *st, int64_t now)
 		goto out_rollback;
 	n = sqlite3_changes(st->db);
 	rc = store_exec(st, "UPDATE qfiles SET writers = 0;"
-			"UPDATE nodes SET state = 'offline' WHERE state != 'offline';"
-			"DELETE FROM changes;");
+			    "UPDATE nodes SET state = 'offline' WHERE state != 'offline';"
+			    "DELETE FROM changes;");
 	if (rc)
 		goto out_rollback;
 	if (n > 0) {
@@ -599,8 +591,8 @@ void frame_file_name(uint32_t frame, const char *ext, char *buf, size_t sz)
 	snprintf(buf, sz, "frame_%04u%s", frame, ext);
 }
 
-void store_path_frame(const struct store *st, int64_t job, uint32_t frame,
-		      const char *ext, char *buf, size_t sz)
+void store_path_frame(const struct store *st, int64_t job, uint32_t frame, const char *ext, char *buf,
+		      size_t sz)
 {
 	snprintf(buf, sz, "%s/jobs/%lld/frames/frame_%04u%s", st->dir, (long long)job, frame, ext);
 }

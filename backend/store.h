@@ -72,18 +72,39 @@
 #include <stdint.h>
 
 enum frame_state {
-	FS_QUEUED, FS_LEASED, FS_RENDERING, FS_RENDERED,
-	FS_DONE, FS_FAILED, FS_CANCELLED, FS__COUNT
+	FS_QUEUED,
+	FS_LEASED,
+	FS_RENDERING,
+	FS_RENDERED,
+	FS_DONE,
+	FS_FAILED,
+	FS_CANCELLED,
+	FS__COUNT
 };
 
 enum frame_event {
-	FE_DISPATCH, FE_START, FE_HEARTBEAT, FE_RENDERED, FE_COLLECTED,
-	FE_INTERRUPT, FE_FAIL, FE_CANCEL, FE_RETRY, FE__COUNT
+	FE_DISPATCH,
+	FE_START,
+	FE_HEARTBEAT,
+	FE_RENDERED,
+	FE_COLLECTED,
+	FE_INTERRUPT,
+	FE_FAIL,
+	FE_CANCEL,
+	FE_RETRY,
+	FE__COUNT
 };
 
 enum job_state {
-	JS_WAITING, JS_PROVISIONING, JS_RENDERING, JS_ASSEMBLING, JS_DONE,
-	JS_FAILED, JS_CANCELLED, JS_PAUSED, JS__COUNT
+	JS_WAITING,
+	JS_PROVISIONING,
+	JS_RENDERING,
+	JS_ASSEMBLING,
+	JS_DONE,
+	JS_FAILED,
+	JS_CANCELLED,
+	JS_PAUSED,
+	JS__COUNT
 };
 
 /* What a change to the tree touched, for the notifier (fs/notify.c). */
@@ -91,27 +112,27 @@ enum change_kind { CH_QUEUE = 1, CH_OUT, CH_JOBDIR, CH_JOBLOGS, CH_NODES };
 
 struct store {
 	sqlite3 *db;
-	char *dir;		/* the state directory; owned */
+	char *dir; /* the state directory; owned */
 };
 
 /* Frame row fields a transition may set; unused ones are ignored. */
 struct frame_move {
-	int64_t now;		/* wall-clock ms */
-	int64_t node;		/* FE_DISPATCH */
-	int slot;		/* FE_DISPATCH */
-	int64_t lease_until;	/* FE_DISPATCH, FE_HEARTBEAT */
-	double secs;		/* FE_RENDERED */
-	int64_t size;		/* FE_COLLECTED */
-	int64_t mtime;		/* FE_COLLECTED, ms */
-	const char *error;	/* FE_FAIL, FE_INTERRUPT: why, for the status */
+	int64_t now;         /* wall-clock ms */
+	int64_t node;        /* FE_DISPATCH */
+	int slot;            /* FE_DISPATCH */
+	int64_t lease_until; /* FE_DISPATCH, FE_HEARTBEAT */
+	double secs;         /* FE_RENDERED */
+	int64_t size;        /* FE_COLLECTED */
+	int64_t mtime;       /* FE_COLLECTED, ms */
+	const char *error;   /* FE_FAIL, FE_INTERRUPT: why, for the status */
 };
 
 const char *frame_state_name(enum frame_state s);
-int frame_state_parse(const char *s);		/* -EINVAL if unknown */
+int frame_state_parse(const char *s); /* -EINVAL if unknown */
 const char *frame_event_name(enum frame_event e);
 const char *job_state_name(enum job_state s);
 int job_state_parse(const char *s);
-int job_state_active(enum job_state s);	/* waiting .. assembling, paused */
+int job_state_active(enum job_state s); /* waiting .. assembling, paused */
 
 /*
  * The pure core of the machine: the state an event moves a frame to, or
@@ -123,7 +144,7 @@ int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempt
 /* Open (creating and migrating) DIR/renderfs.db.  *out owned, store_close(). */
 int store_open(const char *dir, struct store **out);
 void store_close(struct store *st);
-int store_begin(struct store *st);	/* BEGIN IMMEDIATE, retried while busy */
+int store_begin(struct store *st); /* BEGIN IMMEDIATE, retried while busy */
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
 int store_exec(struct store *st, const char *sql);
@@ -142,13 +163,12 @@ int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt);
  * Must be called inside a transaction the caller opened, or alone (it then
  * runs in its own).
  */
-int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease,
-			   enum frame_event ev, const struct frame_move *m);
+int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev,
+			   const struct frame_move *m);
 
 /* Change a job's state when it is in one of the states in from_mask
  * (bit 1<<state).  Returns 0, -ESTALE when it was not. */
-int job_set_state(struct store *st, int64_t job, unsigned from_mask,
-		  enum job_state to, int64_t now);
+int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_state to, int64_t now);
 
 /* Start-of-mount recovery: in-flight frames go back to queued as
  * interrupted, assembling jobs go back to assembling from scratch, writer
@@ -158,20 +178,19 @@ int store_recover(struct store *st, int64_t now);
 /* The change feed: the backend appends, the notifier reads. */
 int store_change(struct store *st, enum change_kind kind, int64_t id);
 /* Call fn for each change after *seq; *seq advanced.  Old rows pruned. */
-int store_changes_since(struct store *st, int64_t *seq,
-			void (*fn)(void *arg, int kind, int64_t id), void *arg);
+int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, int kind, int64_t id),
+			void *arg);
 
 /* Record an event (a line of history, also shown as a node's/job's last
  * error when kind is "error"). job/node/frame may be 0. */
-int store_event(struct store *st, int64_t job, int64_t node, int64_t frame,
-		const char *kind, const char *msg);
+int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, const char *kind,
+		const char *msg);
 
 /* Paths in the state directory (buf of PATH_MAX). */
 void store_path_job(const struct store *st, int64_t job, char *buf, size_t sz);
-void store_path_frame(const struct store *st, int64_t job, uint32_t frame,
-		      const char *ext, char *buf, size_t sz);
-void store_path_log(const struct store *st, int64_t job, uint32_t frame,
-		    char *buf, size_t sz);
+void store_path_frame(const struct store *st, int64_t job, uint32_t frame, const char *ext, char *buf,
+		      size_t sz);
+void store_path_log(const struct store *st, int64_t job, uint32_t frame, char *buf, size_t sz);
 void store_path_video(const struct store *st, int64_t job, char *buf, size_t sz);
 void store_path_spool(const struct store *st, int64_t qfile, char *buf, size_t sz);
 void store_path_blob(const struct store *st, const char *sha, char *buf, size_t sz);

@@ -11,10 +11,10 @@
 #include <sys/types.h>
 
 struct tproc {
-	pid_t pid;		/* local: the process (group leader) */
-	int in_fd;		/* write end of the worker's stdin, non-blocking */
-	int out_fd;		/* read end of its stdout: protocol lines only */
-	int err_fd;		/* read end of its stderr: everything Blender says */
+	pid_t pid;  /* local: the process (group leader) */
+	int in_fd;  /* write end of the worker's stdin, non-blocking */
+	int out_fd; /* read end of its stdout: protocol lines only */
+	int err_fd; /* read end of its stderr: everything Blender says */
 };
 
 struct transport_ops {

@@ -244,7 +244,7 @@ int util_rmtree(const char *path)
 
 	d = opendir(path);
 	if (!d) {
-		if (errno == ENOTDIR) 
+		if (errno == ENOTDIR)
 			return unlink(path) < 0 ? -errno : 0;
 		return errno == ENOENT ? 0 : -errno;
 	}

@@ -50,8 +50,7 @@ struct util_sb {
 	size_t len, cap;
 	int oom;
 };
-void util_sb_printf(struct util_sb *sb, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void util_sb_printf(struct util_sb *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void util_sb_free(struct util_sb *sb);
 
 #endif

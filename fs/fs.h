@@ -14,21 +14,27 @@
 #include "store.h"
 
 enum ino_type {
-	T_FIXED = 0,	/* the root and its fixed children */
-	T_QFILE,	/* queue/NAME: qfiles.id */
-	T_QERR,		/* queue/NAME.error: drops.id */
-	T_JOB,		/* out/JOB: jobs.id */
-	T_JSTATUS, T_JSTATUSJSON, T_JCONTROL, T_JLOGS, T_JVIDEO,	/* jobs.id */
-	T_FRAME,	/* out/JOB/frame_N.ext: frames.id */
-	T_LOG,		/* out/JOB/logs/frame_N.log: frames.id */
-	T_NODE, T_NSTATUS, T_NSTATUSJSON,	/* nodes.id */
+	T_FIXED = 0, /* the root and its fixed children */
+	T_QFILE,     /* queue/NAME: qfiles.id */
+	T_QERR,      /* queue/NAME.error: drops.id */
+	T_JOB,       /* out/JOB: jobs.id */
+	T_JSTATUS,
+	T_JSTATUSJSON,
+	T_JCONTROL,
+	T_JLOGS,
+	T_JVIDEO, /* jobs.id */
+	T_FRAME,  /* out/JOB/frame_N.ext: frames.id */
+	T_LOG,    /* out/JOB/logs/frame_N.log: frames.id */
+	T_NODE,
+	T_NSTATUS,
+	T_NSTATUSJSON, /* nodes.id */
 };
 
 enum { I_ROOT = 1, I_STATUS, I_STATUSJSON, I_QUEUE, I_OUT, I_NODES };
 
-#define INO(type, id)	(((uint64_t)(type) << 48) | (uint64_t)(id))
-#define INO_TYPE(ino)	((enum ino_type)((ino) >> 48))
-#define INO_ID(ino)	((int64_t)((ino) & ((1ull << 48) - 1)))
+#define INO(type, id) (((uint64_t)(type) << 48) | (uint64_t)(id))
+#define INO_TYPE(ino) ((enum ino_type)((ino) >> 48))
+#define INO_ID(ino)   ((int64_t)((ino) & ((1ull << 48) - 1)))
 
 struct rfs {
 	char *state_dir;

@@ -34,18 +34,16 @@ struct cli {
 
 enum { KEY_HELP, KEY_VERSION };
 
-static const struct fuse_opt cli_opts[] = {
-	{ "config=%s", offsetof(struct cli, config), 0 },
-	{ "state=%s", offsetof(struct cli, state), 0 },
-	{ "backend=%s", offsetof(struct cli, backend), 0 },
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_END
-};
+static const struct fuse_opt cli_opts[] = {{"config=%s", offsetof(struct cli, config), 0},
+					   {"state=%s", offsetof(struct cli, state), 0},
+					   {"backend=%s", offsetof(struct cli, backend), 0},
+					   FUSE_OPT_KEY("-h", KEY_HELP),
+					   FUSE_OPT_KEY("--help", KEY_HELP),
+					   FUSE_OPT_KEY("-V", KEY_VERSION),
+					   FUSE_OPT_KEY("--version", KEY_VERSION),
+					   FUSE_OPT_END};
 
-static const char *const config_sections[] = { "renderfs", "local", "ssh", "clore" };
+static const char *const config_sections[] = {"renderfs", "local", "ssh", "clore"};
 
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -96,7 +94,8 @@ static void usage(const char *prog)
 	       "                           (default $XDG_DATA_HOME/renderfs)\n"
 	       "    -o backend=NAME        local, ssh or clore (default local)\n"
 	       "    -o SECTION.KEY=VALUE   any configuration setting, e.g. local.workers=2\n\n"
-	       "FUSE options:\n", prog, prog);
+	       "FUSE options:\n",
+	       prog, prog);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
 }
@@ -129,7 +128,7 @@ static char *absolute(const char *path)
  * never share one database and spool. */
 static int state_prepare(const char *dir, int *lock_fd)
 {
-	static const char *const subs[] = { "spool", "blobs", "jobs", "work" };
+	static const char *const subs[] = {"spool", "blobs", "jobs", "work"};
 	char path[4200];
 	int rc;
 
@@ -163,10 +162,10 @@ static int state_prepare(const char *dir, int *lock_fd)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_cmdline_opts opts = { 0 };
-	struct cli cli = { 0 };
+	struct fuse_cmdline_opts opts = {0};
+	struct cli cli = {0};
 	struct config cfg;
-	struct rfs rfs = { 0 };
+	struct rfs rfs = {0};
 	struct engine *engine = NULL;
 	struct fuse_session *se;
 	struct store *st;
@@ -204,7 +203,8 @@ int main(int argc, char *argv[])
 		config_file = default_path("XDG_CONFIG_HOME", ".config", "renderfs/renderfs.conf");
 		if (!config_file || access(config_file, F_OK) != 0) {
 			free(config_file);
-			config_file = access("/etc/renderfs.conf", F_OK) == 0 ? strdup("/etc/renderfs.conf") : NULL;
+			config_file =
+			    access("/etc/renderfs.conf", F_OK) == 0 ? strdup("/etc/renderfs.conf") : NULL;
 		}
 	}
 	if (cli.backend) {
@@ -215,8 +215,8 @@ int main(int argc, char *argv[])
 		sprintf(o, "renderfs.backend=%s", cli.backend);
 		cli.overrides[cli.n_overrides++] = o;
 	}
-	rc = config_load(&cfg, config_file, cli.config != NULL, cli.overrides, cli.n_overrides,
-			 err, sizeof(err));
+	rc = config_load(&cfg, config_file, cli.config != NULL, cli.overrides, cli.n_overrides, err,
+			 sizeof(err));
 	if (rc) {
 		fprintf(stderr, "renderfs: %s\n", err);
 		goto out_free_cfg;
@@ -227,7 +227,8 @@ int main(int argc, char *argv[])
 		goto out_free_cfg;
 	}
 
-	rfs.state_dir = cli.state ? absolute(cli.state) : default_path("XDG_DATA_HOME", ".local/share", "renderfs");
+	rfs.state_dir =
+	    cli.state ? absolute(cli.state) : default_path("XDG_DATA_HOME", ".local/share", "renderfs");
 	if (!rfs.state_dir) {
 		fprintf(stderr, "renderfs: no state directory: give -o state=DIR (HOME is not set)\n");
 		goto out_free_cfg;
@@ -236,13 +237,15 @@ int main(int argc, char *argv[])
 		goto out_free_cfg;
 	rc = store_open(rfs.state_dir, &st);
 	if (rc) {
-		fprintf(stderr, "renderfs: cannot open the database in %s: %s\n", rfs.state_dir, strerror(-rc));
+		fprintf(stderr, "renderfs: cannot open the database in %s: %s\n", rfs.state_dir,
+			strerror(-rc));
 		goto out_free_cfg;
 	}
 	rc = store_recover(st, util_now_ms());
 	store_close(st);
 	if (rc < 0) {
-		fprintf(stderr, "renderfs: cannot recover the database in %s: %s\n", rfs.state_dir, strerror(-rc));
+		fprintf(stderr, "renderfs: cannot recover the database in %s: %s\n", rfs.state_dir,
+			strerror(-rc));
 		goto out_free_cfg;
 	}
 	if (pool_init(rfs.state_dir))
@@ -279,7 +282,8 @@ int main(int argc, char *argv[])
 			goto out_stop;
 		fuse_loop_cfg_set_clone_fd(lc, opts.clone_fd);
 		fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
-		fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
+		if (opts.max_threads > 0 && opts.max_threads <= 100000) /* given with -o max_threads */
+			fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
 		ret = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}

@@ -28,9 +28,7 @@ static void on_change(void *arg, int kind, int64_t id)
 {
 	(void)arg;
 	switch (kind) {
-	case CH_QUEUE:
-		inval(I_QUEUE);
-		break;
+	case CH_QUEUE: inval(I_QUEUE); break;
 	case CH_OUT:
 		inval(I_OUT);
 		inval(I_STATUS);
@@ -43,9 +41,7 @@ static void on_change(void *arg, int kind, int64_t id)
 		inval(I_STATUS);
 		inval(I_STATUSJSON);
 		break;
-	case CH_JOBLOGS:
-		inval(INO(T_JLOGS, id));
-		break;
+	case CH_JOBLOGS: inval(INO(T_JLOGS, id)); break;
 	case CH_NODES:
 		inval(I_NODES);
 		inval(INO(T_NSTATUS, id));

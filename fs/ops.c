@@ -20,16 +20,16 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define TTL_FOREVER	86400.0	/* frames never change once listed */
-#define TTL_SHORT	1.0
+#define TTL_FOREVER 86400.0 /* frames never change once listed */
+#define TTL_SHORT   1.0
 
 /* What an open file or directory holds. */
 struct fh {
 	enum ino_type type;
-	int fd;			/* frames, logs, video, queue files */
-	int64_t qid;		/* queue file row */
-	int writer;		/* counted as a writer of the queue file */
-	char *buf;		/* status/error snapshot, or directory listing */
+	int fd;      /* frames, logs, video, queue files */
+	int64_t qid; /* queue file row */
+	int writer;  /* counted as a writer of the queue file */
+	char *buf;   /* status/error snapshot, or directory listing */
 	size_t len;
 };
 
@@ -113,7 +113,7 @@ static int do_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *
 			return 0;
 		}
 		if (id == I_STATUS || id == I_STATUSJSON) {
-			struct util_sb sb = { 0 };
+			struct util_sb sb = {0};
 
 			rc = render_fixed_status(s, id, &sb);
 			fill_reg(st, ino, 0444, (off_t)sb.len, util_now_ms());
@@ -165,7 +165,7 @@ static int do_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *
 	case T_JSTATUSJSON:
 	case T_NSTATUS:
 	case T_NSTATUSJSON: {
-		struct util_sb sb = { 0 };
+		struct util_sb sb = {0};
 
 		rc = render_status(s, type, id, &sb);
 		fill_reg(st, ino, 0444, (off_t)sb.len, util_now_ms());
@@ -182,9 +182,7 @@ static int do_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *
 		fill_reg(st, ino, 0644, 0, j.created);
 		return 0;
 	}
-	case T_JVIDEO:
-		store_path_video(s, id, path, sizeof(path));
-		return stat_file(path, ino, 0444, st);
+	case T_JVIDEO: store_path_video(s, id, path, sizeof(path)); return stat_file(path, ino, 0444, st);
 	case T_FRAME: {
 		struct frame_row f;
 
@@ -242,9 +240,12 @@ static int do_lookup(struct store *s, fuse_ino_t parent, const char *name, fuse_
 	int rc;
 
 	if (type == T_FIXED && id == I_ROOT) {
-		static const struct { const char *name; int id; } top[] = {
-			{ "status", I_STATUS }, { "status.json", I_STATUSJSON },
-			{ "queue", I_QUEUE }, { "out", I_OUT }, { "nodes", I_NODES },
+		static const struct {
+			const char *name;
+			int id;
+		} top[] = {
+		    {"status", I_STATUS}, {"status.json", I_STATUSJSON}, {"queue", I_QUEUE}, {"out", I_OUT},
+		    {"nodes", I_NODES},
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(top); i++) {
@@ -349,8 +350,9 @@ static void reply_entry(fuse_req_t req, struct store *s, fuse_ino_t ino, int rc)
 	e.ino = ino;
 	e.generation = 1;
 	e.attr_timeout = ttl;
-	e.entry_timeout = INO_TYPE(ino) == T_FRAME ? TTL_FOREVER :
-			  INO_TYPE(ino) == T_QFILE || INO_TYPE(ino) == T_QERR ? 0 : TTL_SHORT;
+	e.entry_timeout = INO_TYPE(ino) == T_FRAME                              ? TTL_FOREVER
+			  : INO_TYPE(ino) == T_QFILE || INO_TYPE(ino) == T_QERR ? 0
+										: TTL_SHORT;
 	fuse_reply_entry(req, &e);
 }
 
@@ -392,7 +394,7 @@ static void rfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
  * stay valid however the directory changes while it is read ---- */
 
 struct listing {
-	struct util_sb names;	/* ino (8 bytes), type (1), name, NUL */
+	struct util_sb names; /* ino (8 bytes), type (1), name, NUL */
 };
 
 static void list_add(struct listing *l, fuse_ino_t ino, int is_dir, const char *name)
@@ -427,7 +429,7 @@ static int list_qerror(void *arg, const struct qerror *e)
 	struct qfile q;
 
 	if (queue_lookup(c->s, e->name, &q) == 0)
-		return 0;	/* a real file of that name wins */
+		return 0; /* a real file of that name wins */
 	list_add(c->l, INO(T_QERR, e->id), 0, e->name);
 	return 0;
 }
@@ -472,7 +474,7 @@ static int do_list(struct store *s, fuse_ino_t ino, struct listing *l)
 {
 	enum ino_type type = INO_TYPE(ino);
 	int64_t id = INO_ID(ino);
-	struct list_ctx c = { .l = l, .s = s };
+	struct list_ctx c = {.l = l, .s = s};
 	int rc = 0;
 
 	list_add(l, ino, 1, ".");
@@ -525,7 +527,7 @@ static int do_list(struct store *s, fuse_ino_t ino, struct listing *l)
 static void rfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct store *s = pool_get();
-	struct listing l = { { 0 } };
+	struct listing l = {{0}};
 	struct fh *fh;
 	int rc;
 
@@ -548,8 +550,7 @@ static void rfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fuse_reply_open(req, fi);
 }
 
-static void rfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			struct fuse_file_info *fi)
+static void rfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
 	char *out = malloc(size);
@@ -565,7 +566,7 @@ static void rfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		const unsigned char *p = (const unsigned char *)fh->buf + pos;
 		const char *name = (const char *)p + 9;
 		size_t next = pos + 9 + strlen(name) + 1;
-		struct stat st = { 0 };
+		struct stat st = {0};
 		uint64_t v = 0;
 		size_t n;
 
@@ -621,7 +622,7 @@ static int do_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, s
 		if (is_write(fi->flags))
 			return -EACCES;
 		{
-			struct util_sb sb = { 0 };
+			struct util_sb sb = {0};
 
 			rc = render_fixed_status(s, id, &sb);
 			fh->buf = sb.buf;
@@ -633,7 +634,7 @@ static int do_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, s
 	case T_JSTATUSJSON:
 	case T_NSTATUS:
 	case T_NSTATUSJSON: {
-		struct util_sb sb = { 0 };
+		struct util_sb sb = {0};
 
 		if (is_write(fi->flags))
 			return -EACCES;
@@ -652,7 +653,7 @@ static int do_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, s
 	case T_JCONTROL:
 		fi->direct_io = 1;
 		fi->nonseekable = 1;
-		return job_get(s, id, &(struct job_row){ 0 });
+		return job_get(s, id, &(struct job_row){0});
 	case T_FRAME:
 	case T_LOG:
 	case T_JVIDEO: {
@@ -708,8 +709,7 @@ static int do_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, s
 		}
 		return 0;
 	}
-	default:
-		return -EISDIR;
+	default: return -EISDIR;
 	}
 }
 
@@ -753,8 +753,7 @@ static void rfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-static void rfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+static void rfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
 
@@ -782,8 +781,8 @@ static void rfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_buf(req, fh->buf + off, size);
 }
 
-static void rfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
-		      off_t off, struct fuse_file_info *fi)
+static void rfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
 {
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
 	struct store *s;
@@ -963,12 +962,14 @@ static void rfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	if (!rc && (to_set & FUSE_SET_ATTR_MODE))
 		rc = queue_chmod(s, INO_ID(ino), attr->st_mode);
 	if (!rc && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
-		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
 
 		if (to_set & FUSE_SET_ATTR_ATIME)
-			ts[0] = to_set & FUSE_SET_ATTR_ATIME_NOW ? (struct timespec){ .tv_nsec = UTIME_NOW } : attr->st_atim;
+			ts[0] = to_set & FUSE_SET_ATTR_ATIME_NOW ? (struct timespec){.tv_nsec = UTIME_NOW}
+								 : attr->st_atim;
 		if (to_set & FUSE_SET_ATTR_MTIME)
-			ts[1] = to_set & FUSE_SET_ATTR_MTIME_NOW ? (struct timespec){ .tv_nsec = UTIME_NOW } : attr->st_mtim;
+			ts[1] = to_set & FUSE_SET_ATTR_MTIME_NOW ? (struct timespec){.tv_nsec = UTIME_NOW}
+								 : attr->st_mtim;
 		rc = utimensat(AT_FDCWD, path, ts, 0) < 0 ? -errno : 0;
 	}
 	/* chown: the spool belongs to the daemon; accepted and ignored so
@@ -998,10 +999,8 @@ static int do_unlink(struct store *s, fuse_ino_t parent, const char *name)
 	if (rc)
 		return rc;
 	switch (INO_TYPE(ino)) {
-	case T_FRAME:
-		return job_remove_frame(s, INO_ID(ino));
-	case T_JVIDEO:
-		return job_remove_video(s, INO_ID(ino));
+	case T_FRAME: return job_remove_frame(s, INO_ID(ino));
+	case T_JVIDEO: return job_remove_video(s, INO_ID(ino));
 	case T_JSTATUS:
 	case T_JSTATUSJSON:
 	case T_JCONTROL:
@@ -1013,8 +1012,7 @@ static int do_unlink(struct store *s, fuse_ino_t parent, const char *name)
 		rc = frame_get(s, INO_ID(ino), &f);
 		return rc ? rc : job_removable(s, f.job);
 	}
-	default:
-		return -EACCES;
+	default: return -EACCES;
 	}
 }
 
@@ -1045,8 +1043,8 @@ static void rfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -rc);
 }
 
-static void rfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-		       fuse_ino_t newparent, const char *newname, unsigned int flags)
+static void rfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		       const char *newname, unsigned int flags)
 {
 	struct store *s;
 	int rc;
@@ -1055,8 +1053,10 @@ static void rfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		int out = in_out_tree(INO_TYPE(parent)) || in_out_tree(INO_TYPE(newparent)) ||
 			  parent == INO(T_FIXED, I_OUT) || newparent == INO(T_FIXED, I_OUT);
 
-		fuse_reply_err(req, out ? EROFS : parent == INO(T_FIXED, I_QUEUE) ||
-			       newparent == INO(T_FIXED, I_QUEUE) ? EXDEV : EACCES);
+		fuse_reply_err(req, out ? EROFS
+				    : parent == INO(T_FIXED, I_QUEUE) || newparent == INO(T_FIXED, I_QUEUE)
+					? EXDEV
+					: EACCES);
 		return;
 	}
 	s = pool_get();
@@ -1069,8 +1069,9 @@ static void rfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	(void)name;
 	(void)mode;
-	fuse_reply_err(req, parent == INO(T_FIXED, I_QUEUE) ? EPERM :
-		       parent == INO(T_FIXED, I_OUT) || in_out_tree(INO_TYPE(parent)) ? EROFS : EACCES);
+	fuse_reply_err(req, parent == INO(T_FIXED, I_QUEUE)                                  ? EPERM
+			    : parent == INO(T_FIXED, I_OUT) || in_out_tree(INO_TYPE(parent)) ? EROFS
+											     : EACCES);
 }
 
 static void rfs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1100,24 +1101,24 @@ static void rfs_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 const struct fuse_lowlevel_ops rfs_ops = {
-	.init = rfs_init,
-	.lookup = rfs_lookup,
-	.getattr = rfs_getattr,
-	.setattr = rfs_setattr,
-	.opendir = rfs_opendir,
-	.readdir = rfs_readdir,
-	.releasedir = rfs_releasedir,
-	.open = rfs_open,
-	.read = rfs_read,
-	.write = rfs_write,
-	.release = rfs_release,
-	.flush = rfs_flush,
-	.fsync = rfs_fsync,
-	.create = rfs_create,
-	.mknod = rfs_mknod,
-	.unlink = rfs_unlink,
-	.rmdir = rfs_rmdir,
-	.rename = rfs_rename,
-	.mkdir = rfs_mkdir,
-	.statfs = rfs_statfs,
+    .init = rfs_init,
+    .lookup = rfs_lookup,
+    .getattr = rfs_getattr,
+    .setattr = rfs_setattr,
+    .opendir = rfs_opendir,
+    .readdir = rfs_readdir,
+    .releasedir = rfs_releasedir,
+    .open = rfs_open,
+    .read = rfs_read,
+    .write = rfs_write,
+    .release = rfs_release,
+    .flush = rfs_flush,
+    .fsync = rfs_fsync,
+    .create = rfs_create,
+    .mknod = rfs_mknod,
+    .unlink = rfs_unlink,
+    .rmdir = rfs_rmdir,
+    .rename = rfs_rename,
+    .mkdir = rfs_mkdir,
+    .statfs = rfs_statfs,
 };

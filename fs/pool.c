@@ -13,9 +13,9 @@
 #define POOL_MAX 16
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct store *pool_free[POOL_MAX];	/* guarded by pool_lock */
-static int pool_nfree;				/* guarded by pool_lock */
-static char *pool_dir;				/* set once before threads start */
+static struct store *pool_free[POOL_MAX]; /* guarded by pool_lock */
+static int pool_nfree;                    /* guarded by pool_lock */
+static char *pool_dir;                    /* set once before threads start */
 
 int pool_init(const char *state_dir)
 {

@@ -32,15 +32,15 @@ static int failures;
 static int checks;
 static char tmpdir[4096];
 
-#define CHECK(cond, ...)						\
-	do {								\
-		checks++;						\
-		if (!(cond)) {						\
-			failures++;					\
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);	\
-			printf(__VA_ARGS__);				\
-			printf("\n");					\
-		}							\
+#define CHECK(cond, ...)                                            \
+	do {                                                        \
+		checks++;                                           \
+		if (!(cond)) {                                      \
+			failures++;                                 \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+			printf(__VA_ARGS__);                        \
+			printf("\n");                               \
+		}                                                   \
 	} while (0)
 
 /* ------------------------------------------------------------ buffers */
@@ -154,8 +154,7 @@ static int one_line(const char *why)
 	return why[0] && !strchr(why, '\n') && !strchr(why, '\r');
 }
 
-static int blend_file(const char *path, struct blend_info *info, char *why,
-		      size_t whysz)
+static int blend_file(const char *path, struct blend_info *info, char *why, size_t whysz)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int ret;
@@ -169,8 +168,7 @@ static int blend_file(const char *path, struct blend_info *info, char *why,
 	return ret;
 }
 
-static int blend_buf(const struct buf *b, size_t n, struct blend_info *info,
-		     char *why, size_t whysz)
+static int blend_buf(const struct buf *b, size_t n, struct blend_info *info, char *why, size_t whysz)
 {
 	const char *p = tpath("cut.blend");
 
@@ -186,8 +184,7 @@ struct blk {
 };
 
 static const struct blk blend_blocks[] = {
-	{ "REND", 72 }, { "TEST", 300 }, { "GLOB", 0 }, { "DATA", 5000 },
-	{ "DNA1", 1200 },
+    {"REND", 72}, {"TEST", 300}, {"GLOB", 0}, {"DATA", 5000}, {"DNA1", 1200},
 };
 
 static void make_blend(struct buf *b, int ptr8, int be, int large, int endb)
@@ -197,8 +194,8 @@ static void make_blend(struct buf *b, int ptr8, int be, int large, int endb)
 	if (large)
 		put(b, be ? "BLENDER17-01V0502" : "BLENDER17-01v0502", 17);
 	else
-		put(b, ptr8 ? (be ? "BLENDER-V304" : "BLENDER-v304") :
-			      (be ? "BLENDER_V279" : "BLENDER_v279"), 12);
+		put(b, ptr8 ? (be ? "BLENDER-V304" : "BLENDER-v304") : (be ? "BLENDER_V279" : "BLENDER_v279"),
+		    12);
 	for (size_t i = 0; i <= nb; i++) {
 		const char *code = i < nb ? blend_blocks[i].code : "ENDB";
 		int32_t len = i < nb ? blend_blocks[i].len : 0;
@@ -207,10 +204,10 @@ static void make_blend(struct buf *b, int ptr8, int be, int large, int endb)
 			break;
 		put(b, code, 4);
 		if (large) {
-			put32(b, 7, be);			/* SDNAnr */
-			put64(b, 0x7ffe12345678ull + i, be);	/* old */
+			put32(b, 7, be);                     /* SDNAnr */
+			put64(b, 0x7ffe12345678ull + i, be); /* old */
 			put64(b, (uint64_t)len, be);
-			put64(b, 1, be);			/* nr */
+			put64(b, 1, be); /* nr */
 		} else {
 			put32(b, (uint32_t)len, be);
 			if (ptr8)
@@ -231,8 +228,7 @@ static void gzip_buf(const struct buf *in, struct buf *out)
 	int ret;
 
 	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8,
-			 Z_DEFAULT_STRATEGY) != Z_OK)
+	if (deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		exit(2);
 	z.next_in = in->p;
 	z.avail_in = (uInt)in->n;
@@ -283,8 +279,7 @@ static void zstd_buf(const struct buf *in, struct buf *out)
  * except ok_cut: a zstd file cut just before its seek table is a complete
  * stream that Blender reads too (it falls back to streaming).
  */
-static void blend_cuts(const char *what, const struct buf *b, size_t from_trunc,
-		       size_t ok_cut)
+static void blend_cuts(const char *what, const struct buf *b, size_t from_trunc, size_t ok_cut)
 {
 	char why[256];
 	int bad = 0;
@@ -296,13 +291,10 @@ static void blend_cuts(const char *what, const struct buf *b, size_t from_trunc,
 			CHECK(ret == 0, "%s cut at %zu: '%s'", what, cut, why);
 			continue;
 		}
-		if (ret != -EINVAL || !one_line(why) ||
-		    (cut == 0 && strcmp(why, "empty file (0 bytes)")) ||
-		    (cut >= from_trunc && !strstr(why, "truncated") &&
-		     !strstr(why, "no ENDB"))) {
+		if (ret != -EINVAL || !one_line(why) || (cut == 0 && strcmp(why, "empty file (0 bytes)")) ||
+		    (cut >= from_trunc && !strstr(why, "truncated") && !strstr(why, "no ENDB"))) {
 			if (bad++ < 5)
-				CHECK(0, "%s cut at %zu of %zu: ret %d, '%s'",
-				      what, cut, b->n, ret, why);
+				CHECK(0, "%s cut at %zu of %zu: ret %d, '%s'", what, cut, b->n, ret, why);
 		}
 	}
 	CHECK(bad == 0, "%s: %d bad truncations", what, bad);
@@ -310,7 +302,7 @@ static void blend_cuts(const char *what, const struct buf *b, size_t from_trunc,
 
 static void test_blend(void)
 {
-	struct buf plain = { 0 }, gz = { 0 }, zs = { 0 }, t = { 0 };
+	struct buf plain = {0}, gz = {0}, zs = {0}, t = {0};
 	struct blend_info info;
 	char why[256], want[256];
 	int ret, fd;
@@ -318,17 +310,14 @@ static void test_blend(void)
 	make_blend(&plain, 1, 0, 0, 1);
 	ret = blend_buf(&plain, plain.n, &info, why, sizeof(why));
 	CHECK(ret == 0, "plain blend: %d '%s'", ret, why);
-	CHECK(info.compressed == 0 && info.version == 304 &&
-	      info.ptr_size == 8 && !info.big_endian,
-	      "plain info %d %d %d %d", info.compressed, info.version,
-	      info.ptr_size, info.big_endian);
+	CHECK(info.compressed == 0 && info.version == 304 && info.ptr_size == 8 && !info.big_endian,
+	      "plain info %d %d %d %d", info.compressed, info.version, info.ptr_size, info.big_endian);
 
 	/* The file offset is neither used nor moved. */
 	fd = open(tpath("cut.blend"), O_RDONLY | O_CLOEXEC);
 	lseek(fd, 17, SEEK_SET);
 	ret = blend_check(fd, NULL, why, sizeof(why));
-	CHECK(ret == 0 && lseek(fd, 0, SEEK_CUR) == 17,
-	      "offset moved or check failed: %d '%s'", ret, why);
+	CHECK(ret == 0 && lseek(fd, 0, SEEK_CUR) == 17, "offset moved or check failed: %d '%s'", ret, why);
 	close(fd);
 
 	blend_cuts("plain", &plain, 12, SIZE_MAX);
@@ -337,11 +326,11 @@ static void test_blend(void)
 		size_t data_at = 12 + 3 * 24 + 72 + 300;
 
 		ret = blend_buf(&plain, data_at + 100, NULL, why, sizeof(why));
-		snprintf(want, sizeof(want), "truncated Blender file: block at "
+		snprintf(want, sizeof(want),
+			 "truncated Blender file: block at "
 			 "byte %zu runs past the end (file is %zu bytes)",
 			 data_at, data_at + 100);
-		CHECK(ret == -EINVAL && !strcmp(why, want), "got '%s' want '%s'",
-		      why, want);
+		CHECK(ret == -EINVAL && !strcmp(why, want), "got '%s' want '%s'", why, want);
 	}
 
 	/* Trailing bytes after ENDB do not matter for a plain file. */
@@ -353,14 +342,14 @@ static void test_blend(void)
 
 	gzip_buf(&plain, &gz);
 	ret = blend_buf(&gz, gz.n, &info, why, sizeof(why));
-	CHECK(ret == 0 && info.compressed == 1 && info.version == 304,
-	      "gzip blend: %d '%s' compressed %d", ret, why, info.compressed);
+	CHECK(ret == 0 && info.compressed == 1 && info.version == 304, "gzip blend: %d '%s' compressed %d",
+	      ret, why, info.compressed);
 	blend_cuts("gzip", &gz, 10, SIZE_MAX);
 
 	zstd_buf(&plain, &zs);
 	ret = blend_buf(&zs, zs.n, &info, why, sizeof(why));
-	CHECK(ret == 0 && info.compressed == 2 && info.ptr_size == 8,
-	      "zstd blend: %d '%s' compressed %d", ret, why, info.compressed);
+	CHECK(ret == 0 && info.compressed == 2 && info.ptr_size == 8, "zstd blend: %d '%s' compressed %d",
+	      ret, why, info.compressed);
 	blend_cuts("zstd", &zs, 4, zs.n - 17);
 
 	/* A damaged second frame is corrupt, not truncated. */
@@ -371,31 +360,29 @@ static void test_blend(void)
 
 		t.p[f1] ^= 0x55;
 		ret = blend_buf(&t, t.n, NULL, why, sizeof(why));
-		CHECK(ret == -EINVAL && strstr(why, "corrupt zstd"),
-		      "corrupt zstd: %d '%s'", ret, why);
+		CHECK(ret == -EINVAL && strstr(why, "corrupt zstd"), "corrupt zstd: %d '%s'", ret, why);
 	}
 
 	/* Other layouts: 4-byte pointers big-endian, Blender 5 large heads. */
 	t.n = 0;
 	make_blend(&t, 0, 1, 0, 1);
 	ret = blend_buf(&t, t.n, &info, why, sizeof(why));
-	CHECK(ret == 0 && info.ptr_size == 4 && info.big_endian &&
-	      info.version == 279, "BLENDER_V279: %d '%s'", ret, why);
+	CHECK(ret == 0 && info.ptr_size == 4 && info.big_endian && info.version == 279,
+	      "BLENDER_V279: %d '%s'", ret, why);
 	blend_cuts("ptr4 big-endian", &t, 12, SIZE_MAX);
 
 	t.n = 0;
 	make_blend(&t, 1, 0, 1, 1);
 	ret = blend_buf(&t, t.n, &info, why, sizeof(why));
-	CHECK(ret == 0 && info.ptr_size == 8 && info.version == 502,
-	      "BLENDER17: %d '%s' version %d", ret, why, info.version);
+	CHECK(ret == 0 && info.ptr_size == 8 && info.version == 502, "BLENDER17: %d '%s' version %d", ret,
+	      why, info.version);
 	blend_cuts("large bhead", &t, 17, SIZE_MAX);
 
 	/* No ENDB: the blocks end cleanly at EOF. */
 	t.n = 0;
 	make_blend(&t, 1, 0, 0, 0);
 	ret = blend_buf(&t, t.n, NULL, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "Blender file has no ENDB block"),
-	      "no ENDB: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "Blender file has no ENDB block"), "no ENDB: '%s'", why);
 
 	/* A negative length stops the walk. */
 	t.n = 0;
@@ -407,8 +394,8 @@ static void test_blend(void)
 	put32(&t, 1, 0);
 	put_fill(&t, 0, 64);
 	ret = blend_buf(&t, t.n, NULL, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "negative length -5") &&
-	      strstr(why, "at byte 12"), "negative len: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "negative length -5") && strstr(why, "at byte 12"),
+	      "negative len: '%s'", why);
 
 	/* Huge length: runs past the end, no allocation. */
 	t.n = 0;
@@ -419,17 +406,15 @@ static void test_blend(void)
 	put32(&t, 0, 0);
 	put32(&t, 1, 0);
 	ret = blend_buf(&t, t.n, NULL, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "block at byte 12 runs past"),
-	      "huge len: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "block at byte 12 runs past"), "huge len: '%s'", why);
 
 	/* Not Blender files. */
 	t.n = 0;
 	put(&t, "PK\x03\x04\x14\x00\x00\x00", 8);
 	put_noise(&t, 100, 5);
 	ret = blend_buf(&t, t.n, NULL, why, sizeof(why));
-	CHECK(ret == -EINVAL &&
-	      !strcmp(why, "not a Blender file (starts with 'PK\\x03\\x04')"),
-	      "zip: '%s'", why);
+	CHECK(ret == -EINVAL && !strcmp(why, "not a Blender file (starts with 'PK\\x03\\x04')"), "zip: '%s'",
+	      why);
 
 	t.n = 0;
 	put(&t, "BLEND", 5);
@@ -440,20 +425,20 @@ static void test_blend(void)
 	put(&t, "BLENDER?v304", 12);
 	put_fill(&t, 0, 40);
 	ret = blend_buf(&t, t.n, NULL, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "unrecognised Blender file header"),
-	      "odd header: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "unrecognised Blender file header"), "odd header: '%s'", why);
 
 	/* gzip of something else says so. */
 	{
-		struct buf txt = { 0 };
+		struct buf txt = {0};
 
 		put(&txt, "hello\nworld\n", 12);
 		t.n = 0;
 		gzip_buf(&txt, &t);
 		ret = blend_buf(&t, t.n, NULL, why, sizeof(why));
 		CHECK(ret == -EINVAL && one_line(why) &&
-		      !strcmp(why, "not a Blender file (gzip data starts with "
-			      "'hell')"), "gzip text: '%s'", why);
+			  !strcmp(why, "not a Blender file (gzip data starts with "
+				       "'hell')"),
+		      "gzip text: '%s'", why);
 		buf_free(&txt);
 	}
 
@@ -465,8 +450,7 @@ static void test_blend(void)
 
 /* ------------------------------------------------------------ images */
 
-static void put_png_chunk(struct buf *b, const char *type,
-			  const unsigned char *data, size_t n)
+static void put_png_chunk(struct buf *b, const char *type, const unsigned char *data, size_t n)
 {
 	uLong crc = crc32(0, (const Bytef *)type, 4);
 
@@ -481,7 +465,7 @@ static void put_png_chunk(struct buf *b, const char *type,
 static void make_png(struct buf *b, uint32_t w, uint32_t h, size_t extra)
 {
 	unsigned char ihdr[13];
-	struct buf raw = { 0 }, tmp = { 0 };
+	struct buf raw = {0}, tmp = {0};
 	uLongf zn;
 	unsigned char *z;
 
@@ -489,8 +473,8 @@ static void make_png(struct buf *b, uint32_t w, uint32_t h, size_t extra)
 	put32(&tmp, w, 1);
 	put32(&tmp, h, 1);
 	memcpy(ihdr, tmp.p, 8);
-	ihdr[8] = 8;	/* bit depth */
-	ihdr[9] = 2;	/* RGB */
+	ihdr[8] = 8; /* bit depth */
+	ihdr[9] = 2; /* RGB */
 	ihdr[10] = ihdr[11] = ihdr[12] = 0;
 	put_png_chunk(b, "IHDR", ihdr, 13);
 	if (extra) {
@@ -516,8 +500,7 @@ static void make_png(struct buf *b, uint32_t w, uint32_t h, size_t extra)
 static void make_jpeg(struct buf *b, int w, int h, int progressive)
 {
 	static const unsigned char app0[] = {
-		0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0, 1, 1, 0,
-		0, 1, 0, 1, 0, 0,
+	    0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0,
 	};
 
 	put(b, "\xff\xd8", 2);
@@ -542,8 +525,7 @@ static void make_jpeg(struct buf *b, int w, int h, int progressive)
 }
 
 /* Grayscale, 8-bit, uncompressed, `nstrips` strips. */
-static void make_tiff(struct buf *b, int be, uint32_t w, uint32_t h,
-		      uint32_t nstrips, int short_dims)
+static void make_tiff(struct buf *b, int be, uint32_t w, uint32_t h, uint32_t nstrips, int short_dims)
 {
 	uint32_t rps = (h + nstrips - 1) / nstrips;
 	uint32_t nent = 9, ifd = 8;
@@ -553,17 +535,17 @@ static void make_tiff(struct buf *b, int be, uint32_t w, uint32_t h,
 	put(b, be ? "MM\0*" : "II*\0", 4);
 	put32(b, ifd, be);
 	put16(b, nent, be);
-#define ENT(tag, type, count, val)					\
-	do {								\
-		put16(b, tag, be);					\
-		put16(b, type, be);					\
-		put32(b, count, be);					\
-		if ((type) == 3 && (count) == 1) {			\
-			put16(b, (unsigned int)(val), be);		\
-			put16(b, 0, be);				\
-		} else {						\
-			put32(b, (uint32_t)(val), be);			\
-		}							\
+#define ENT(tag, type, count, val)                         \
+	do {                                               \
+		put16(b, tag, be);                         \
+		put16(b, type, be);                        \
+		put32(b, count, be);                       \
+		if ((type) == 3 && (count) == 1) {         \
+			put16(b, (unsigned int)(val), be); \
+			put16(b, 0, be);                   \
+		} else {                                   \
+			put32(b, (uint32_t)(val), be);     \
+		}                                          \
 	} while (0)
 	ENT(256, short_dims ? 3 : 4, 1, w);
 	ENT(257, short_dims ? 3 : 4, 1, h);
@@ -588,8 +570,7 @@ static void make_tiff(struct buf *b, int be, uint32_t w, uint32_t h,
 	put_noise(b, (size_t)w * h, 11);
 }
 
-static void exr_attr(struct buf *b, const char *name, const char *type,
-		     const struct buf *v)
+static void exr_attr(struct buf *b, const char *name, const char *type, const struct buf *v)
 {
 	put_str(b, name);
 	put_str(b, type);
@@ -598,11 +579,10 @@ static void exr_attr(struct buf *b, const char *name, const char *type,
 }
 
 /* Scanline (or tiled) half RGB with the data window at (x0, y0). */
-static void make_exr(struct buf *b, int w, int h, int compression,
-		     int tiled, int x0, int y0)
+static void make_exr(struct buf *b, int w, int h, int compression, int tiled, int x0, int y0)
 {
-	static const int lpc[] = { 1, 1, 1, 16, 32, 16, 32, 32, 32, 256 };
-	struct buf v = { 0 };
+	static const int lpc[] = {1, 1, 1, 16, 32, 16, 32, 32, 32, 256};
+	struct buf v = {0};
 	int lines = lpc[compression];
 	uint32_t nchunks = (uint32_t)((h + lines - 1) / lines);
 	uint64_t at;
@@ -610,11 +590,11 @@ static void make_exr(struct buf *b, int w, int h, int compression,
 	put32(b, 20000630u, 0);
 	put32(b, 2 | (tiled ? 0x200 : 0), 0);
 	for (const char *c = "BGR"; *c; c++) {
-		char name[2] = { *c, 0 };
+		char name[2] = {*c, 0};
 
 		put_str(&v, name);
-		put32(&v, 1, 0);	/* HALF */
-		put32(&v, 0, 0);	/* pLinear, reserved */
+		put32(&v, 1, 0); /* HALF */
+		put32(&v, 0, 0); /* pLinear, reserved */
 		put32(&v, 1, 0);
 		put32(&v, 1, 0);
 	}
@@ -673,8 +653,7 @@ static void make_exr(struct buf *b, int w, int h, int compression,
 	}
 }
 
-static int img_buf(const struct buf *b, size_t n, enum sc_format fmt,
-		   int w, int h, char *why, size_t whysz)
+static int img_buf(const struct buf *b, size_t n, enum sc_format fmt, int w, int h, char *why, size_t whysz)
 {
 	const char *p = tpath("cut.img");
 
@@ -682,8 +661,7 @@ static int img_buf(const struct buf *b, size_t n, enum sc_format fmt,
 	return image_check(p, fmt, w, h, why, whysz);
 }
 
-static void img_cuts(const char *what, const struct buf *b, enum sc_format fmt,
-		     int w, int h, size_t from)
+static void img_cuts(const char *what, const struct buf *b, enum sc_format fmt, int w, int h, size_t from)
 {
 	char why[256];
 	int bad = 0;
@@ -691,19 +669,16 @@ static void img_cuts(const char *what, const struct buf *b, enum sc_format fmt,
 	for (size_t cut = from; cut < b->n; cut++) {
 		int ret = img_buf(b, cut, fmt, w, h, why, sizeof(why));
 
-		if (ret != -EINVAL || !one_line(why) ||
-		    (cut == 0 && strcmp(why, "empty file (0 bytes)"))) {
+		if (ret != -EINVAL || !one_line(why) || (cut == 0 && strcmp(why, "empty file (0 bytes)"))) {
 			if (bad++ < 5)
-				CHECK(0, "%s cut at %zu of %zu: ret %d, '%s'",
-				      what, cut, b->n, ret, why);
+				CHECK(0, "%s cut at %zu of %zu: ret %d, '%s'", what, cut, b->n, ret, why);
 		}
 	}
 	CHECK(bad == 0, "%s: %d bad truncations", what, bad);
 }
 
 /* A good image passes, sizes right, and fails with other dims. */
-static void img_good(const char *what, const struct buf *b, enum sc_format fmt,
-		     int w, int h)
+static void img_good(const char *what, const struct buf *b, enum sc_format fmt, int w, int h)
 {
 	char why[256], want[128];
 	int ret, gw = -1, gh = -1;
@@ -713,17 +688,15 @@ static void img_good(const char *what, const struct buf *b, enum sc_format fmt,
 	ret = img_buf(b, b->n, fmt, 0, 0, why, sizeof(why));
 	CHECK(ret == 0, "%s any size: %d '%s'", what, ret, why);
 	ret = image_size(tpath("cut.img"), fmt, &gw, &gh);
-	CHECK(ret == 0 && gw == w && gh == h, "%s image_size: %d %dx%d",
-	      what, ret, gw, gh);
+	CHECK(ret == 0 && gw == w && gh == h, "%s image_size: %d %dx%d", what, ret, gw, gh);
 	ret = img_buf(b, b->n, fmt, w * 2, h * 2, why, sizeof(why));
-	snprintf(want, sizeof(want), "image is %dx%d, expected %dx%d", w, h,
-		 w * 2, h * 2);
+	snprintf(want, sizeof(want), "image is %dx%d, expected %dx%d", w, h, w * 2, h * 2);
 	CHECK(ret == -EINVAL && !strcmp(why, want), "%s dims: '%s'", what, why);
 }
 
 static void test_images(void)
 {
-	struct buf b = { 0 }, t = { 0 };
+	struct buf b = {0}, t = {0};
 	char why[256];
 	int ret;
 
@@ -732,17 +705,14 @@ static void test_images(void)
 	img_good("png", &b, SC_FORMAT_PNG, 32, 24);
 	img_cuts("png", &b, SC_FORMAT_PNG, 32, 24, 0);
 	ret = img_buf(&b, b.n, SC_FORMAT_JPEG, 32, 24, why, sizeof(why));
-	CHECK(ret == -EINVAL &&
-	      !strcmp(why, "not a JPEG file (starts with '\\x89PNG')"),
-	      "png as jpeg: '%s'", why);
+	CHECK(ret == -EINVAL && !strcmp(why, "not a JPEG file (starts with '\\x89PNG')"), "png as jpeg: '%s'",
+	      why);
 	ret = img_buf(&b, b.n - 5, SC_FORMAT_PNG, 32, 24, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "truncated PNG: chunk at byte"),
-	      "png cut: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "truncated PNG: chunk at byte"), "png cut: '%s'", why);
 	t.n = 0;
 	make_png(&t, 1, 1, 1100 * 1024);
 	ret = img_buf(&t, t.n, SC_FORMAT_PNG, 1, 1, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "implausibly large"),
-	      "huge 1x1 png: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "implausibly large"), "huge 1x1 png: '%s'", why);
 	/* A length field of 2^31 and more is damage, not a big chunk. */
 	t.n = 0;
 	put(&t, b.p, 33);
@@ -780,18 +750,16 @@ static void test_images(void)
 	b.n = 0;
 	make_tiff(&b, 0, 40, 30, 5, 0);
 	ret = img_buf(&b, b.n - 1, SC_FORMAT_TIFF, 40, 30, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "truncated TIFF: strip 4"),
-	      "tiff cut: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "truncated TIFF: strip 4"), "tiff cut: '%s'", why);
 
 	/* OpenEXR: NONE (1 line per chunk), ZIP (16), DWAB (256), offset origin */
 	{
-		static const int comps[] = { 0, 3, 4, 9 };
+		static const int comps[] = {0, 3, 4, 9};
 
 		for (size_t i = 0; i < sizeof(comps) / sizeof(comps[0]); i++) {
 			char what[64];
 
-			snprintf(what, sizeof(what), "exr compression %d",
-				 comps[i]);
+			snprintf(what, sizeof(what), "exr compression %d", comps[i]);
 			b.n = 0;
 			make_exr(&b, 20, 37, comps[i], 0, -3, 5);
 			img_good(what, &b, SC_FORMAT_EXR, 20, 37);
@@ -805,28 +773,24 @@ static void test_images(void)
 	put(&t, b.p, b.n);
 	memset(t.p + (b.n - 4 * (8 + 8 * 6) - 4 * 8), 0, 8);
 	ret = img_buf(&t, t.n, SC_FORMAT_EXR, 8, 4, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "chunk 0 of 4 has offset 0"),
-	      "exr zero offset: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "chunk 0 of 4 has offset 0"), "exr zero offset: '%s'", why);
 	/* Tiled: header only is checked. */
 	b.n = 0;
 	make_exr(&b, 64, 48, 3, 1, 0, 0);
 	img_good("tiled exr", &b, SC_FORMAT_EXR, 64, 48);
 	ret = img_buf(&b, 100, SC_FORMAT_EXR, 64, 48, why, sizeof(why));
-	CHECK(ret == -EINVAL && strstr(why, "truncated OpenEXR"),
-	      "tiled exr header cut: '%s'", why);
+	CHECK(ret == -EINVAL && strstr(why, "truncated OpenEXR"), "tiled exr header cut: '%s'", why);
 
 	/* Wrong kind of file for each format. */
 	t.n = 0;
 	put(&t, "PK\x03\x04", 4);
 	put_noise(&t, 200, 8);
 	for (int f = SC_FORMAT_PNG; f <= SC_FORMAT_TIFF; f++) {
-		ret = img_buf(&t, t.n, (enum sc_format)f, 0, 0, why,
-			      sizeof(why));
-		CHECK(ret == -EINVAL && strstr(why, "starts with 'PK\\x03\\x04'"),
-		      "zip as format %d: '%s'", f, why);
+		ret = img_buf(&t, t.n, (enum sc_format)f, 0, 0, why, sizeof(why));
+		CHECK(ret == -EINVAL && strstr(why, "starts with 'PK\\x03\\x04'"), "zip as format %d: '%s'",
+		      f, why);
 	}
-	ret = image_check(tpath("does-not-exist.png"), SC_FORMAT_PNG, 0, 0,
-			  why, sizeof(why));
+	ret = image_check(tpath("does-not-exist.png"), SC_FORMAT_PNG, 0, 0, why, sizeof(why));
 	CHECK(ret == -ENOENT, "missing file: %d", ret);
 
 	buf_free(&b);
@@ -878,28 +842,24 @@ static void test_samples(const char *dir)
 			continue;
 		}
 		if (kind == 1) {
-			struct blend_info info = { 0 };
+			struct blend_info info = {0};
 
 			ret = blend_file(path, &info, why, sizeof(why));
 			printf("sample %s: %s%s (compressed %d, version %d, "
-			       "ptr %d%s)\n", name, ret ? "FAILS: " : "ok",
-			       why, info.compressed, info.version,
+			       "ptr %d%s)\n",
+			       name, ret ? "FAILS: " : "ok", why, info.compressed, info.version,
 			       info.ptr_size, info.big_endian ? ", BE" : "");
 		} else {
 			ret = image_size(path, fmt, &w, &h);
 			if (!ret)
-				ret = image_check(path, fmt, w, h, why,
-						  sizeof(why));
+				ret = image_check(path, fmt, w, h, why, sizeof(why));
 			else
 				image_check(path, fmt, 0, 0, why, sizeof(why));
-			printf("sample %s: %s%s (%dx%d)\n", name,
-			       ret ? "FAILS: " : "ok", why, w, h);
+			printf("sample %s: %s%s (%dx%d)\n", name, ret ? "FAILS: " : "ok", why, w, h);
 		}
-		CHECK(expect_bad ? ret != 0 : ret == 0,
-		      "sample %s: expected %s", name,
+		CHECK(expect_bad ? ret != 0 : ret == 0, "sample %s: expected %s", name,
 		      expect_bad ? "failure" : "success");
-		CHECK(!ret || one_line(why), "sample %s: reason not one line",
-		      name);
+		CHECK(!ret || one_line(why), "sample %s: reason not one line", name);
 		free(ents[i]);
 	}
 	free(ents);
@@ -928,8 +888,7 @@ int main(void)
 	const char *base = getenv("TMPDIR");
 	const char *samples = getenv("FILECHECK_SAMPLES_DIR");
 
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_filecheck.XXXXXX",
-		 base && *base ? base : "/tmp");
+	snprintf(tmpdir, sizeof(tmpdir), "%s/test_filecheck.XXXXXX", base && *base ? base : "/tmp");
 	if (!mkdtemp(tmpdir)) {
 		perror("mkdtemp");
 		return 2;

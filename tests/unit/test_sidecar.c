@@ -16,8 +16,7 @@ static int n_checks, n_failed;
 
 #define CHECK(cond, ...) check_at(!!(cond), __LINE__, __VA_ARGS__)
 
-static void check_at(int ok, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void check_at(int ok, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void check_at(int ok, int line, const char *fmt, ...)
 {
@@ -58,13 +57,12 @@ static int count_lines(const char *s)
 }
 
 /* The text parses, and each line of it is checked by the caller. */
-#define PARSE_OK(text, sc)						\
-	do {								\
-		char *e_ = NULL;					\
-		int rc_ = parse(text, sc, &e_);				\
-		CHECK(rc_ == 0 && !e_, "%s: rc %d, errors:\n%s",	\
-		      #text, rc_, e_ ? e_ : "(none)");			\
-		free(e_);						\
+#define PARSE_OK(text, sc)                                                                        \
+	do {                                                                                      \
+		char *e_ = NULL;                                                                  \
+		int rc_ = parse(text, sc, &e_);                                                   \
+		CHECK(rc_ == 0 && !e_, "%s: rc %d, errors:\n%s", #text, rc_, e_ ? e_ : "(none)"); \
+		free(e_);                                                                         \
 	} while (0)
 
 /*
@@ -87,14 +85,14 @@ static void expect_errors(int line, const char *text, size_t len, ...)
 	want[o] = '\0';
 	rc = sidecar_parse(text, len, "shot.range", &sc, &errs);
 	check_at(rc == -EINVAL, line, "rc %d, want -EINVAL", rc);
-	check_at(errs && !strcmp(errs, want), line, "errors:\n%s--- want:\n%s---",
-		 errs ? errs : "(null)\n", want);
+	check_at(errs && !strcmp(errs, want), line, "errors:\n%s--- want:\n%s---", errs ? errs : "(null)\n",
+		 want);
 	check_at(!sc.frames && sc.nframes == 0, line, "frames left after failure");
 	sidecar_free(&sc);
 	free(errs);
 }
 
-#define EXPECT(text, ...) expect_errors(__LINE__, text, strlen(text), __VA_ARGS__, (char *)NULL)
+#define EXPECT(text, ...)        expect_errors(__LINE__, text, strlen(text), __VA_ARGS__, (char *)NULL)
 #define EXPECT_N(text, len, ...) expect_errors(__LINE__, text, len, __VA_ARGS__, (char *)NULL)
 /* One bad line after a good frame list: the message is for line 2. */
 #define BAD2(setting, msg) EXPECT("1-10\n" setting "\n", "shot.range:2: " msg)
@@ -110,7 +108,8 @@ static void test_example(void)
 		 "samples = 256\n"
 		 "resolution = 1920x1080\n"
 		 "device = optix\n"
-		 "budget = 6.00\n", &sc);
+		 "budget = 6.00\n",
+		 &sc);
 	CHECK(sc.nframes == 250, "nframes %zu", sc.nframes);
 	for (i = 0; i < sc.nframes; i++)
 		ok &= sc.frames[i] == i + 1;
@@ -122,7 +121,7 @@ static void test_example(void)
 	CHECK(sc.engine == SC_ENGINE_SAVED && sc.format == SC_FORMAT_PNG, "defaults kept");
 	sidecar_free(&sc);
 	CHECK(!sc.frames && !sc.nframes, "sidecar_free resets");
-	sidecar_free(&sc);	/* twice is fine */
+	sidecar_free(&sc); /* twice is fine */
 	sidecar_free(NULL);
 }
 
@@ -173,7 +172,8 @@ static void test_keys_legal(void)
 		 "min_vram = 0\n"
 		 "max_price = 0.35\n"
 		 "spot = Yes\n"
-		 "budget = 0\n", &sc);
+		 "budget = 0\n",
+		 &sc);
 	CHECK(sc.nframes == 3 && sc.frames[2] == 3, "frames key");
 	CHECK(!strcmp(sc.scene, "Shot 12 — final"), "scene '%s'", sc.scene);
 	CHECK(sc.engine == SC_ENGINE_CYCLES, "engine");
@@ -197,7 +197,8 @@ static void test_keys_legal(void)
 	/* the other ends of each range, and the other spellings */
 	PARSE_OK("1\nengine=eevee\ndevice=hip\nsamples=1\nresolution=1x1\nformat=exr\n"
 		 "video=1\nfps=1000\nretries=100\ntimeout=0.5s\npriority=1000000\n"
-		 "nodes=1\nmin_vram=24.5\nmax_price=1e-3\nspot=false\nbudget=6.00\n", &sc);
+		 "nodes=1\nmin_vram=24.5\nmax_price=1e-3\nspot=false\nbudget=6.00\n",
+		 &sc);
 	CHECK(sc.engine == SC_ENGINE_EEVEE && sc.device == SC_DEVICE_HIP, "enums");
 	CHECK(sc.samples == 1 && sc.res_w == 1 && sc.res_h == 1, "mins");
 	CHECK(sc.format == SC_FORMAT_EXR && sc.video == 1 && sc.fps == 1000, "format/video/fps");
@@ -208,7 +209,8 @@ static void test_keys_legal(void)
 	sidecar_free(&sc);
 
 	PARSE_OK("1\nengine=Workbench\ndevice=CPU\nresolution = 65536 X 65536\n"
-		 "format=tiff\nvideo=TRUE\nspot=on\ntimeout=30d\n", &sc);
+		 "format=tiff\nvideo=TRUE\nspot=on\ntimeout=30d\n",
+		 &sc);
 	CHECK(sc.engine == SC_ENGINE_WORKBENCH && sc.device == SC_DEVICE_CPU, "enums 2");
 	CHECK(sc.res_w == 65536 && sc.res_h == 65536, "max resolution");
 	CHECK(sc.format == SC_FORMAT_TIFF && sc.video == 1 && sc.spot == 1, "tiff/bools");
@@ -276,21 +278,15 @@ static void test_keys_illegal(void)
 	BAD2("samples = -99999999999999999999999",
 	     "bad samples '-99999999999999999999999': expected a positive integer");
 
-	BAD2("resolution = big",
-	     "bad resolution 'big': expected WxH (like 1920x1080) or N% (like 50%)");
-	BAD2("resolution = 1920x",
-	     "bad resolution '1920x': expected WxH (like 1920x1080) or N% (like 50%)");
-	BAD2("resolution = x1080",
-	     "bad resolution 'x1080': expected WxH (like 1920x1080) or N% (like 50%)");
+	BAD2("resolution = big", "bad resolution 'big': expected WxH (like 1920x1080) or N% (like 50%)");
+	BAD2("resolution = 1920x", "bad resolution '1920x': expected WxH (like 1920x1080) or N% (like 50%)");
+	BAD2("resolution = x1080", "bad resolution 'x1080': expected WxH (like 1920x1080) or N% (like 50%)");
 	BAD2("resolution = 1920x1080x2",
 	     "bad resolution '1920x1080x2': expected WxH (like 1920x1080) or N% (like 50%)");
-	BAD2("resolution = -5x5",
-	     "bad resolution '-5x5': expected WxH (like 1920x1080) or N% (like 50%)");
-	BAD2("resolution = %",
-	     "bad resolution '%': expected WxH (like 1920x1080) or N% (like 50%)");
+	BAD2("resolution = -5x5", "bad resolution '-5x5': expected WxH (like 1920x1080) or N% (like 50%)");
+	BAD2("resolution = %", "bad resolution '%': expected WxH (like 1920x1080) or N% (like 50%)");
 	BAD2("resolution = 0x1080", "bad resolution '0x1080': width and height must be 1 to 65536");
-	BAD2("resolution = 1920x65537",
-	     "bad resolution '1920x65537': width and height must be 1 to 65536");
+	BAD2("resolution = 1920x65537", "bad resolution '1920x65537': width and height must be 1 to 65536");
 	BAD2("resolution = 0%", "bad resolution '0%': the percentage must be 1 to 1000");
 	BAD2("resolution = 1001%", "bad resolution '1001%': the percentage must be 1 to 1000");
 
@@ -313,23 +309,17 @@ static void test_keys_illegal(void)
 	BAD2("retries = 101", "bad retries '101': expected an integer from 0 to 100");
 	BAD2("retries = many", "bad retries 'many': expected an integer from 0 to 100");
 
-	BAD2("timeout = soon",
-	     "bad timeout 'soon': expected a duration like 90s, 30m, 2h or 1h30m");
-	BAD2("timeout = -5s",
-	     "bad timeout '-5s': expected a duration like 90s, 30m, 2h or 1h30m");
-	BAD2("timeout = 5 s",
-	     "bad timeout '5 s': expected a duration like 90s, 30m, 2h or 1h30m");
+	BAD2("timeout = soon", "bad timeout 'soon': expected a duration like 90s, 30m, 2h or 1h30m");
+	BAD2("timeout = -5s", "bad timeout '-5s': expected a duration like 90s, 30m, 2h or 1h30m");
+	BAD2("timeout = 5 s", "bad timeout '5 s': expected a duration like 90s, 30m, 2h or 1h30m");
 	BAD2("timeout = 0s", "bad timeout '0s': it must be more than zero");
 	BAD2("timeout = 0", "bad timeout '0': it must be more than zero");
 	BAD2("timeout = 31d", "timeout 31d is over the limit of 30 days");
 	BAD2("timeout = 721h", "timeout 721h is over the limit of 30 days");
 
-	BAD2("priority = 1000001",
-	     "bad priority '1000001': expected an integer from -1000000 to 1000000");
-	BAD2("priority = -1000001",
-	     "bad priority '-1000001': expected an integer from -1000000 to 1000000");
-	BAD2("priority = high",
-	     "bad priority 'high': expected an integer from -1000000 to 1000000");
+	BAD2("priority = 1000001", "bad priority '1000001': expected an integer from -1000000 to 1000000");
+	BAD2("priority = -1000001", "bad priority '-1000001': expected an integer from -1000000 to 1000000");
+	BAD2("priority = high", "bad priority 'high': expected an integer from -1000000 to 1000000");
 
 	BAD2("nodes = 0", "bad nodes '0': expected a positive integer");
 	BAD2("nodes = 1001", "nodes 1001 is over the limit of 1000");
@@ -358,13 +348,11 @@ static void test_structure(void)
 	BAD2("= 4", "missing key before '='");
 	BAD2("samples 4", "expected 'key = value', got 'samples 4'");
 	BAD2("5-10", "expected 'key = value', got '5-10' (a bare frame list must be the first line)");
-	EXPECT("samples 4\n",
-	       "shot.range:1: expected a frame list or 'key = value', got 'samples 4'",
+	EXPECT("samples 4\n", "shot.range:1: expected a frame list or 'key = value', got 'samples 4'",
 	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
 
 	/* duplicates, the bare list counting as frames */
-	EXPECT("1-10\nsamples = 4\nsamples = 8\n",
-	       "shot.range:3: duplicate key 'samples' (first on line 2)");
+	EXPECT("1-10\nsamples = 4\nsamples = 8\n", "shot.range:3: duplicate key 'samples' (first on line 2)");
 	EXPECT("1-10\nframes = 1-10\n", "shot.range:2: duplicate key 'frames' (first on line 1)");
 	EXPECT("frames = 1\nframes = 2\n", "shot.range:2: duplicate key 'frames' (first on line 1)");
 	EXPECT("1\nscene = a\nscene = a\n", "shot.range:3: duplicate key 'scene' (first on line 2)");
@@ -372,8 +360,7 @@ static void test_structure(void)
 	/* line numbers count comments and blank lines */
 	EXPECT("# a comment\n\n   \n\t# indented comment\n1-10\n\nsamples = x # bad\n",
 	       "shot.range:7: bad samples 'x': expected a positive integer");
-	EXPECT("\n\n\nsampels = 2\n",
-	       "shot.range:4: unknown key 'sampels'",
+	EXPECT("\n\n\nsampels = 2\n", "shot.range:4: unknown key 'sampels'",
 	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
 
 	/* missing frames */
@@ -411,12 +398,12 @@ static void test_structure(void)
 	CHECK(sidecar_parse("1-2\nsamples = 9", 15, "f.range", &sc, &errs) == 0, "no NUL");
 	CHECK(sc.nframes == 2 && sc.samples == 9, "no NUL values");
 	sidecar_free(&sc);
-	CHECK(sidecar_parse("1-2\nsamples = 9", 14, "f.range", &sc, &errs) == -EINVAL &&
-	      errs && !strcmp(errs, "f.range:2: no value for 'samples'\n"),
+	CHECK(sidecar_parse("1-2\nsamples = 9", 14, "f.range", &sc, &errs) == -EINVAL && errs &&
+		  !strcmp(errs, "f.range:2: no value for 'samples'\n"),
 	      "length respected: %s", errs ? errs : "(null)");
 	free(errs);
-	CHECK(sidecar_parse("1-2\nsamples = 9XYZ", 15, "f.range", &sc, &errs) == 0 &&
-	      sc.samples == 9, "bytes past len ignored");
+	CHECK(sidecar_parse("1-2\nsamples = 9XYZ", 15, "f.range", &sc, &errs) == 0 && sc.samples == 9,
+	      "bytes past len ignored");
 	sidecar_free(&sc);
 }
 
@@ -428,26 +415,27 @@ static void test_encoding(void)
 	int rc;
 
 	/* CRLF and a byte order mark */
-	PARSE_OK("\xef\xbb\xbf" "1-5\r\nsamples = 8\r\n# c\r\n\r\nscene = s\r\n", &sc);
+	PARSE_OK("\xef\xbb\xbf"
+		 "1-5\r\nsamples = 8\r\n# c\r\n\r\nscene = s\r\n",
+		 &sc);
 	CHECK(sc.nframes == 5 && sc.samples == 8 && !strcmp(sc.scene, "s"), "CRLF + BOM");
 	sidecar_free(&sc);
-	PARSE_OK("\xef\xbb\xbf" "frames=1\r\n", &sc);
+	PARSE_OK("\xef\xbb\xbf"
+		 "frames=1\r\n",
+		 &sc);
 	sidecar_free(&sc);
 	EXPECT("1\r\nsamples = x\r\n", "shot.range:2: bad samples 'x': expected a positive integer");
 	/* a lone CR is a control character, not a line end */
-	EXPECT("1\nscene = a\rb\n",
-	       "shot.range:2: bad scene 'a\\rb': control characters are not allowed");
+	EXPECT("1\nscene = a\rb\n", "shot.range:2: bad scene 'a\\rb': control characters are not allowed");
 	/* BOM only counts at the very start */
 	EXPECT("1\n\xef\xbb\xbfsamples = 1\n", "shot.range:2: unknown key '\xef\xbb\xbfsamples'");
 
 	/* invalid UTF-8, in several shapes, each on its own line number */
-	EXPECT("1\nscene = caf\xe9\n",
-	       "shot.range:2: invalid UTF-8 (byte 0xe9 at column 12)");
+	EXPECT("1\nscene = caf\xe9\n", "shot.range:2: invalid UTF-8 (byte 0xe9 at column 12)");
 	EXPECT("1\n# \xff comment\n", "shot.range:2: invalid UTF-8 (byte 0xff at column 3)");
 	EXPECT("1\nscene = \xc0\x80\n", "shot.range:2: invalid UTF-8 (byte 0xc0 at column 9)");
 	EXPECT("1\nscene = \xed\xa0\x80\n", "shot.range:2: invalid UTF-8 (byte 0xed at column 9)");
-	EXPECT("1\nscene = \xf4\x90\x80\x80\n",
-	       "shot.range:2: invalid UTF-8 (byte 0xf4 at column 9)");
+	EXPECT("1\nscene = \xf4\x90\x80\x80\n", "shot.range:2: invalid UTF-8 (byte 0xf4 at column 9)");
 	EXPECT("1\nscene = \xe2\x82", "shot.range:2: invalid UTF-8 (byte 0xe2 at column 9)");
 	PARSE_OK("1\nscene = \xf0\x9f\x8e\xac \xe2\x82\xac\n", &sc);
 	CHECK(!strcmp(sc.scene, "\xf0\x9f\x8e\xac \xe2\x82\xac"), "4- and 3-byte UTF-8");
@@ -473,8 +461,7 @@ static void test_encoding(void)
 	CHECK(sc.nframes == 10, "64 KiB frames");
 	sidecar_free(&sc);
 	free(errs);
-	EXPECT_N(big, SIDECAR_MAX_BYTES + 1,
-		 "shot.range:0: file is 65537 bytes, over the limit of 65536");
+	EXPECT_N(big, SIDECAR_MAX_BYTES + 1, "shot.range:0: file is 65537 bytes, over the limit of 65536");
 	free(big);
 }
 
@@ -485,14 +472,16 @@ static void test_quoting(void)
 	/* long values are capped at 60 bytes with "..." */
 	snprintf(text, sizeof(text), "1\nengine = %s\n",
 		 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
-	snprintf(want, sizeof(want), "shot.range:2: bad engine '%s...': expected cycles, "
+	snprintf(want, sizeof(want),
+		 "shot.range:2: bad engine '%s...': expected cycles, "
 		 "eevee or workbench",
 		 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefgh");
 	EXPECT(text, want);
 	/* never cut a UTF-8 character in half */
 	snprintf(text, sizeof(text), "1\nengine = %.59s\xc3\xa9zz\n",
 		 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefgh");
-	snprintf(want, sizeof(want), "shot.range:2: bad engine '%.59s\xc3\xa9...': expected "
+	snprintf(want, sizeof(want),
+		 "shot.range:2: bad engine '%.59s\xc3\xa9...': expected "
 		 "cycles, eevee or workbench",
 		 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefgh");
 	EXPECT(text, want);
@@ -540,9 +529,9 @@ static void frames_bad(int line, const char *list, const char *msg)
 	check_at(!strcmp(why, msg), line, "'%s': why '%s', want '%s'", list, why, msg);
 }
 
-#define FRAMES(list, ...)						\
-	do {								\
-		static const uint32_t w_[] = { __VA_ARGS__ };		\
+#define FRAMES(list, ...)                                                  \
+	do {                                                               \
+		static const uint32_t w_[] = {__VA_ARGS__};                \
 		frames_eq(__LINE__, list, w_, sizeof(w_) / sizeof(w_[0])); \
 	} while (0)
 #define FRAMES_BAD(list, msg) frames_bad(__LINE__, list, msg)
@@ -557,8 +546,7 @@ static double frames_count(int line, const char *list, size_t want)
 	int rc = sidecar_parse_frames(list, &f, &n, why, sizeof(why)), sorted = 1;
 	double t = now_s() - t0;
 
-	check_at(rc == 0 && n == want, line, "%.40s: rc %d n %zu want %zu (%s)",
-		 list, rc, n, want, why);
+	check_at(rc == 0 && n == want, line, "%.40s: rc %d n %zu want %zu (%s)", list, rc, n, want, why);
 	for (i = 1; i < n; i++)
 		sorted &= f[i - 1] < f[i];
 	check_at(sorted, line, "%.40s: not strictly ascending", list);
@@ -614,8 +602,7 @@ static void test_frames(void)
 	FRAMES_BAD("0-1048574", "1048575 frames is over the limit of 1000000 per job");
 	FRAMES_BAD("0-1000000", "1000001 frames is over the limit of 1000000 per job");
 	FRAMES_BAD("0-999999,1000000", "1000001 frames is over the limit of 1000000 per job");
-	FRAMES_BAD("0-1048574x2,1-1048574x2",
-		   "1048575 frames is over the limit of 1000000 per job");
+	FRAMES_BAD("0-1048574x2,1-1048574x2", "1048575 frames is over the limit of 1000000 per job");
 
 	/* the limits themselves */
 	frames_count(__LINE__, "0-999999", 1000000);
@@ -629,8 +616,7 @@ static void test_frames(void)
 	EXPECT("1\nframes = 1-10x0\n", "shot.range:2: duplicate key 'frames' (first on line 1)");
 	EXPECT("frames = 1-10x0\n", "shot.range:1: step 0 in '1-10x0'");
 	EXPECT("# big\n0-1048575\n", "shot.range:2: frame 1048575 is over Blender's limit of 1048574");
-	EXPECT("frames = 0-1000000\n",
-	       "shot.range:1: 1000001 frames is over the limit of 1000000 per job");
+	EXPECT("frames = 0-1000000\n", "shot.range:1: 1000001 frames is over the limit of 1000000 per job");
 
 	/* absurd lists are refused (or done) fast, not in quadratic time:
 	 * a 64 KiB file of repeated whole-range items, in many steps */
@@ -683,8 +669,8 @@ static void dur_ok(int line, const char *s, int64_t want)
 	int64_t ms = -7;
 	int rc = parse_duration_ms(s, &ms);
 
-	check_at(rc == 0 && ms == want, line, "'%s': rc %d ms %lld want %lld",
-		 s, rc, (long long)ms, (long long)want);
+	check_at(rc == 0 && ms == want, line, "'%s': rc %d ms %lld want %lld", s, rc, (long long)ms,
+		 (long long)want);
 }
 
 static void dur_bad(int line, const char *s)
@@ -692,8 +678,8 @@ static void dur_bad(int line, const char *s)
 	int64_t ms = -7;
 	int rc = parse_duration_ms(s, &ms);
 
-	check_at(rc == -EINVAL && ms == -7, line, "'%s': rc %d ms %lld, want -EINVAL untouched",
-		 s, rc, (long long)ms);
+	check_at(rc == -EINVAL && ms == -7, line, "'%s': rc %d ms %lld, want -EINVAL untouched", s, rc,
+		 (long long)ms);
 }
 
 #define DUR(s, ms) dur_ok(__LINE__, s, ms)
@@ -717,7 +703,7 @@ static void test_durations(void)
 	DUR("1d", 86400000);
 	DUR("30d", 2592000000LL);
 	DUR("720h", 2592000000LL);
-	DUR("0.0001s", 1);	/* rounds up, never to zero */
+	DUR("0.0001s", 1); /* rounds up, never to zero */
 	DUR("0.0000000001s", 1);
 	DUR("0.1ms", 1);
 

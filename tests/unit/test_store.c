@@ -23,7 +23,7 @@
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
-#define RENAME_EXCHANGE (1 << 1)
+#define RENAME_EXCHANGE  (1 << 1)
 #endif
 
 /* The number of elements of migrations[] in store.c: a new migration must
@@ -37,8 +37,7 @@ static char tmp_root[] = "/tmp/test_store.XXXXXX";
 
 #define CHECK(cond, ...) check_at(!!(cond), __LINE__, __VA_ARGS__)
 
-static void check_at(int ok, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void check_at(int ok, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void check_at(int ok, int line, const char *fmt, ...)
 {
@@ -65,7 +64,7 @@ static const char *fs_name(int s)
 /* A fresh state directory TMP/NAME with its subdirectories, and a store on it. */
 static struct store *open_fresh(const char *name, char *dir, size_t sz)
 {
-	static const char *const subs[] = { "spool", "blobs", "jobs" };
+	static const char *const subs[] = {"spool", "blobs", "jobs"};
 	struct store *st = NULL;
 	char sub[4200];
 	int rc;
@@ -200,7 +199,8 @@ static void row_snapshot(struct store *st, const char *table, int64_t id, char *
 
 static int64_t insert_job(struct store *st, const char *name, const char *state, int retries)
 {
-	if (sql_exec(st, "INSERT INTO jobs(name, drop_name, state, blend_sha, sidecar, retries,"
+	if (sql_exec(st,
+		     "INSERT INTO jobs(name, drop_name, state, blend_sha, sidecar, retries,"
 		     " nframes, created) VALUES (%Q, %Q, %Q, 'sha', '1-10', %d, 10, 1)",
 		     name, name, state, retries))
 		return -1;
@@ -252,34 +252,30 @@ static int path_exists(const char *path)
 
 /* ---- 1. the pure table ---- */
 
-#define X (-EINVAL)
-#define Q FS_QUEUED
-#define L FS_LEASED
+#define X  (-EINVAL)
+#define Q  FS_QUEUED
+#define L  FS_LEASED
 #define RG FS_RENDERING
 #define RD FS_RENDERED
-#define D FS_DONE
-#define F FS_FAILED
-#define C FS_CANCELLED
+#define D  FS_DONE
+#define F  FS_FAILED
+#define C  FS_CANCELLED
 
 /* store.h's transition table, written out.  Columns: dispatch, start,
  * heartbeat, rendered, collected, interrupt, fail, cancel, retry. */
-static const int expect_left[FS__COUNT][FE__COUNT] = {	/* has_attempts_left = 1 */
-	[FS_QUEUED]    = { L, X,  X,  X,  X, X, X, C, X },
-	[FS_LEASED]    = { X, RG, L,  X,  X, Q, Q, C, X },
-	[FS_RENDERING] = { X, X,  RG, RD, X, Q, Q, C, X },
-	[FS_RENDERED]  = { X, X,  X,  X,  D, Q, Q, C, X },
-	[FS_DONE]      = { X, X,  X,  X,  X, X, X, X, X },
-	[FS_FAILED]    = { X, X,  X,  X,  X, X, X, X, Q },
-	[FS_CANCELLED] = { X, X,  X,  X,  X, X, X, X, X },
+static const int expect_left[FS__COUNT][FE__COUNT] = {
+    /* has_attempts_left = 1 */
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X},      [FS_LEASED] = {X, RG, L, X, X, Q, Q, C, X},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, Q, C, X}, [FS_RENDERED] = {X, X, X, X, D, Q, Q, C, X},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q},
+    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X},
 };
-static const int expect_none[FS__COUNT][FE__COUNT] = {	/* has_attempts_left = 0 */
-	[FS_QUEUED]    = { L, X,  X,  X,  X, X, X, C, X },
-	[FS_LEASED]    = { X, RG, L,  X,  X, Q, F, C, X },
-	[FS_RENDERING] = { X, X,  RG, RD, X, Q, F, C, X },
-	[FS_RENDERED]  = { X, X,  X,  X,  D, Q, F, C, X },
-	[FS_DONE]      = { X, X,  X,  X,  X, X, X, X, X },
-	[FS_FAILED]    = { X, X,  X,  X,  X, X, X, X, Q },
-	[FS_CANCELLED] = { X, X,  X,  X,  X, X, X, X, X },
+static const int expect_none[FS__COUNT][FE__COUNT] = {
+    /* has_attempts_left = 0 */
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X},      [FS_LEASED] = {X, RG, L, X, X, Q, F, C, X},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, F, C, X}, [FS_RENDERED] = {X, X, X, X, D, Q, F, C, X},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q},
+    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X},
 };
 
 #undef X
@@ -323,13 +319,13 @@ static void test_next_state(void)
 /* ---- 2. transitions on real rows ---- */
 
 /* Put a row in a state directly, as if earlier transitions had been made. */
-static void force_frame(struct store *st, int64_t id, const char *state, int64_t lease,
-			int64_t node)
+static void force_frame(struct store *st, int64_t id, const char *state, int64_t lease, int64_t node)
 {
-	sql_exec(st, "UPDATE frames SET state = %Q, lease = %lld, node = %s, slot = %s,"
+	sql_exec(st,
+		 "UPDATE frames SET state = %Q, lease = %lld, node = %s, slot = %s,"
 		 " lease_until = %s, attempts = 1, interrupts = 1, error = 'old' WHERE id = %lld",
-		 state, (long long)lease, node ? "1" : "NULL", node ? "0" : "NULL",
-		 node ? "99999" : "NULL", (long long)id);
+		 state, (long long)lease, node ? "1" : "NULL", node ? "0" : "NULL", node ? "99999" : "NULL",
+		 (long long)id);
 }
 
 static int64_t lease_of(struct store *st, int64_t id)
@@ -340,7 +336,7 @@ static int64_t lease_of(struct store *st, int64_t id)
 static void test_transitions(void)
 {
 	char dir[4096], before[2048], after[2048], buf[256];
-	struct frame_move m = { .now = 1000, .slot = 3, .lease_until = 5000 };
+	struct frame_move m = {.now = 1000, .slot = 3, .lease_until = 5000};
 	struct store *st = open_fresh("transitions", dir, sizeof(dir));
 	int64_t job, job0, node, node2, f, g;
 	int rc;
@@ -380,13 +376,13 @@ static void test_transitions(void)
 	CHECK(rc == FS_LEASED && lease_of(st, f) == 2, "re-dispatch: %s lease %lld", fs_name(rc),
 	      (long long)lease_of(st, f));
 	{
-		static const enum frame_event steps[] = { FE_START, FE_RENDERED, FE_COLLECTED };
-		static const enum frame_state to[] = { FS_RENDERING, FS_RENDERED, FS_DONE };
+		static const enum frame_event steps[] = {FE_START, FE_RENDERED, FE_COLLECTED};
+		static const enum frame_state to[] = {FS_RENDERING, FS_RENDERED, FS_DONE};
 
 		for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
 			/* Every lease-guarded event under the old lease, in this state. */
 			static const enum frame_event guarded[] = {
-				FE_START, FE_HEARTBEAT, FE_RENDERED, FE_COLLECTED, FE_INTERRUPT, FE_FAIL,
+			    FE_START, FE_HEARTBEAT, FE_RENDERED, FE_COLLECTED, FE_INTERRUPT, FE_FAIL,
 			};
 
 			for (size_t k = 0; k < ARRAY_SIZE(guarded); k++) {
@@ -394,14 +390,16 @@ static void test_transitions(void)
 				rc = store_frame_transition(st, f, 1, guarded[k], &m);
 				row_snapshot(st, "frames", f, after, sizeof(after));
 				CHECK(rc == -ESTALE, "%s under an old lease in %s: %s, want -ESTALE",
-				      frame_event_name(guarded[k]), fs_name(frame_state_of(st, f)), fs_name(rc));
-				CHECK(!strcmp(before, after), "%s under an old lease changed the row: %s -> %s",
+				      frame_event_name(guarded[k]), fs_name(frame_state_of(st, f)),
+				      fs_name(rc));
+				CHECK(!strcmp(before, after),
+				      "%s under an old lease changed the row: %s -> %s",
 				      frame_event_name(guarded[k]), before, after);
 				/* A lease from the future is not the row's either. */
 				rc = store_frame_transition(st, f, 3, guarded[k], &m);
 				row_snapshot(st, "frames", f, after, sizeof(after));
-				CHECK(rc == -ESTALE && !strcmp(before, after),
-				      "%s under a newer lease: %s", frame_event_name(guarded[k]), fs_name(rc));
+				CHECK(rc == -ESTALE && !strcmp(before, after), "%s under a newer lease: %s",
+				      frame_event_name(guarded[k]), fs_name(rc));
 			}
 			m.now = 2000 + (int64_t)i;
 			m.secs = 12.5;
@@ -420,7 +418,9 @@ static void test_transitions(void)
 			}
 		}
 		CHECK(!strcmp(sql_text(st, buf, sizeof(buf), "SELECT secs FROM frames WHERE id = %lld",
-				       (long long)f), "12.5"), "rendered records secs: %s", buf);
+				       (long long)f),
+			      "12.5"),
+		      "rendered records secs: %s", buf);
 		CHECK(frame_col(st, f, "size") == 4096 && frame_col(st, f, "mtime") == 777,
 		      "collected records size and mtime");
 		CHECK(lease_of(st, f) == 2, "lease kept through the steps");
@@ -432,33 +432,39 @@ static void test_transitions(void)
 	rc = store_frame_transition(st, g, 0, FE_DISPATCH, &m);
 	rc = store_frame_transition(st, g, 1, FE_FAIL, &m);
 	CHECK(rc == FS_QUEUED, "fail 1 (from leased): %s, want queued", fs_name(rc));
-	CHECK(frame_col(st, g, "attempts") == 1, "fail 1: attempts %lld", (long long)frame_col(st, g, "attempts"));
+	CHECK(frame_col(st, g, "attempts") == 1, "fail 1: attempts %lld",
+	      (long long)frame_col(st, g, "attempts"));
 	CHECK(frame_col(st, g, "node") == NO_VALUE, "fail clears the node");
-	CHECK(!strcmp(sql_text(st, buf, sizeof(buf), "SELECT error FROM frames WHERE id = %lld",
-			       (long long)g), "exit status 1"), "fail records the error: %s", buf);
+	CHECK(
+	    !strcmp(sql_text(st, buf, sizeof(buf), "SELECT error FROM frames WHERE id = %lld", (long long)g),
+		    "exit status 1"),
+	    "fail records the error: %s", buf);
 	store_frame_transition(st, g, 1, FE_DISPATCH, &m);
 	store_frame_transition(st, g, 2, FE_START, &m);
 	rc = store_frame_transition(st, g, 2, FE_FAIL, &m);
 	CHECK(rc == FS_QUEUED, "fail 2 (from rendering): %s, want queued", fs_name(rc));
-	CHECK(frame_col(st, g, "attempts") == 2, "fail 2: attempts %lld", (long long)frame_col(st, g, "attempts"));
+	CHECK(frame_col(st, g, "attempts") == 2, "fail 2: attempts %lld",
+	      (long long)frame_col(st, g, "attempts"));
 	store_frame_transition(st, g, 2, FE_DISPATCH, &m);
 	store_frame_transition(st, g, 3, FE_START, &m);
 	store_frame_transition(st, g, 3, FE_RENDERED, &m);
 	rc = store_frame_transition(st, g, 3, FE_FAIL, &m);
 	CHECK(rc == FS_FAILED, "fail 3 (from rendered): %s, want failed", fs_name(rc));
-	CHECK(frame_col(st, g, "attempts") == 3, "fail 3: attempts %lld", (long long)frame_col(st, g, "attempts"));
+	CHECK(frame_col(st, g, "attempts") == 3, "fail 3: attempts %lld",
+	      (long long)frame_col(st, g, "attempts"));
 	CHECK(frame_col(st, g, "interrupts") == 0, "fail is not an interrupt");
 	CHECK(lease_of(st, g) == 3, "lease after three dispatches: %lld", (long long)lease_of(st, g));
 
 	/* FE_RETRY from failed: attempts back to 0, the lease only grows. */
 	rc = store_frame_transition(st, g, 12345, FE_RETRY, &m);
 	CHECK(rc == FS_QUEUED, "retry: %s, want queued", fs_name(rc));
-	CHECK(frame_col(st, g, "attempts") == 0, "retry resets attempts: %lld", (long long)frame_col(st, g, "attempts"));
+	CHECK(frame_col(st, g, "attempts") == 0, "retry resets attempts: %lld",
+	      (long long)frame_col(st, g, "attempts"));
 	CHECK(frame_col(st, g, "error") == NO_VALUE, "retry clears the error");
 	CHECK(lease_of(st, g) == 3, "retry keeps the lease: %lld", (long long)lease_of(st, g));
 	rc = store_frame_transition(st, g, 0, FE_DISPATCH, &m);
-	CHECK(rc == FS_LEASED && lease_of(st, g) == 4, "dispatch after retry: %s lease %lld",
-	      fs_name(rc), (long long)lease_of(st, g));
+	CHECK(rc == FS_LEASED && lease_of(st, g) == 4, "dispatch after retry: %s lease %lld", fs_name(rc),
+	      (long long)lease_of(st, g));
 	rc = store_frame_transition(st, g, 4, FE_FAIL, &m);
 	CHECK(rc == FS_QUEUED, "a retried frame has its attempts again: %s", fs_name(rc));
 
@@ -491,14 +497,15 @@ static void test_transitions(void)
 
 	/* FE_CANCEL from each state it applies to, whatever lease is given. */
 	{
-		static const char *const from[] = { "queued", "leased", "rendering", "rendered" };
+		static const char *const from[] = {"queued", "leased", "rendering", "rendered"};
 
 		for (size_t i = 0; i < ARRAY_SIZE(from); i++) {
 			g = insert_frame(st, job, 100 + (int)i, "queued", 0);
 			force_frame(st, g, from[i], 7, i > 0);
 			rc = store_frame_transition(st, g, 999, FE_CANCEL, &m);
 			CHECK(rc == FS_CANCELLED, "cancel from %s: %s", from[i], fs_name(rc));
-			CHECK(frame_col(st, g, "node") == NO_VALUE, "cancel from %s clears the node", from[i]);
+			CHECK(frame_col(st, g, "node") == NO_VALUE, "cancel from %s clears the node",
+			      from[i]);
 			CHECK(lease_of(st, g) == 7, "cancel from %s keeps the lease", from[i]);
 		}
 	}
@@ -519,7 +526,8 @@ static void test_transitions(void)
 				row_snapshot(st, "frames", g, before, sizeof(before));
 				rc = store_frame_transition(st, g, 5, (enum frame_event)e, &m);
 				row_snapshot(st, "frames", g, after, sizeof(after));
-				CHECK(rc == -ESTALE, "illegal %s in %s: %s, want -ESTALE", en, sn, fs_name(rc));
+				CHECK(rc == -ESTALE, "illegal %s in %s: %s, want -ESTALE", en, sn,
+				      fs_name(rc));
 				CHECK(!strcmp(before, after), "illegal %s in %s changed the row: %s -> %s",
 				      en, sn, before, after);
 			} else if (guarded) {
@@ -527,10 +535,11 @@ static void test_transitions(void)
 				row_snapshot(st, "frames", g, before, sizeof(before));
 				rc = store_frame_transition(st, g, 4, (enum frame_event)e, &m);
 				row_snapshot(st, "frames", g, after, sizeof(after));
-				CHECK(rc == -ESTALE, "%s in %s under an old lease: %s, want -ESTALE",
-				      en, sn, fs_name(rc));
-				CHECK(!strcmp(before, after), "%s in %s under an old lease changed the row: %s -> %s",
-				      en, sn, before, after);
+				CHECK(rc == -ESTALE, "%s in %s under an old lease: %s, want -ESTALE", en, sn,
+				      fs_name(rc));
+				CHECK(!strcmp(before, after),
+				      "%s in %s under an old lease changed the row: %s -> %s", en, sn, before,
+				      after);
 			}
 		}
 	}
@@ -557,7 +566,7 @@ static void test_transitions(void)
 static void test_recover(void)
 {
 	static const char *const states[] = {
-		"queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
+	    "queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
 	};
 	char dir[4096], before[FS__COUNT][2048], after[2048];
 	struct store *st = open_fresh("recover", dir, sizeof(dir));
@@ -569,7 +578,8 @@ static void test_recover(void)
 	node = insert_node(st, "n1");
 	for (int i = 0; i < FS__COUNT; i++) {
 		ids[i] = insert_frame(st, job, i + 1, states[i], 4);
-		sql_exec(st, "UPDATE frames SET attempts = 2, interrupts = 5, node = %s,"
+		sql_exec(st,
+			 "UPDATE frames SET attempts = 2, interrupts = 5, node = %s,"
 			 " slot = %s, lease_until = %s WHERE id = %lld",
 			 i >= FS_LEASED && i <= FS_RENDERED ? "1" : "NULL",
 			 i >= FS_LEASED && i <= FS_RENDERED ? "0" : "NULL",
@@ -598,14 +608,16 @@ static void test_recover(void)
 			      states[i], (long long)frame_col(st, ids[i], "attempts"));
 			CHECK(frame_col(st, ids[i], "lease") == 4, "recover: %s lease %lld, want 4",
 			      states[i], (long long)frame_col(st, ids[i], "lease"));
-			CHECK(frame_col(st, ids[i], "node") == NO_VALUE, "recover: %s node cleared", states[i]);
+			CHECK(frame_col(st, ids[i], "node") == NO_VALUE, "recover: %s node cleared",
+			      states[i]);
 		} else {
 			row_snapshot(st, "frames", ids[i], after, sizeof(after));
-			CHECK(!strcmp(before[i], after), "recover changed a %s frame: %s -> %s",
-			      states[i], before[i], after);
+			CHECK(!strcmp(before[i], after), "recover changed a %s frame: %s -> %s", states[i],
+			      before[i], after);
 		}
 	}
-	CHECK(sql_int(st, "SELECT count(*) FROM frames WHERE state IN ('leased','rendering','rendered')") == 0,
+	CHECK(sql_int(st, "SELECT count(*) FROM frames WHERE state IN ('leased','rendering','rendered')") ==
+		  0,
 	      "invariant 5: nothing in flight after recovery");
 	CHECK(sql_int(st, "SELECT sum(writers) FROM qfiles") == 0, "recover resets writers: %lld",
 	      (long long)sql_int(st, "SELECT sum(writers) FROM qfiles"));
@@ -753,7 +765,8 @@ static void test_jobs(void)
 	rc = job_remove(st, f1);
 	CHECK(rc == -EBUSY, "job_remove on an active job: %d, want -EBUSY", rc);
 	CHECK(job_get(st, f1, &j) == 0, "the active job's row stays");
-	CHECK(sql_int(st, "SELECT removed FROM jobs WHERE id = %lld", (long long)f1) == 0, "not marked removed");
+	CHECK(sql_int(st, "SELECT removed FROM jobs WHERE id = %lld", (long long)f1) == 0,
+	      "not marked removed");
 	control(st, f1, "pause");
 	CHECK(job_remove(st, f1) == -EBUSY, "job_remove on a paused job: -EBUSY");
 	CHECK(sqlite3_get_autocommit(st->db), "job_remove leaves no transaction open");
@@ -771,8 +784,9 @@ static void test_jobs(void)
 	f3 = insert_job(st, "finished", "waiting", 3);
 	CHECK(f3 > 0, "the name of a removed job can be reused");
 	CHECK(job_by_name(st, "finished", &j) == 0 && j.id == f3, "job_by_name finds the new job");
-	CHECK(!strcmp(sql_text(st, buf, sizeof(buf), "SELECT count(*) FROM jobs WHERE name = 'finished'"), "2"),
-	      "the removed row stays as history");
+	CHECK(
+	    !strcmp(sql_text(st, buf, sizeof(buf), "SELECT count(*) FROM jobs WHERE name = 'finished'"), "2"),
+	    "the removed row stays as history");
 	CHECK(job_remove(st, 987654) == -ENOENT, "job_remove of a missing job: -ENOENT");
 	store_close(st);
 }
@@ -1011,7 +1025,7 @@ static void test_schema(void)
 	      "second connection: journal_mode %s", buf);
 	CHECK(sql_int(st2, "PRAGMA foreign_keys") == 1, "foreign_keys on");
 	CHECK(sql_int(st, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
-		      " ('jobs','nodes','frames','qfiles','drops','events','blocklist','changes')") == 8,
+			  " ('jobs','nodes','frames','qfiles','drops','events','blocklist','changes')") == 8,
 	      "every table exists");
 
 	/* What one connection commits, the other sees; a reader beside a writer. */
