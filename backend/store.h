@@ -171,8 +171,8 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_state to, int64_t now);
 
 /* Start-of-mount recovery: in-flight frames go back to queued as
- * interrupted, assembling jobs go back to assembling from scratch, writer
- * counts reset.  Returns the number of frames given back, or -errno. */
+ * interrupted and writer counts reset.  (A job left assembling is picked
+ * up by the engine, which assembles its video again from scratch.)  Returns the number of frames given back, or -errno. */
 int store_recover(struct store *st, int64_t now);
 
 /* The change feed: the backend appends, the notifier reads. */

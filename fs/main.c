@@ -28,6 +28,8 @@ struct cli {
 	char *backend;
 	char *overrides[MAX_OVERRIDES];
 	int n_overrides;
+	char *nonopt[2];	/* [source] mountpoint */
+	int n_nonopt;
 	int show_help, show_version;
 	int bad;
 };
@@ -57,6 +59,16 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 	if (key == KEY_VERSION) {
 		c->show_version = 1;
+		return 0;
+	}
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		/* mount.fuse3 (an fstab line of type fuse.renderfs) passes the
+		 * source field first, then the mount point. */
+		if (c->n_nonopt == 2) {
+			c->bad = 1;
+			return -1;
+		}
+		c->nonopt[c->n_nonopt++] = strdup(arg);
 		return 0;
 	}
 	if (key != FUSE_OPT_KEY_OPT)
@@ -173,7 +185,7 @@ int main(int argc, char *argv[])
 	int ret = 1, lock_fd = -1, rc;
 
 	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0 || cli.bad) {
-		fprintf(stderr, "renderfs: bad options\n");
+		fprintf(stderr, "renderfs: bad options (see renderfs --help)\n");
 		return 1;
 	}
 	if (cli.show_version) {
@@ -187,6 +199,8 @@ int main(int argc, char *argv[])
 		ret = 0;
 		goto out_free_args;
 	}
+	if (cli.n_nonopt)
+		fuse_opt_add_arg(&args, cli.nonopt[cli.n_nonopt - 1]);
 	if (fuse_parse_cmdline(&args, &opts) != 0) {
 		fprintf(stderr, "renderfs: bad options (see renderfs --help)\n");
 		goto out_free_args;
@@ -308,6 +322,8 @@ out_free_args:
 	free(opts.mountpoint);
 	for (int i = 0; i < cli.n_overrides; i++)
 		free(cli.overrides[i]);
+	for (int i = 0; i < cli.n_nonopt; i++)
+		free(cli.nonopt[i]);
 	free(cli.config);
 	free(cli.state);
 	free(cli.backend);
