@@ -385,6 +385,23 @@ int queue_error_list(struct store *st, int (*fn)(void *arg, const struct qerror 
 	return 0;
 }
 
+int queue_error_remove(struct store *st, int64_t id)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, "DELETE FROM drops WHERE id = ?", &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	if (!rc && sqlite3_changes(st->db) == 0)
+		rc = -ENOENT;
+	if (!rc)
+		store_change(st, CH_QUEUE, 0);
+	return rc;
+}
+
 int queue_error_text(struct store *st, int64_t id, char **text, size_t *len)
 {
 	sqlite3_stmt *s;

@@ -53,6 +53,9 @@ int queue_unlink(struct store *st, const char *name);
 int queue_error_lookup(struct store *st, const char *name, struct qerror *out);
 int queue_error_get(struct store *st, int64_t id, struct qerror *out);
 int queue_error_list(struct store *st, int (*fn)(void *arg, const struct qerror *e), void *arg);
+/* Remove the explanation (unlink of NAME.error).  A drop that is still
+ * there and still refused gets it back on the next scan. */
+int queue_error_remove(struct store *st, int64_t id);
 /* The error text, malloc'd, caller frees. */
 int queue_error_text(struct store *st, int64_t id, char **text, size_t *len);
 

@@ -993,7 +993,10 @@ static int do_unlink(struct store *s, fuse_ino_t parent, const char *name)
 
 		if (queue_lookup(s, name, &q) == 0)
 			return queue_unlink(s, name);
-		return do_lookup(s, parent, name, &ino) ? -ENOENT : -EPERM;
+		rc = do_lookup(s, parent, name, &ino);
+		if (rc)
+			return rc;
+		return INO_TYPE(ino) == T_QERR ? queue_error_remove(s, INO_ID(ino)) : -EPERM;
 	}
 	rc = do_lookup(s, parent, name, &ino);
 	if (rc)
@@ -1065,13 +1068,33 @@ static void rfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 	fuse_reply_err(req, -rc);
 }
 
+/* Only regular files live in queue/; nothing at all is made under out/. */
+static int refuse_in(fuse_ino_t parent)
+{
+	if (parent == INO(T_FIXED, I_QUEUE))
+		return EPERM;
+	return parent == INO(T_FIXED, I_OUT) || in_out_tree(INO_TYPE(parent)) ? EROFS : EACCES;
+}
+
 static void rfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	(void)name;
 	(void)mode;
-	fuse_reply_err(req, parent == INO(T_FIXED, I_QUEUE)                                  ? EPERM
-			    : parent == INO(T_FIXED, I_OUT) || in_out_tree(INO_TYPE(parent)) ? EROFS
-											     : EACCES);
+	fuse_reply_err(req, refuse_in(parent));
+}
+
+static void rfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	(void)name;
+	fuse_reply_err(req, refuse_in(parent));
+}
+
+static void rfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newname;
+	fuse_reply_err(req, refuse_in(newparent));
 }
 
 static void rfs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1120,5 +1143,7 @@ const struct fuse_lowlevel_ops rfs_ops = {
     .rmdir = rfs_rmdir,
     .rename = rfs_rename,
     .mkdir = rfs_mkdir,
+    .symlink = rfs_symlink,
+    .link = rfs_link,
     .statfs = rfs_statfs,
 };

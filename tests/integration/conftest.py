@@ -43,6 +43,8 @@ def _deadline(request):
     secs = m.args[0] if m else DEFAULT_DEADLINE
     with R.Watchdog(secs):
         yield
+    if R.Watchdog.fired:
+        pytest.fail("test exceeded its %ss deadline" % secs, pytrace=False)
 
 
 SCENE_SPECS = {

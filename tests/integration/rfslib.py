@@ -637,6 +637,7 @@ class Watchdog:
         pass
 
     armed = False
+    fired = False
     secs = 0
 
     @classmethod
@@ -657,11 +658,16 @@ class Watchdog:
 
     def __enter__(self):
         Watchdog.armed = True
+        Watchdog.fired = False
         self.t1.start()
         self.t2.start()
         return self
 
     def _fire(self):
+        # The exception raised by the handler can be swallowed when it lands
+        # in pytest's own code (pluggy returns from a finally:), so the
+        # fixture also checks `fired` afterwards.
+        Watchdog.fired = True
         signal.pthread_kill(self.main, signal.SIGALRM)
 
     def _kill(self):

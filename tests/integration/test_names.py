@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import rfslib as R
-from rfslib import get
+
 
 pytestmark = pytest.mark.deadline(60)
 

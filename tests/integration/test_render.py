@@ -100,7 +100,10 @@ def test_happy_path(mnt, scenes, blender_version):
 
     # The farm's status and the local node's.
     top = mnt.status_text()
-    assert "shot" in top and "local" in top, top
+    assert "shot" in top, top
+    ts = R.parse_status(top)
+    for k in ("nodes", "rate", "spent"):
+        assert k in ts, "MOUNT/status lacks %r:\n%s" % (k, top)
     topj = mnt.status_json()
     assert "shot" in repr(topj), topj
     assert os.listdir(mnt.mnt / "nodes") == ["local"]

@@ -7,7 +7,7 @@ import os
 import pytest
 
 import rfslib as R
-from rfslib import get, wait_for
+from rfslib import get
 
 pytestmark = pytest.mark.deadline(150)
 
