@@ -12,6 +12,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,13 @@
 #define TTL_SHORT   1.0
 
 /* What an open file or directory holds. */
+/*
+ * The kernel may send release while a request on the same handle is still
+ * being answered (a reader interrupted mid-read closes its file at once),
+ * so every request holds a reference for as long as it uses the handle.
+ */
 struct fh {
+	atomic_int refs;
 	enum ino_type type;
 	int fd;      /* frames, logs, video, queue files */
 	int64_t qid; /* queue file row */
@@ -32,6 +39,28 @@ struct fh {
 	char *buf;   /* status/error snapshot, or directory listing */
 	size_t len;
 };
+
+static void fh_free(struct fh *fh)
+{
+	if (fh->fd >= 0)
+		close(fh->fd);
+	free(fh->buf);
+	free(fh);
+}
+
+static struct fh *fh_hold(struct fuse_file_info *fi)
+{
+	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+
+	atomic_fetch_add(&fh->refs, 1);
+	return fh;
+}
+
+static void fh_drop(struct fh *fh)
+{
+	if (atomic_fetch_sub(&fh->refs, 1) == 1)
+		fh_free(fh);
+}
 
 static struct rfs *ctx(fuse_req_t req)
 {
@@ -538,6 +567,8 @@ static void rfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	rc = do_list(s, ino, &l);
 	pool_put(s);
 	fh = rc ? NULL : calloc(1, sizeof(*fh));
+	if (fh)
+		atomic_init(&fh->refs, 1);
 	if (!fh) {
 		util_sb_free(&l.names);
 		fuse_reply_err(req, rc ? -rc : ENOMEM);
@@ -550,13 +581,11 @@ static void rfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fuse_reply_open(req, fi);
 }
 
-static void rfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void readdir_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 {
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
 	char *out = malloc(size);
 	size_t used = 0, pos = (size_t)off;
 
-	(void)ino;
 	if (!out) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -584,13 +613,19 @@ static void rfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, 
 	free(out);
 }
 
-static void rfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void rfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh = fh_hold(fi);
 
 	(void)ino;
-	free(fh->buf);
-	free(fh);
+	readdir_fh(req, fh, size, off);
+	fh_drop(fh);
+}
+
+static void rfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fh_drop((struct fh *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -713,20 +748,14 @@ static int do_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, s
 	}
 }
 
-static void fh_free(struct fh *fh)
-{
-	if (fh->fd >= 0)
-		close(fh->fd);
-	free(fh->buf);
-	free(fh);
-}
-
 static void rfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct store *s = pool_get();
 	struct fh *fh = calloc(1, sizeof(*fh));
 	int rc;
 
+	if (fh)
+		atomic_init(&fh->refs, 1);
 	if (!s || !fh) {
 		pool_put(s);
 		free(fh);
@@ -753,11 +782,8 @@ static void rfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-static void rfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void read_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 {
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
-
-	(void)ino;
 	if (fh->fd >= 0) {
 		/* Splice straight from the stored file when the kernel can. */
 		struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
@@ -781,10 +807,17 @@ static void rfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 	fuse_reply_buf(req, fh->buf + off, size);
 }
 
-static void rfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		      struct fuse_file_info *fi)
+static void rfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh = fh_hold(fi);
+
+	(void)ino;
+	read_fh(req, fh, size, off);
+	fh_drop(fh);
+}
+
+static void write_fh(fuse_req_t req, fuse_ino_t ino, struct fh *fh, const char *buf, size_t size, off_t off)
+{
 	struct store *s;
 	ssize_t n;
 	int rc;
@@ -810,6 +843,15 @@ static void rfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 		fuse_reply_write(req, (size_t)n);
 }
 
+static void rfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_hold(fi);
+
+	write_fh(req, ino, fh, buf, size, off);
+	fh_drop(fh);
+}
+
 static void rfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
@@ -822,18 +864,19 @@ static void rfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 			queue_writer(s, fh->qid, -1);
 		pool_put(s);
 	}
-	fh_free(fh);
+	fh_drop(fh);
 	fuse_reply_err(req, 0);
 }
 
 static void rfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
+	struct fh *fh = fh_hold(fi);
 	int rc = 0;
 
 	(void)ino;
 	if (fh->fd >= 0 && fh->type == T_QFILE)
 		rc = (datasync ? fdatasync(fh->fd) : fsync(fh->fd)) < 0 ? errno : 0;
+	fh_drop(fh);
 	fuse_reply_err(req, rc);
 }
 
@@ -879,6 +922,8 @@ static void rfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	}
 open_existing:
 	fh = calloc(1, sizeof(*fh));
+	if (fh)
+		atomic_init(&fh->refs, 1);
 	rc = fh ? do_open(s, INO(T_QFILE, q.id), fi, fh) : -ENOMEM;
 	if (!rc) {
 		memset(&e, 0, sizeof(e));
