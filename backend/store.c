@@ -17,7 +17,8 @@ static const char *const frame_state_names[FS__COUNT] = {
     "queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
 };
 static const char *const frame_event_names[FE__COUNT] = {
-    "dispatch", "start", "heartbeat", "rendered", "collected", "interrupt", "fail", "cancel", "retry",
+    "dispatch",  "start", "heartbeat", "rendered", "collected",
+    "interrupt", "fail",  "cancel",    "retry",    "abandon",
 };
 static const char *const job_state_names[JS__COUNT] = {
     "waiting", "provisioning", "rendering", "assembling", "done", "failed", "cancelled", "paused",
@@ -77,6 +78,7 @@ int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempt
 		return has_attempts_left ? FS_QUEUED : FS_FAILED;
 	case FE_CANCEL: return inflight || from == FS_QUEUED ? FS_CANCELLED : -EINVAL;
 	case FE_RETRY: return from == FS_FAILED ? FS_QUEUED : -EINVAL;
+	case FE_ABANDON: return from == FS_QUEUED ? FS_FAILED : -EINVAL;
 	case FE__COUNT: break;
 	}
 	return -EINVAL;
@@ -442,6 +444,8 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 			  " ('queued', 'leased', 'rendering', 'rendered')",
 	    [FE_RETRY] = "UPDATE frames SET state = 'queued', attempts = 0, error = NULL"
 			 " WHERE id = :id AND state = 'failed'",
+	    [FE_ABANDON] =
+		"UPDATE frames SET state = 'failed', error = :error WHERE id = :id AND state = 'queued'",
 	};
 	sqlite3_stmt *s;
 	int rc, idx;

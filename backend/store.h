@@ -18,6 +18,8 @@
  *                          │ fail, attempts used up
  *                          ▼
  *                       failed ──retry (retry-failed)──▶ queued
+ *                          ▲
+ *   queued ──abandon (no usable node left)──┘
  *
  *   any of queued, leased, rendering, rendered ──cancel──▶ cancelled
  *
@@ -35,6 +37,8 @@
  *                 leased|rendering|rendered → failed     otherwise
  *   FE_CANCEL     queued|leased|rendering|rendered → cancelled
  *   FE_RETRY      failed → queued             attempts := 0
+ *   FE_ABANDON    queued → failed             no node is left that may render
+ *                                             the job; error says why
  *
  * Invariants:
  *   1. Every change of frames.state is one guarded UPDATE in
@@ -92,6 +96,7 @@ enum frame_event {
 	FE_FAIL,
 	FE_CANCEL,
 	FE_RETRY,
+	FE_ABANDON,
 	FE__COUNT
 };
 
@@ -156,7 +161,7 @@ int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt);
 
 /*
  * Make one guarded frame transition.  lease is the lease number the caller
- * holds (ignored for FE_DISPATCH from queued, FE_CANCEL and FE_RETRY).
+ * holds (ignored for FE_DISPATCH, FE_CANCEL, FE_RETRY and FE_ABANDON).
  * Returns the new state, -ESTALE when the row was not in a state the event
  * applies to under that lease (a lost race), or another -errno.
  * Records an event row and a change for the notifier when it matters.

@@ -1,36 +1,103 @@
 /*
- * transport: how a node is driven.  A worker is a process on the node with
- * a byte stream in (its stdin) and a byte stream out (stdout and stderr
- * together); files move with put and get.  The local transport uses
- * processes and files on this machine; the SSH transport (later) a
- * libssh2 session.  The engine drives every node through this table only.
+ * transport: how a node is driven.  The engine never talks to a node in any
+ * other way: every node is a struct tnode with a const ops table, and the
+ * same code schedules, feeds and collects from local processes and from
+ * libssh2 sessions alike.
+ *
+ * A worker is a process on the node with one stream in (stdin) and two out:
+ * stdout carries only worker-protocol lines, stderr everything else.  All
+ * process I/O is non-blocking (-EAGAIN when nothing can move); the caller
+ * waits with poll() on the descriptors pollfds() gives.  File transfers and
+ * short commands block, and are made only from the node's own thread.
+ *
+ * Threads: a tnode and its tprocs belong to one thread at a time (libssh2
+ * sessions are not thread-safe).  No call here is ever made from a FUSE
+ * request thread.
+ *
+ * Safety: argv elements are handed to the node as separate words.  The
+ * local transport execs them directly; the SSH transport quotes each one for
+ * the remote shell.  Callers still build argv only from their own constants,
+ * ids and hashes -- never from names a user chose.
  */
 #ifndef RENDERFS_TRANSPORT_H
 #define RENDERFS_TRANSPORT_H
 
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
-struct tproc {
-	pid_t pid;  /* local: the process (group leader) */
-	int in_fd;  /* write end of the worker's stdin, non-blocking */
-	int out_fd; /* read end of its stdout: protocol lines only */
-	int err_fd; /* read end of its stderr: everything Blender says */
-};
+struct tnode;
+struct tproc;
+
+enum tstream { TS_OUT = 1, TS_ERR = 2 };
 
 struct transport_ops {
-	const char *name;
-	/* Start argv[0] (looked up on PATH) with argv, in cwd.  No shell is
-	 * involved: argv elements travel as they are. */
-	int (*spawn)(void *ctx, char *const argv[], const char *cwd, struct tproc *out);
-	/* Stop the process and everything it started (SIGKILL). */
-	void (*kill)(void *ctx, struct tproc *p);
-	/* Non-blocking: 1 and *status when exited, 0 while running, -errno. */
-	int (*reap)(void *ctx, struct tproc *p, int *status);
-	/* Copy a file to / from the node (same paths locally). */
-	int (*put)(void *ctx, const char *local, const char *remote);
-	int (*get)(void *ctx, const char *remote, const char *local);
+	const char *name; /* "local", "ssh" */
+	/* Connect (or reconnect) and check the node; blocking.  On failure a
+	 * one-line reason is left in tnode_error(). */
+	int (*open)(struct tnode *n);
+	/* Drop the connection and every process started on it. */
+	void (*close)(struct tnode *n);
+	/* Start argv[0] with argv in directory cwd (absolute, on the node).
+	 * *out is owned by the caller and released with proc_free(). */
+	int (*spawn)(struct tnode *n, char *const argv[], const char *cwd, struct tproc **out);
+	/* Read from stdout or stderr: bytes read, 0 at end of stream,
+	 * -EAGAIN when nothing is there now, or -errno. */
+	ssize_t (*proc_read)(struct tproc *p, enum tstream which, void *buf, size_t len);
+	/* Write to stdin: bytes written (possibly fewer), -EAGAIN or -errno. */
+	ssize_t (*proc_write)(struct tproc *p, const void *buf, size_t len);
+	/* 1 when the process has ended (*status as waitpid() encodes it: exit
+	 * code or signal), 0 while it runs, -errno on a transport failure. */
+	int (*proc_exited)(struct tproc *p, int *status);
+	/* Stop the process and everything it started, at once. */
+	void (*proc_kill)(struct tproc *p);
+	/* Release the handle (kills the process if it still runs). */
+	void (*proc_free)(struct tproc *p);
+	/* Fill fds with what to wait on for any progress of this node's
+	 * processes; returns how many (<= max). */
+	int (*pollfds)(struct tnode *n, struct pollfd *fds, int max);
+	/* Copy a local file to the node: written under a temporary name and
+	 * renamed into place, so a cut transfer never leaves a whole-looking
+	 * file.  Streams in bounded memory. */
+	int (*put)(struct tnode *n, const char *local, const char *remote);
+	/* Copy a file from the node to a local path (the same way round). */
+	int (*get)(struct tnode *n, const char *remote, const char *local);
+	/* Run a short command to completion, capturing up to outsz-1 bytes of
+	 * its stdout (NUL-terminated); *status as waitpid().  Blocking, with
+	 * the given timeout in milliseconds. */
+	int (*run)(struct tnode *n, char *const argv[], char *out, size_t outsz, int *status, int timeout_ms);
+	/* Keep an idle connection alive; 0, or -errno when it is lost. */
+	int (*keepalive)(struct tnode *n);
 };
 
-extern const struct transport_ops local_transport;
+/* The common part of every node; transports embed it first. */
+struct tnode {
+	const struct transport_ops *ops;
+	char name[128];    /* "local", "render1", "render1:2222" */
+	char address[256]; /* what the user configured */
+	char error[512];   /* last failure, one line */
+	char home[1024];   /* renderfs's directory on the node, absolute */
+};
+
+struct tnode *local_node_new(const char *state_dir);
+void local_node_free(struct tnode *n);
+
+struct ssh_opts {
+	const char *target;       /* "host", "host:port", "user@host:port" */
+	const char *identity;     /* private key file */
+	const char *identity_pub; /* its public half (path) */
+	/* Host key pinning: called with the key's SHA-256 fingerprint
+	 * ("SHA256:base64"); returns 0 to accept, -EPERM to refuse. */
+	int (*check_hostkey)(void *arg, const char *node, const char *fingerprint);
+	void *check_arg;
+	int connect_timeout_ms;
+};
+struct tnode *ssh_node_new(const struct ssh_opts *o);
+void ssh_node_free(struct tnode *n);
+
+/* Quote one word for a POSIX shell ('...' with ' as '\''); used by the SSH
+ * transport.  Returns the length written, or -ENAMETOOLONG. */
+int shell_quote(const char *word, char *out, size_t outsz);
 
 #endif

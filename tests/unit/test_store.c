@@ -262,20 +262,20 @@ static int path_exists(const char *path)
 #define C  FS_CANCELLED
 
 /* store.h's transition table, written out.  Columns: dispatch, start,
- * heartbeat, rendered, collected, interrupt, fail, cancel, retry. */
+ * heartbeat, rendered, collected, interrupt, fail, cancel, retry, abandon. */
 static const int expect_left[FS__COUNT][FE__COUNT] = {
     /* has_attempts_left = 1 */
-    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X},      [FS_LEASED] = {X, RG, L, X, X, Q, Q, C, X},
-    [FS_RENDERING] = {X, X, RG, RD, X, Q, Q, C, X}, [FS_RENDERED] = {X, X, X, X, D, Q, Q, C, X},
-    [FS_DONE] = {X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q},
-    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X},
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F},      [FS_LEASED] = {X, RG, L, X, X, Q, Q, C, X, X},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, Q, C, X, X}, [FS_RENDERED] = {X, X, X, X, D, Q, Q, C, X, X},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X},
+    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X},
 };
 static const int expect_none[FS__COUNT][FE__COUNT] = {
     /* has_attempts_left = 0 */
-    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X},      [FS_LEASED] = {X, RG, L, X, X, Q, F, C, X},
-    [FS_RENDERING] = {X, X, RG, RD, X, Q, F, C, X}, [FS_RENDERED] = {X, X, X, X, D, Q, F, C, X},
-    [FS_DONE] = {X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q},
-    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X},
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F},      [FS_LEASED] = {X, RG, L, X, X, Q, F, C, X, X},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, F, C, X, X}, [FS_RENDERED] = {X, X, X, X, D, Q, F, C, X, X},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X},
+    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X},
 };
 
 #undef X
@@ -517,7 +517,7 @@ static void test_transitions(void)
 	for (int s = 0; s < FS__COUNT; s++) {
 		for (int e = 0; e < FE__COUNT; e++) {
 			int legal = expect_left[s][e] >= 0 || expect_none[s][e] >= 0;
-			int guarded = e != FE_DISPATCH && e != FE_CANCEL && e != FE_RETRY;
+			int guarded = e != FE_DISPATCH && e != FE_CANCEL && e != FE_RETRY && e != FE_ABANDON;
 			const char *sn = frame_state_name((enum frame_state)s);
 			const char *en = frame_event_name((enum frame_event)e);
 

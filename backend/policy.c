@@ -1,0 +1,21 @@
+/*
+ * policy: see policy.h.  Kept apart from the runner so that it can be tested
+ * and simulated without a store or a node.
+ */
+#include "policy.h"
+
+int sched_pick_job(const struct sched_job *jobs, size_t n, int64_t now)
+{
+	int best = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct sched_job *j = &jobs[i];
+
+		if (j->blocked_until > now)
+			continue;
+		if (best < 0 || j->priority > jobs[best].priority ||
+		    (j->priority == jobs[best].priority && j->id < jobs[best].id))
+			best = (int)i;
+	}
+	return best;
+}
