@@ -96,6 +96,13 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 		c->n_ssh_nodes++;
 		return 0;
 	}
+	if (IS("ssh", "slots")) {
+		if (!strcmp(v, "auto")) {
+			c->ssh_slots = 0;
+			return 0;
+		}
+		return parse_int(v, 1, 64, &c->ssh_slots);
+	}
 	if (IS("ssh", "identity"))
 		return set_str(&c->ssh_identity, v);
 	if (IS("ssh", "blender"))

@@ -26,6 +26,7 @@ struct config {
 	int n_ssh_nodes;
 	char *ssh_identity;
 	char *ssh_blender;
+	int ssh_slots; /* workers per node; 0 = one per GPU (at least one) */
 	/* [clore] (used by the clore backend) */
 	char *clore_api_url;
 	char *clore_api_key_file;

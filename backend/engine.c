@@ -15,6 +15,7 @@
 #include "collect.h"
 #include "intake.h"
 #include "jobs.h"
+#include "keys.h"
 #include "runner.h"
 #include "policy.h"
 #include "store.h"
@@ -366,6 +367,40 @@ static int start_runners(struct engine *e)
 		}
 		e->nodes[0] = node;
 		e->nrunners = 1;
+		store_meta_set(e->st, "ssh_public_key", "");
+		return 0;
+	}
+	if (!strcmp(cfg->backend, "ssh")) {
+		char priv[4096], pub[4096], err[512];
+
+		rc = keys_identity(e->dir, cfg->ssh_identity, priv, sizeof(priv), pub, sizeof(pub), err,
+				   sizeof(err));
+		if (rc) {
+			fprintf(stderr, "renderfs: %s\n", err);
+			return rc;
+		}
+		store_meta_set(e->st, "ssh_public_key", pub);
+		for (int i = 0; i < cfg->n_ssh_nodes && i < MAX_RUNNERS; i++) {
+			struct ssh_opts o = {
+			    .target = cfg->ssh_nodes[i],
+			    .identity = priv,
+			    .identity_pub = pub,
+			    .check_hostkey = keys_check_hostkey,
+			    .check_arg = e->dir,
+			    .connect_timeout_ms = 10000,
+			};
+
+			node = ssh_node_new(&o);
+			if (!node)
+				return -ENOMEM;
+			rc = runner_start(e->dir, cfg, node, cfg->ssh_slots, cfg->ssh_blender, e->worker_path,
+					  &e->runners[e->nrunners]);
+			if (rc) {
+				ssh_node_free(node);
+				return rc;
+			}
+			e->nodes[e->nrunners++] = node;
+		}
 		return 0;
 	}
 	return -ENOTSUP;
@@ -375,6 +410,8 @@ static void free_node(struct tnode *n)
 {
 	if (!strcmp(n->ops->name, "local"))
 		local_node_free(n);
+	else
+		ssh_node_free(n);
 }
 
 static void stop_runners(struct engine *e)

@@ -87,6 +87,8 @@ struct runner {
 	int nknown;
 	struct slot slots[MAX_SLOTS];
 	int nslots;
+	int auto_slots; /* one slot per GPU the probe finds (at least one) */
+	int ngpus;      /* GPUs the node's Blender sees */
 };
 
 /* Errors that mean the node or the link, not the frame, failed. */
@@ -204,6 +206,7 @@ static void node_note_ready(struct runner *r, const cJSON *msg)
 	if (cJSON_IsString(ver))
 		sqlite3_bind_text(s, 3, ver->valuestring, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(s, 4, ngpu);
+	r->ngpus = ngpu;
 	sqlite3_bind_text(s, 5, gpus, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 6, r->node_id);
 	sqlite3_step(s);
@@ -464,7 +467,8 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	cJSON_AddNumberToObject(setup, "res_h", js.res_h);
 	cJSON_AddNumberToObject(setup, "res_pct", js.res_pct);
 	cJSON_AddStringToObject(setup, "format", js.format);
-	cJSON_AddNumberToObject(setup, "gpu_index", -1);
+	/* Several GPUs and a slot each: each worker renders on its own. */
+	cJSON_AddNumberToObject(setup, "gpu_index", r->ngpus > 1 && r->nslots > 1 ? sl->idx % r->ngpus : -1);
 	rc = slot_send_json(r, sl, setup);
 	cJSON_Delete(setup);
 	return rc;
@@ -1134,6 +1138,13 @@ static void *runner_main(void *arg)
 			}
 			r->connected = 1;
 			r->shown_error = 0;
+			if (r->auto_slots) {
+				char n[16];
+
+				r->nslots = r->ngpus > 1 ? (r->ngpus < MAX_SLOTS ? r->ngpus : MAX_SLOTS) : 1;
+				snprintf(n, sizeof(n), "%d", r->nslots);
+				node_update(r, "slots = ?1", n, NULL);
+			}
 			backoff = 1000;
 			node_update(r, "error = NULL", NULL, NULL);
 			node_set_state(r, "idle");
@@ -1183,6 +1194,7 @@ int runner_start(const char *state_dir, const struct config *cfg, struct tnode *
 	r->node = node;
 	r->cfg = cfg;
 	r->is_local = !strcmp(node->ops->name, "local");
+	r->auto_slots = nslots == 0;
 	r->nslots = nslots < 1 ? 1 : nslots > MAX_SLOTS ? MAX_SLOTS : nslots;
 	snprintf(r->blender, sizeof(r->blender), "%s", blender);
 	snprintf(r->worker_local, sizeof(r->worker_local), "%s", worker_path);

@@ -25,6 +25,11 @@ struct job_facts {
 	size_t nmissing;
 	char video[16];
 	int64_t priority;
+	struct {
+		char name[128];
+		int64_t done;
+	} per_node[16]; /* frames done by each node (the first 16) */
+	int nper_node;
 };
 
 static char *dup_col(sqlite3_stmt *s, int col)
@@ -125,6 +130,20 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	}
 	sqlite3_finalize(s);
 
+	rc = store_prepare(st,
+			   "SELECT n.name, count(*) FROM frames f JOIN nodes n ON n.id = f.node"
+			   " WHERE f.job = ? AND f.state = 'done' GROUP BY n.id ORDER BY n.id",
+			   &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	while (f->nper_node < (int)ARRAY_SIZE(f->per_node) && sqlite3_step(s) == SQLITE_ROW) {
+		snprintf(f->per_node[f->nper_node].name, sizeof(f->per_node[0].name), "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		f->per_node[f->nper_node++].done = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_finalize(s);
+
 	farm_capacity(st, &f->nodes, &f->gpus, &slots);
 	if (started)
 		f->elapsed = ((ended ? ended : now) - started) / 1000.0;
@@ -215,6 +234,11 @@ static void job_text(const struct job_facts *f, struct util_sb *out)
 		       util_fmt_money(b, sizeof(b), f->spent), util_fmt_money(c, sizeof(c), f->estimate));
 	util_sb_printf(out, "cancelled: %lld\npriority: %lld\nvideo: %s\n", (long long)f->cancelled,
 		       (long long)f->priority, f->video);
+	util_sb_printf(out, "node_frames:");
+	for (int i = 0; i < f->nper_node; i++)
+		util_sb_printf(out, "%s %s=%lld", i ? "," : "", f->per_node[i].name,
+			       (long long)f->per_node[i].done);
+	util_sb_printf(out, "\n");
 	if (f->nmissing) {
 		util_sb_printf(out, "missing: ");
 		print_frame_list(out, f->missing, f->nmissing);
@@ -258,6 +282,12 @@ static cJSON *job_json(const struct job_facts *f)
 	cJSON_AddNumberToObject(o, "cancelled", (double)f->cancelled);
 	cJSON_AddNumberToObject(o, "priority", (double)f->priority);
 	cJSON_AddStringToObject(o, "video", f->video);
+	{
+		cJSON *per = cJSON_AddObjectToObject(o, "node_frames");
+
+		for (int i = 0; per && i < f->nper_node; i++)
+			cJSON_AddNumberToObject(per, f->per_node[i].name, (double)f->per_node[i].done);
+	}
 	if (f->nmissing) {
 		cJSON *arr = cJSON_AddArrayToObject(o, "missing");
 
@@ -428,7 +458,27 @@ struct farm_ctx {
 	struct store *st;
 	struct job_facts *jobs;
 	size_t n, cap;
+	struct node_facts *nodes;
+	size_t nnodes, nodes_cap;
 };
+
+static int farm_node(void *arg, const struct node_row *n)
+{
+	struct farm_ctx *c = arg;
+
+	if (c->nnodes == c->nodes_cap) {
+		size_t ncap = c->nodes_cap ? c->nodes_cap * 2 : 8;
+		struct node_facts *nn = realloc(c->nodes, ncap * sizeof(*nn));
+
+		if (!nn)
+			return 1;
+		c->nodes = nn;
+		c->nodes_cap = ncap;
+	}
+	if (node_facts_get(c->st, n->id, &c->nodes[c->nnodes]) == 0)
+		c->nnodes++;
+	return 0;
+}
 
 static int farm_job(void *arg, const struct job_row *j)
 {
@@ -452,13 +502,15 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 	int64_t frames = 0, done = 0, rendering = 0, queued = 0, failed = 0;
 	int nodes, gpus, slots, active = 0, rc;
 	double rate = 0, spent = 0, estimate = 0;
-	char a[32], b[32], d[32];
+	char a[32], b[32], d[32], key[4096] = "";
 
 	rc = read_begin(st);
 	if (rc)
 		return rc;
 	jobs_list(st, farm_job, &c);
+	nodes_list(st, farm_node, &c);
 	farm_capacity(st, &nodes, &gpus, &slots);
+	store_meta_get(st, "ssh_public_key", key, sizeof(key));
 	read_end(st);
 	for (size_t i = 0; i < c.n; i++) {
 		struct job_facts *f = &c.jobs[i];
@@ -491,9 +543,14 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 			cJSON_AddNumberToObject(o, "rate", rate);
 			cJSON_AddNumberToObject(o, "spent", spent);
 			cJSON_AddNumberToObject(o, "estimate", estimate);
+			if (key[0])
+				cJSON_AddStringToObject(o, "ssh_key", key);
 			arr = cJSON_AddArrayToObject(o, "job_list");
 			for (size_t i = 0; arr && i < c.n; i++)
 				cJSON_AddItemToArray(arr, job_json(&c.jobs[i]));
+			arr = cJSON_AddArrayToObject(o, "node_list");
+			for (size_t i = 0; arr && i < c.nnodes; i++)
+				cJSON_AddItemToArray(arr, node_json(&c.nodes[i]));
 		}
 		rc = print_json(o, out);
 	} else {
@@ -506,6 +563,15 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 		util_sb_printf(out, "nodes: %d (%d GPU%s)\nrate: %s/h\nspent: %s\nestimate: %s\n", nodes,
 			       gpus, gpus == 1 ? "" : "s", util_fmt_money(a, sizeof(a), rate),
 			       util_fmt_money(b, sizeof(b), spent), util_fmt_money(d, sizeof(d), estimate));
+		if (key[0])
+			util_sb_printf(out, "ssh_key: %s\n", key);
+		for (size_t i = 0; i < c.nnodes; i++) {
+			const struct node_facts *n = &c.nodes[i];
+
+			util_sb_printf(out, "node: %s %s %s, %lld done, %lld failed\n", n->name, n->state,
+				       n->device[0] ? n->device : "unknown", (long long)n->done,
+				       (long long)n->failed);
+		}
 		for (size_t i = 0; i < c.n; i++) {
 			const struct job_facts *f = &c.jobs[i];
 
@@ -518,5 +584,8 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 	for (size_t i = 0; i < c.n; i++)
 		job_facts_free(&c.jobs[i]);
 	free(c.jobs);
+	for (size_t i = 0; i < c.nnodes; i++)
+		free(c.nodes[i].error);
+	free(c.nodes);
 	return rc ? rc : out->oom ? -ENOMEM : 0;
 }

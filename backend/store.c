@@ -251,6 +251,16 @@ static const char *const migrations[] = {
     "  kind INTEGER NOT NULL,"
     "  id INTEGER NOT NULL"
     ");",
+    /* 1 -> 2: SSH host keys pinned on first contact */
+    "CREATE TABLE hostkeys ("
+    "  node TEXT PRIMARY KEY,"
+    "  fingerprint TEXT NOT NULL,"
+    "  first_seen INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL"
+    ");",
 };
 
 static int migrate(struct store *st)
@@ -340,6 +350,40 @@ void store_close(struct store *st)
 	sqlite3_close(st->db);
 	free(st->dir);
 	free(st);
+}
+
+int store_meta_set(struct store *st, const char *key, const char *value)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st,
+			       "INSERT INTO meta(key, value) VALUES (?1, ?2)"
+			       " ON CONFLICT(key) DO UPDATE SET value = ?2",
+			       &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_meta_get(struct store *st, const char *key, char *out, size_t sz)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, "SELECT value FROM meta WHERE key = ?", &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = -ENOENT;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		snprintf(out, sz, "%s", (const char *)sqlite3_column_text(s, 0));
+		rc = 0;
+	}
+	sqlite3_finalize(s);
+	return rc;
 }
 
 int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, const char *kind, const char *msg)

@@ -186,6 +186,10 @@ int store_change(struct store *st, enum change_kind kind, int64_t id);
 int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, int kind, int64_t id),
 			void *arg);
 
+/* Small facts about the mount (e.g. "ssh_public_key"): set or read. */
+int store_meta_set(struct store *st, const char *key, const char *value);
+int store_meta_get(struct store *st, const char *key, char *out, size_t sz);
+
 /* Record an event (a line of history, also shown as a node's/job's last
  * error when kind is "error"). job/node/frame may be 0. */
 int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, const char *kind,

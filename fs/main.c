@@ -9,6 +9,7 @@
 #include "fs.h"
 #include "config.h"
 #include "engine.h"
+#include "keys.h"
 #include "util.h"
 
 #include <errno.h>
@@ -28,7 +29,7 @@ struct cli {
 	char *backend;
 	char *overrides[MAX_OVERRIDES];
 	int n_overrides;
-	char *nonopt[2];	/* [source] mountpoint */
+	char *nonopt[2]; /* [source] mountpoint */
 	int n_nonopt;
 	int show_help, show_version;
 	int bad;
@@ -235,9 +236,13 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "renderfs: %s\n", err);
 		goto out_free_cfg;
 	}
-	if (strcmp(cfg.backend, "local")) {
-		fprintf(stderr, "renderfs: backend '%s' is not available in this version (only 'local')\n",
-			cfg.backend);
+	if (!strcmp(cfg.backend, "clore")) {
+		fprintf(stderr,
+			"renderfs: backend 'clore' is not available in this version (use local or ssh)\n");
+		goto out_free_cfg;
+	}
+	if (!strcmp(cfg.backend, "ssh") && cfg.n_ssh_nodes == 0) {
+		fprintf(stderr, "renderfs: backend ssh needs at least one [ssh] node = HOST\n");
 		goto out_free_cfg;
 	}
 
@@ -261,6 +266,18 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "renderfs: cannot recover the database in %s: %s\n", rfs.state_dir,
 			strerror(-rc));
 		goto out_free_cfg;
+	}
+	if (!strcmp(cfg.backend, "ssh")) {
+		char priv[4096], pub[4096];
+
+		if (keys_identity(rfs.state_dir, cfg.ssh_identity, priv, sizeof(priv), pub, sizeof(pub), err,
+				  sizeof(err))) {
+			fprintf(stderr, "renderfs: %s\n", err);
+			goto out_free_cfg;
+		}
+		fprintf(stderr,
+			"renderfs: SSH nodes must accept the key %s (add it to their authorized_keys)\n",
+			pub);
 	}
 	if (pool_init(rfs.state_dir))
 		goto out_free_cfg;
