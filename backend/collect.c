@@ -20,12 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int collect_frame(struct store *st, int64_t job, uint32_t frame, const char *src, enum sc_format fmt, int w,
-		  int h, const char *sha, int64_t *size, int64_t *mtime_ms, char *why, size_t whysz)
+int collect_verify(const char *src, enum sc_format fmt, int w, int h, const char *sha, int64_t *size,
+		   int64_t *mtime_ms, char *why, size_t whysz)
 {
-	char dst[4096], ours[65];
+	char ours[65];
 	struct stat sb;
-	int rc;
+	int rc, fd;
 
 	rc = image_check(src, fmt, w, h, why, whysz);
 	if (rc)
@@ -40,20 +40,52 @@ int collect_frame(struct store *st, int64_t job, uint32_t frame, const char *src
 			 sha, ours);
 		return -EIO;
 	}
-	store_path_frame(st, job, frame, sc_format_ext(fmt), dst, sizeof(dst));
-	rc = util_rename_durable(src, dst);
-	if (rc) {
-		snprintf(why, whysz, "cannot store the frame: %s", strerror(-rc));
-		return rc;
-	}
-	if (stat(dst, &sb) < 0) {
+	fd = open(src, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0 || fstat(fd, &sb) < 0) {
 		rc = -errno;
-		snprintf(why, whysz, "stored frame vanished: %s", strerror(errno));
+		snprintf(why, whysz, "cannot make the frame durable: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return rc;
 	}
+	close(fd);
 	*size = sb.st_size;
 	*mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
 	return 0;
+}
+
+int collect_commit(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev, int64_t node,
+		   int64_t job, uint32_t frame, enum sc_format fmt, const char *src, int64_t size,
+		   int64_t mtime_ms, double secs)
+{
+	struct frame_move m = {
+	    .now = util_now_ms(), .node = node, .size = size, .mtime = mtime_ms, .secs = secs};
+	char dst[4096], dir[4096];
+	int rc;
+
+	store_path_frame(st, job, frame, sc_format_ext(fmt), dst, sizeof(dst));
+	store_path_job(st, job, dir, sizeof(dir));
+	snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/frames");
+	rc = store_begin(st);
+	if (rc)
+		goto out_unlink;
+	rc = store_frame_transition(st, frame_id, lease, ev, &m);
+	if (rc < 0)
+		goto out_rollback;
+	if (rename(src, dst) < 0) {
+		rc = -errno;
+		goto out_rollback;
+	}
+	rc = util_fsync_dir(dir);
+	if (rc)
+		goto out_rollback;
+	return store_commit(st);
+
+out_rollback:
+	store_rollback(st);
+out_unlink:
+	unlink(src);
+	return rc < 0 ? rc : -EIO;
 }
 
 struct link_ctx {

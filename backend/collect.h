@@ -13,13 +13,25 @@
 #include "store.h"
 
 /*
- * Verify src (on this machine) and move it to the frame store as frame
- * `frame` of job `job`.  sha is the worker's checksum (may be NULL).
- * Returns 0 with *size and *mtime_ms of the stored file, or -errno with a
- * one-line reason in why.
+ * Verify the frame file at src (on this machine): its format, pixel size
+ * (when w, h > 0), completeness, and the worker's SHA-256 (sha may be
+ * NULL); then make its bytes durable (fsync).  Returns 0 with its *size
+ * and *mtime_ms, or -errno with a one-line reason in why.  src stays.
  */
-int collect_frame(struct store *st, int64_t job, uint32_t frame, const char *src, enum sc_format fmt, int w,
-		  int h, const char *sha, int64_t *size, int64_t *mtime_ms, char *why, size_t whysz);
+int collect_verify(const char *src, enum sc_format fmt, int w, int h, const char *sha, int64_t *size,
+		   int64_t *mtime_ms, char *why, size_t whysz);
+
+/*
+ * List a verified frame: in one transaction, the guarded transition ev
+ * (FE_COLLECTED under the caller's lease, or FE_WON for a duplicate that
+ * finished first), the rename of src into the frame store and the fsync
+ * of its directory.  Nobody can list the frame's file before it is
+ * durable, and two results for one frame can never both land.  Returns 0,
+ * or -ESTALE when the frame was no longer the caller's (src is removed).
+ */
+int collect_commit(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev, int64_t node,
+		   int64_t job, uint32_t frame, enum sc_format fmt, const char *src, int64_t size,
+		   int64_t mtime_ms, double secs);
 
 /*
  * Start ffmpeg assembling the job's done frames (in frame order) into a

@@ -79,6 +79,10 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 	}
 	if (IS("renderfs", "quiet"))
 		return parse_duration_ms(v, &c->quiet_ms);
+	if (IS("renderfs", "lease")) {
+		int rc = parse_duration_ms(v, &c->lease_ms);
+		return rc ? rc : (c->lease_ms < 1000 ? -EINVAL : 0);
+	}
 	if (IS("renderfs", "stall")) {
 		int rc = parse_duration_ms(v, &c->stall_ms);
 		return rc ? rc : (c->stall_ms < 1000 ? -EINVAL : 0);
@@ -181,6 +185,7 @@ static void config_defaults(struct config *c)
 	c->backend = strdup("local");
 	c->quiet_ms = 2000;
 	c->stall_ms = 10 * 60 * 1000;
+	c->lease_ms = 60 * 1000;
 	c->blender = strdup("blender");
 	c->workers = 1;
 	c->ssh_blender = strdup("blender");

@@ -19,3 +19,18 @@ int sched_pick_job(const struct sched_job *jobs, size_t n, int64_t now)
 	}
 	return best;
 }
+
+int sched_pick_duplicate(const struct sched_inflight *f, size_t n, int64_t now)
+{
+	int best = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		double min_ms = f[i].avg_ms > 0 ? f[i].avg_ms / 2 : 2000;
+
+		if (f[i].blocked_until > now || (double)(now - f[i].started) < min_ms)
+			continue;
+		if (best < 0 || f[i].started < f[best].started)
+			best = (int)i;
+	}
+	return best;
+}

@@ -24,6 +24,25 @@ struct sched_job {
  */
 int sched_pick_job(const struct sched_job *jobs, size_t n, int64_t now);
 
+/* A frame rendering on another node, as a node with an idle slot sees it. */
+struct sched_inflight {
+	int64_t frame_id;
+	int64_t job;
+	int64_t started;       /* when its holder started it (ms) */
+	double avg_ms;         /* its job's average frame time so far; 0 = none yet */
+	int64_t blocked_until; /* this node may not take the job's frames before */
+};
+
+/*
+ * The tail: a node has a free slot and no queued frame it may take.  Which
+ * in-flight frame should it start again (the first verified result wins)?
+ * The one that has been running longest, among those that have run at
+ * least half their job's average frame time (2 s while no average is
+ * known): a frame about to finish is not worth a second render.  Returns
+ * an index into f, or -1.
+ */
+int sched_pick_duplicate(const struct sched_inflight *f, size_t n, int64_t now);
+
 /* Failed frames of one job on one node before the node is blocked for the
  * job, and how long the block lasts. */
 #define SCHED_BLOCK_AFTER 3

@@ -34,9 +34,7 @@
 
 #define MAX_SLOTS       64
 #define LINE_MAX_BYTES  (64 * 1024) /* a longer worker line is cut */
-#define LEASE_MS        60000       /* a lease lives this long unless renewed */
-#define HEARTBEAT_MS    10000
-#define IDLE_WORKER_MS  30000 /* an idle worker with nothing to do exits */
+#define IDLE_WORKER_MS  30000       /* an idle worker with nothing to do exits */
 #define KEEPALIVE_MS    15000
 #define MAX_KNOWN_BLOBS 32
 
@@ -53,6 +51,7 @@ struct slot {
 	int64_t frame_id, lease;
 	uint32_t frame_no;
 	int frame_sent;
+	int dup; /* racing another node's holder of this frame; holds no lease */
 	int64_t frame_started, last_output, last_beat, idle_since; /* mono ms */
 	int log_fd;
 	int width, height;
@@ -232,6 +231,7 @@ static void slot_kill(struct runner *r, struct slot *sl)
 	sl->state = SLOT_EMPTY;
 	sl->job = 0;
 	sl->frame_id = 0;
+	sl->dup = 0;
 	sl->line_len = 0;
 	sl->line_dropping = 0;
 }
@@ -541,6 +541,23 @@ static void blocklist_note(struct runner *r, int64_t job, const char *why)
 	sqlite3_finalize(s);
 }
 
+/* A duplicate that will not finish: let another idle slot try instead.
+ * It used no attempt and counts against nothing. */
+static void dup_release(struct runner *r, struct slot *sl)
+{
+	sqlite3_stmt *s;
+
+	if (!store_prepare(r->st, "UPDATE frames SET dup_node = NULL WHERE id = ? AND dup_node = ?", &s)) {
+		sqlite3_bind_int64(s, 1, sl->frame_id);
+		sqlite3_bind_int64(s, 2, r->node_id);
+		sqlite3_step(s);
+		sqlite3_finalize(s);
+	}
+	slot_close_log(sl);
+	sl->frame_id = 0;
+	sl->dup = 0;
+}
+
 static void frame_failed(struct runner *r, struct slot *sl, const char *why)
 {
 	struct frame_move m = {.now = util_now_ms(), .error = why};
@@ -548,6 +565,10 @@ static void frame_failed(struct runner *r, struct slot *sl, const char *why)
 
 	if (!sl->frame_id)
 		return;
+	if (sl->dup) {
+		dup_release(r, sl);
+		return;
+	}
 	rc = store_frame_transition(r->st, sl->frame_id, sl->lease, FE_FAIL, &m);
 	if (rc >= 0) {
 		char msg[700];
@@ -571,6 +592,10 @@ static void frame_interrupted(struct runner *r, struct slot *sl, const char *why
 
 	if (!sl->frame_id)
 		return;
+	if (sl->dup) {
+		dup_release(r, sl);
+		return;
+	}
 	store_frame_transition(r->st, sl->frame_id, sl->lease, FE_INTERRUPT, &m);
 	node_update(r, "error = ?1", why, NULL);
 	slot_close_log(sl);
@@ -584,13 +609,14 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	const cJSON *w = cJSON_GetObjectItem(msg, "width");
 	const cJSON *h = cJSON_GetObjectItem(msg, "height");
 	struct frame_move m = {.now = util_now_ms()};
+	int64_t size, mtime;
 	char why[512], local[4096];
 	int rc;
 
 	m.secs = cJSON_IsNumber(secs) ? secs->valuedouble : (util_mono_ms() - sl->frame_started) / 1000.0;
-	rc = store_frame_transition(r->st, sl->frame_id, sl->lease, FE_RENDERED, &m);
-	if (rc < 0) {
-		/* The frame was taken from us (cancelled): drop the result. */
+	if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_RENDERED, &m) < 0) {
+		/* The frame was taken from us (cancelled, or a duplicate won):
+		 * drop the result. */
 		slot_close_log(sl);
 		sl->frame_id = 0;
 		return;
@@ -610,20 +636,25 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 		r->lost = 1;
 		return;
 	}
-	rc = collect_frame(
-	    r->st, sl->job, sl->frame_no, local, sl->fmt, cJSON_IsNumber(w) ? w->valueint : sl->width,
-	    cJSON_IsNumber(h) ? h->valueint : sl->height, cJSON_IsString(sha) ? sha->valuestring : NULL,
-	    &m.size, &m.mtime, why, sizeof(why));
+	rc = collect_verify(local, sl->fmt, cJSON_IsNumber(w) ? w->valueint : sl->width,
+			    cJSON_IsNumber(h) ? h->valueint : sl->height,
+			    cJSON_IsString(sha) ? sha->valuestring : NULL, &size, &mtime, why, sizeof(why));
 	if (rc) {
 		unlink(local);
 		frame_failed(r, sl, why);
 		return;
 	}
-	rc = store_frame_transition(r->st, sl->frame_id, sl->lease, FE_COLLECTED, &m);
-	if (rc >= 0)
+	rc = collect_commit(r->st, sl->frame_id, sl->lease, sl->dup ? FE_WON : FE_COLLECTED, r->node_id,
+			    sl->job, sl->frame_no, sl->fmt, local, size, mtime, m.secs);
+	if (rc == 0) {
 		count_node(r, "done");
+		if (sl->dup)
+			store_event(r->st, sl->job, r->node_id, sl->frame_id, "duplicate",
+				    "a duplicate on an idle slot finished first");
+	}
 	slot_close_log(sl);
 	sl->frame_id = 0;
+	sl->dup = 0;
 }
 
 /* Blender's own output (the worker's stderr) goes to the frame's log as
@@ -688,9 +719,9 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 		snprintf(sl->setup_error, sizeof(sl->setup_error), "%s",
 			 cJSON_IsString(m) ? m->valuestring : "worker setup failed");
 	} else if (!strcmp(ev->valuestring, "start") && sl->state == SLOT_BUSY) {
-		struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + LEASE_MS};
+		struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + r->cfg->lease_ms};
 
-		if (store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
+		if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
 			slot_kill(r, sl); /* no longer ours */
 	} else if (!strcmp(ev->valuestring, "done") && sl->state == SLOT_BUSY && sl->frame_id) {
 		slot_drain_log(r, sl);
@@ -784,8 +815,10 @@ static void slot_open_log(struct runner *r, struct slot *sl)
 	char logp[4096];
 	sqlite3_stmt *s;
 
-	store_path_log(r->st, sl->job, sl->frame_no, logp, sizeof(logp));
 	slot_close_log(sl);
+	if (sl->dup)
+		return; /* the holder's attempt keeps the frame's log */
+	store_path_log(r->st, sl->job, sl->frame_no, logp, sizeof(logp));
 	sl->log_fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (!store_prepare(r->st, "UPDATE frames SET logged = 1 WHERE id = ? AND logged = 0", &s)) {
 		sqlite3_bind_int64(s, 1, sl->frame_id);
@@ -810,6 +843,31 @@ static void node_lost(struct runner *r, const char *why)
 	r->nknown = 0;
 	node_update(r, "error = ?1", why, NULL);
 	node_set_state(r, "offline");
+}
+
+/* Upload the job's scene if the node lacks it.  A failure of the link
+ * drops the connection; any other failure counts against the node for
+ * this job (three and it is blocked for the job). */
+static int job_blob_ready(struct runner *r, int64_t job)
+{
+	struct job_spec js;
+	char remote[4096], why[512];
+	int rc;
+
+	rc = job_spec_get(r->st, job, &js);
+	if (!rc)
+		rc = ensure_blob(r, js.sha, remote, sizeof(remote));
+	if (!rc)
+		return 0;
+	snprintf(why, sizeof(why), "cannot put the scene on %s: %s", r->node->name,
+		 rc == -EIO ? "it did not verify after upload" : strerror(-rc));
+	if (is_link_error(rc) && rc != -EIO) {
+		r->lost = 1;
+	} else {
+		blocklist_note(r, job, why);
+		node_update(r, "error = ?1", why, NULL);
+	}
+	return rc;
 }
 
 /* ---- scheduling ---- */
@@ -848,7 +906,7 @@ static int64_t pick_job(struct runner *r, int64_t now)
 static int dispatch_one(struct runner *r, struct slot *sl, int64_t job, int64_t now)
 {
 	struct frame_move m = {
-	    .now = now, .node = r->node_id, .slot = sl->idx, .lease_until = now + LEASE_MS};
+	    .now = now, .node = r->node_id, .slot = sl->idx, .lease_until = now + r->cfg->lease_ms};
 	sqlite3_stmt *s;
 	int64_t fid = 0;
 	uint32_t fno = 0;
@@ -891,9 +949,107 @@ static int dispatch_one(struct runner *r, struct slot *sl, int64_t job, int64_t 
 		return rc;
 	sl->frame_id = fid;
 	sl->frame_no = fno;
+	sl->dup = 0;
 	sl->frame_sent = 0;
 	sl->last_beat = util_mono_ms();
 	sl->last_fail[0] = '\0';
+	return 0;
+}
+
+/* The slot holds sl->frame_id for sl->job (leased, or claimed as a
+ * duplicate): start it on the slot's worker, starting the worker first if
+ * the slot has none. */
+static void slot_start_frame(struct runner *r, struct slot *sl, int64_t job)
+{
+	int rc;
+
+	if (sl->state == SLOT_READY) {
+		slot_open_log(r, sl);
+		if (slot_send_frame(r, sl)) {
+			frame_failed(r, sl, "could not hand the frame to the worker");
+			slot_kill(r, sl);
+		}
+		return;
+	}
+	rc = slot_spawn(r, sl, job);
+	sl->job = job;
+	slot_open_log(r, sl);
+	if (rc) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "cannot start Blender '%s' on %s: %s", r->blender, r->node->name,
+			 strerror(-rc));
+		if (is_link_error(rc)) {
+			frame_interrupted(r, sl, why);
+			r->lost = 1;
+		} else {
+			frame_failed(r, sl, why);
+		}
+		slot_kill(r, sl);
+	}
+}
+
+/*
+ * Nothing queued that this node may take, and a slot idle: race the
+ * longest-running frame of another node (policy.c decides which).  The
+ * claim is a guarded update, so one frame has at most one duplicate.
+ */
+static int start_duplicate(struct runner *r, struct slot *sl, int64_t now)
+{
+	struct sched_inflight f[64];
+	uint32_t frames[64];
+	size_t n = 0;
+	sqlite3_stmt *s;
+	int best, claimed = 0;
+
+	if (store_prepare(
+		r->st,
+		"SELECT f.id, f.job, f.frame, coalesce(f.started, f.progress_at, 0),"
+		" coalesce((SELECT avg(d.secs) FROM (SELECT secs FROM frames WHERE job = f.job"
+		"   AND state = 'done' AND secs IS NOT NULL LIMIT 64) d), 0) * 1000,"
+		" coalesce((SELECT b.until FROM blocklist b WHERE b.node = ?1 AND b.job = f.job), 0)"
+		" FROM frames f JOIN jobs j ON j.id = f.job"
+		" WHERE f.state IN ('leased', 'rendering') AND f.dup_node IS NULL AND f.node != ?1"
+		" AND j.state = 'rendering' AND j.removed = 0 LIMIT 64",
+		&s))
+		return -EIO;
+	sqlite3_bind_int64(s, 1, r->node_id);
+	while (n < ARRAY_SIZE(f) && sqlite3_step(s) == SQLITE_ROW) {
+		f[n].frame_id = sqlite3_column_int64(s, 0);
+		f[n].job = sqlite3_column_int64(s, 1);
+		frames[n] = (uint32_t)sqlite3_column_int64(s, 2);
+		f[n].started = sqlite3_column_int64(s, 3);
+		f[n].avg_ms = sqlite3_column_double(s, 4);
+		f[n].blocked_until = sqlite3_column_int64(s, 5);
+		n++;
+	}
+	sqlite3_finalize(s);
+	best = sched_pick_duplicate(f, n, now);
+	if (best < 0)
+		return -ENOENT;
+	if (sl->state == SLOT_READY && sl->job != f[best].job)
+		slot_kill(r, sl);
+	if (sl->state == SLOT_EMPTY && job_blob_ready(r, f[best].job))
+		return -EIO;
+	if (store_prepare(r->st,
+			  "UPDATE frames SET dup_node = ?1 WHERE id = ?2 AND dup_node IS NULL"
+			  " AND state IN ('leased', 'rendering')",
+			  &s))
+		return -EIO;
+	sqlite3_bind_int64(s, 1, r->node_id);
+	sqlite3_bind_int64(s, 2, f[best].frame_id);
+	if (sqlite3_step(s) == SQLITE_DONE)
+		claimed = sqlite3_changes(r->st->db) == 1;
+	sqlite3_finalize(s);
+	if (!claimed)
+		return -ESTALE;
+	sl->frame_id = f[best].frame_id;
+	sl->frame_no = frames[best];
+	sl->lease = 0;
+	sl->dup = 1;
+	sl->frame_sent = 0;
+	sl->last_beat = util_mono_ms();
+	slot_start_frame(r, sl, f[best].job);
 	return 0;
 }
 
@@ -908,37 +1064,19 @@ static void schedule(struct runner *r)
 		if (sl->state != SLOT_EMPTY && sl->state != SLOT_READY)
 			continue;
 		job = pick_job(r, now);
-		if (!job)
+		if (!job) {
+			start_duplicate(r, sl, now);
 			continue;
+		}
 		if (sl->state == SLOT_READY && sl->job != job)
 			slot_kill(r, sl); /* another scene: load it afresh */
+		/* The scene goes to the node before a frame is leased, so a long
+		 * upload never eats into a frame's lease. */
+		if (sl->state == SLOT_EMPTY && job_blob_ready(r, job))
+			continue;
 		if (dispatch_one(r, sl, job, now))
 			continue;
-		if (sl->state == SLOT_EMPTY) {
-			int rc = slot_spawn(r, sl, job);
-
-			sl->job = job;
-			slot_open_log(r, sl);
-			if (rc) {
-				char why[256];
-
-				snprintf(why, sizeof(why), "cannot start Blender '%s' on %s: %s", r->blender,
-					 r->node->name, strerror(-rc));
-				if (is_link_error(rc)) {
-					frame_interrupted(r, sl, why);
-					r->lost = 1;
-				} else {
-					frame_failed(r, sl, why);
-				}
-				slot_kill(r, sl);
-			}
-		} else {
-			slot_open_log(r, sl);
-			if (slot_send_frame(r, sl)) {
-				frame_failed(r, sl, "could not hand the frame to the worker");
-				slot_kill(r, sl);
-			}
-		}
+		slot_start_frame(r, sl, job);
 	}
 	node_set_state(r, NULL);
 }
@@ -976,18 +1114,27 @@ static void watch_slots(struct runner *r)
 		}
 		if (!sl->frame_id)
 			continue;
+		/* Still ours: the holder's lease, or a duplicate's claim on a
+		 * frame nobody has finished yet. */
 		if (!store_prepare(r->st,
-				   "SELECT 1 FROM frames WHERE id = ? AND lease = ?"
-				   " AND state IN ('leased', 'rendering')",
+				   sl->dup ? "SELECT 1 FROM frames WHERE id = ?1 AND dup_node = ?2"
+					     " AND state IN ('queued', 'leased', 'rendering', 'rendered')"
+					   : "SELECT 1 FROM frames WHERE id = ?1 AND lease = ?2"
+					     " AND state IN ('leased', 'rendering')",
 				   &s)) {
 			sqlite3_bind_int64(s, 1, sl->frame_id);
-			sqlite3_bind_int64(s, 2, sl->lease);
+			sqlite3_bind_int64(s, 2, sl->dup ? r->node_id : sl->lease);
 			ours = sqlite3_step(s) == SQLITE_ROW;
 			sqlite3_finalize(s);
 		}
 		if (!ours) {
-			/* Cancelled or taken away: stop rendering it. */
+			/* Cancelled or taken away: stop rendering it.  Taken away
+			 * from a node that has been silent for a whole lease means
+			 * the link is gone: connect again from scratch. */
+			if (!r->is_local && mono - sl->last_output > r->cfg->lease_ms)
+				r->lost = 1;
 			sl->frame_id = 0;
+			sl->dup = 0;
 			slot_kill(r, sl);
 			continue;
 		}
@@ -1006,8 +1153,12 @@ static void watch_slots(struct runner *r)
 			slot_kill(r, sl);
 			continue;
 		}
-		if (mono - sl->last_beat > HEARTBEAT_MS) {
-			struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + LEASE_MS};
+		/* Renew the lease only while the node shows signs of life: a
+		 * node behind a dead link must let its frames go. */
+		if (!sl->dup && mono - sl->last_beat > r->cfg->lease_ms / 6 &&
+		    (r->is_local || mono - sl->last_output < r->cfg->lease_ms)) {
+			struct frame_move m = {.now = util_now_ms(),
+					       .lease_until = util_now_ms() + r->cfg->lease_ms};
 
 			sl->last_beat = mono;
 			store_frame_transition(r->st, sl->frame_id, sl->lease, FE_HEARTBEAT, &m);

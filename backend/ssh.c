@@ -15,8 +15,9 @@
  * do_exec_no_pty), so that shell -- and, after exec, the worker -- leads its
  * own process group; "kill -9 -- -PID" on a second channel stops it and
  * everything it started.  The pid travels as the first stdout line, which
- * proc_read() consumes: stdout stays protocol-only and stderr untouched.
- * Lines a chatty shell rc file prints before it are skipped (capped).
+ * spawn() waits for and consumes: stdout stays protocol-only, stderr
+ * untouched, and kill or close can always reach the group.  Lines a chatty
+ * shell rc file prints before it are skipped (capped).
  *
  * Host keys: check_hostkey() is called with (check_arg, n->name, "SHA256:...")
  * where the node argument points at the tnode's own name field, so a
@@ -63,17 +64,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SSH_CMD_MAX	     (64 * 1024)  /* one remote command line */
-#define SSH_XFER_CHUNK	     (256 * 1024) /* put/get buffer: all the memory a transfer uses */
-#define SSH_PATH_MAX	     4096
+#define SSH_CMD_MAX          (64 * 1024)  /* one remote command line */
+#define SSH_XFER_CHUNK       (256 * 1024) /* put/get buffer: all the memory a transfer uses */
+#define SSH_PATH_MAX         4096
 #define SSH_STEP_TIMEOUT_MS  30000 /* a blocking step that makes no progress this long fails */
 #define SSH_KILL_TIMEOUT_MS  3000
 #define SSH_CLOSE_TIMEOUT_MS 2000
 #define SSH_HDR_JUNK_MAX     4096 /* rc-file noise skipped before the pid line */
-#define SSH_STDIN_BUF	     16384
-#define SSH_ERRTAIL	     200 /* stderr kept from a helper command, for error lines */
-#define SSH_ORPHANS	     8
-#define SSH_PID_TAG	     "rfs-pid:"
+#define SSH_STDIN_BUF        16384
+#define SSH_ERRTAIL          200 /* stderr kept from a helper command, for error lines */
+#define SSH_ORPHANS          8
+#define SSH_PID_TAG          "rfs-pid:"
 
 struct ssh_node {
 	struct tnode base; /* first: the engine holds &base */
@@ -200,6 +201,16 @@ static int ssh_errno(struct ssh_node *n, int rc, const char *what)
 	}
 	if (n->session)
 		libssh2_session_last_error(n->session, &msg, NULL, 0);
+	if (e == -ECONNRESET && n->sock >= 0) {
+		int err = 0;
+		socklen_t elen = sizeof(err);
+
+		/* libssh2 says "transport read"; the socket knows why. */
+		if (getsockopt(n->sock, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 || !err)
+			err = ECONNRESET;
+		ssh_seterr(n, "connection to %s lost (%s): %s", n->base.name, what, strerror(err));
+		return e;
+	}
 	if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL)
 		ssh_seterr(n, "%s: %s", what, strerror(-e));
 	else
@@ -213,11 +224,11 @@ int shell_quote(const char *word, char *out, size_t outsz)
 	const char *c;
 
 	/* Inside '...' nothing is special but ' itself, written '\''. */
-#define PUT(ch)                                                                                            \
-	do {                                                                                               \
-		if (len + 1 >= outsz)                                                                      \
-			return -ENAMETOOLONG;                                                              \
-		out[len++] = (ch);                                                                         \
+#define PUT(ch)                               \
+	do {                                  \
+		if (len + 1 >= outsz)         \
+			return -ENAMETOOLONG; \
+		out[len++] = (ch);            \
 	} while (0)
 	PUT('\'');
 	for (c = word; *c; c++) {
@@ -362,10 +373,10 @@ static const struct {
 	const char *name;
 	int sig;
 } ssh_signals[] = {
-	{"ABRT", SIGABRT}, {"ALRM", SIGALRM}, {"BUS", SIGBUS},	 {"FPE", SIGFPE},   {"HUP", SIGHUP},
-	{"ILL", SIGILL},   {"INT", SIGINT},   {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"QUIT", SIGQUIT},
-	{"SEGV", SIGSEGV}, {"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TRAP", SIGTRAP},
-	{"SYS", SIGSYS},   {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+    {"ABRT", SIGABRT}, {"ALRM", SIGALRM}, {"BUS", SIGBUS},   {"FPE", SIGFPE},   {"HUP", SIGHUP},
+    {"ILL", SIGILL},   {"INT", SIGINT},   {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"QUIT", SIGQUIT},
+    {"SEGV", SIGSEGV}, {"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TRAP", SIGTRAP},
+    {"SYS", SIGSYS},   {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
 };
 
 /* The closed channel's exit as waitpid() encodes it. */
@@ -393,8 +404,8 @@ static int ssh_exit_status(struct ssh_node *n, LIBSSH2_CHANNEL *ch)
  * (may be NULL), the first bytes of stderr into err (for error lines), the
  * rest of both discarded as it comes so the remote never stalls.
  */
-static int ssh_exec_capture(struct ssh_node *n, const char *cmd, char *out, size_t outsz, char *err, size_t errsz,
-			    int *status, int timeout_ms)
+static int ssh_exec_capture(struct ssh_node *n, const char *cmd, char *out, size_t outsz, char *err,
+			    size_t errsz, int *status, int timeout_ms)
 {
 	int64_t deadline = ssh_deadline(timeout_ms);
 	LIBSSH2_CHANNEL *ch;
@@ -716,7 +727,8 @@ static int ssh_find_home(struct ssh_node *n)
 		rc = cmd_add(cmd, &len, sizeof(cmd), script, 1);
 	if (rc < 0)
 		return rc;
-	rc = ssh_exec_capture(n, cmd, out, sizeof(out), err, sizeof(err), &status, n->connect_timeout_ms + 5000);
+	rc = ssh_exec_capture(n, cmd, out, sizeof(out), err, sizeof(err), &status,
+			      n->connect_timeout_ms + 5000);
 	if (rc < 0)
 		return rc;
 	out[strcspn(out, "\n")] = '\0';
@@ -886,9 +898,12 @@ static void ssh_proc_unlink(struct tproc *p)
 	p->pprev = NULL;
 }
 
+static int ssh_read_header(struct tproc *p);
+
 static int ssh_spawn(struct tnode *t, char *const argv[], const char *cwd, struct tproc **out)
 {
 	struct ssh_node *n = ssh_of(t);
+	int64_t deadline;
 	struct tproc *p;
 	size_t len = 0;
 	char *cmd;
@@ -925,10 +940,26 @@ static int ssh_spawn(struct tnode *t, char *const argv[], const char *cwd, struc
 		ssh_seterr(n, "command line for %s too long", argv[0]);
 		goto out_free_proc;
 	}
-	rc = ssh_chan_exec(n, cmd, ssh_deadline(SSH_STEP_TIMEOUT_MS), &p->ch);
+	deadline = ssh_deadline(SSH_STEP_TIMEOUT_MS);
+	rc = ssh_chan_exec(n, cmd, deadline, &p->ch);
 	if (rc < 0)
 		goto out_free_proc;
 	p->node = n;
+	/* Wait for the pid line here, so that kill and close can always reach
+	 * the process group, whether or not the caller ever reads stdout. */
+	while ((rc = ssh_read_header(p)) == -EAGAIN) {
+		int w = ssh_wait(n, deadline);
+
+		if (w < 0) {
+			rc = w;
+			ssh_seterr(n, "no pid line from %s on %s: %s", argv[0], n->base.name, strerror(-w));
+			break;
+		}
+	}
+	if (rc < 0)
+		goto out_release_channel;
+	if (rc == 0)
+		p->out_eof = 1; /* the shell ended before exec (cd failed); its status says why */
 	p->next = n->procs;
 	if (p->next)
 		p->next->pprev = &p->next;
@@ -938,6 +969,8 @@ static int ssh_spawn(struct tnode *t, char *const argv[], const char *cwd, struc
 	*out = p;
 	return 0;
 
+out_release_channel:
+	ssh_chan_release(n, p->ch, SSH_CLOSE_TIMEOUT_MS);
 out_free_proc:
 	free(p);
 out_free_cmd:
@@ -1321,25 +1354,26 @@ static int ssh_remote_path(struct ssh_node *n, const char *path, char *out, size
 
 /* Wrap a blocking SFTP call: retry on EAGAIN until the deadline.  The
  * expression must return an int status or a handle (NULL = see errno). */
-#define SSH_SFTP_RETRY_RC(n, deadline, rcvar, expr)                                                        \
-	do {                                                                                               \
-		while (((rcvar) = (expr)) == LIBSSH2_ERROR_EAGAIN) {                                      \
-			int w_ = ssh_wait((n), (deadline));                                                \
-			if (w_ < 0) {                                                                      \
-				(rcvar) = LIBSSH2_ERROR_TIMEOUT;                                           \
-				break;                                                                     \
-			}                                                                                  \
-		}                                                                                          \
+#define SSH_SFTP_RETRY_RC(n, deadline, rcvar, expr)                  \
+	do {                                                         \
+		while (((rcvar) = (expr)) == LIBSSH2_ERROR_EAGAIN) { \
+			int w_ = ssh_wait((n), (deadline));          \
+			if (w_ < 0) {                                \
+				(rcvar) = LIBSSH2_ERROR_TIMEOUT;     \
+				break;                               \
+			}                                            \
+		}                                                    \
 	} while (0)
 
-static LIBSSH2_SFTP_HANDLE *ssh_sftp_open(struct ssh_node *n, const char *path, unsigned long flags, long mode,
-					  int64_t deadline, int *err)
+static LIBSSH2_SFTP_HANDLE *ssh_sftp_open(struct ssh_node *n, const char *path, unsigned long flags,
+					  long mode, int64_t deadline, int *err)
 {
 	LIBSSH2_SFTP_HANDLE *h;
 	int rc;
 
 	for (;;) {
-		h = libssh2_sftp_open_ex(n->sftp, path, (unsigned)strlen(path), flags, mode, LIBSSH2_SFTP_OPENFILE);
+		h = libssh2_sftp_open_ex(n->sftp, path, (unsigned)strlen(path), flags, mode,
+					 LIBSSH2_SFTP_OPENFILE);
 		if (h)
 			return h;
 		rc = libssh2_session_last_errno(n->session);
@@ -1398,9 +1432,10 @@ static int ssh_rename_into_place(struct ssh_node *n, const char *tmp, const char
 	int rc, status;
 
 	SSH_SFTP_RETRY_RC(n, deadline, rc,
-			  libssh2_sftp_rename_ex(n->sftp, tmp, (unsigned)strlen(tmp), dst, (unsigned)strlen(dst),
+			  libssh2_sftp_rename_ex(n->sftp, tmp, (unsigned)strlen(tmp), dst,
+						 (unsigned)strlen(dst),
 						 LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC |
-							 LIBSSH2_SFTP_RENAME_NATIVE));
+						     LIBSSH2_SFTP_RENAME_NATIVE));
 	if (rc == 0)
 		return 0;
 	/* SFTP v3 (OpenSSH) ignores the flags and will not replace a file;
@@ -1419,9 +1454,10 @@ static int ssh_rename_into_place(struct ssh_node *n, const char *tmp, const char
 	/* Last resort, not atomic: unlink then rename. */
 	SSH_SFTP_RETRY_RC(n, deadline, rc, libssh2_sftp_unlink_ex(n->sftp, dst, (unsigned)strlen(dst)));
 	SSH_SFTP_RETRY_RC(n, deadline, rc,
-			  libssh2_sftp_rename_ex(n->sftp, tmp, (unsigned)strlen(tmp), dst, (unsigned)strlen(dst),
+			  libssh2_sftp_rename_ex(n->sftp, tmp, (unsigned)strlen(tmp), dst,
+						 (unsigned)strlen(dst),
 						 LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC |
-							 LIBSSH2_SFTP_RENAME_NATIVE));
+						     LIBSSH2_SFTP_RENAME_NATIVE));
 	return rc == 0 ? 0 : ssh_errno(n, rc, dst);
 }
 
@@ -1454,7 +1490,8 @@ static int ssh_put(struct tnode *t, const char *local, const char *remote)
 	rc = ssh_sftp_session(n, deadline);
 	if (rc < 0)
 		goto out_free_buf;
-	h = ssh_sftp_open(n, tmp, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, 0600, deadline, &rc);
+	h = ssh_sftp_open(n, tmp, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, 0600, deadline,
+			  &rc);
 	if (!h && rc == -ENOENT) {
 		ssh_sftp_mkparents(n, tmp, deadline);
 		h = ssh_sftp_open(n, tmp, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, 0600,
@@ -1606,20 +1643,20 @@ out_free_buf:
 }
 
 static const struct transport_ops ssh_ops = {
-	.name = "ssh",
-	.open = ssh_open,
-	.close = ssh_close,
-	.spawn = ssh_spawn,
-	.proc_read = ssh_proc_read,
-	.proc_write = ssh_proc_write,
-	.proc_exited = ssh_proc_exited,
-	.proc_kill = ssh_proc_kill,
-	.proc_free = ssh_proc_free,
-	.pollfds = ssh_pollfds,
-	.put = ssh_put,
-	.get = ssh_get,
-	.run = ssh_run,
-	.keepalive = ssh_keepalive,
+    .name = "ssh",
+    .open = ssh_open,
+    .close = ssh_close,
+    .spawn = ssh_spawn,
+    .proc_read = ssh_proc_read,
+    .proc_write = ssh_proc_write,
+    .proc_exited = ssh_proc_exited,
+    .proc_kill = ssh_proc_kill,
+    .proc_free = ssh_proc_free,
+    .pollfds = ssh_pollfds,
+    .put = ssh_put,
+    .get = ssh_get,
+    .run = ssh_run,
+    .keepalive = ssh_keepalive,
 };
 
 static char *ssh_strdup(const char *s)
@@ -1653,8 +1690,8 @@ struct tnode *ssh_node_new(const struct ssh_opts *o)
 	if (n->port == 22)
 		snprintf(n->base.name, sizeof(n->base.name), "%.100s", n->host);
 	else
-		snprintf(n->base.name, sizeof(n->base.name), strchr(n->host, ':') ? "[%.100s]:%d" : "%.100s:%d",
-			 n->host, n->port);
+		snprintf(n->base.name, sizeof(n->base.name),
+			 strchr(n->host, ':') ? "[%.100s]:%d" : "%.100s:%d", n->host, n->port);
 	return &n->base;
 
 out_free_strings:

@@ -18,7 +18,7 @@ static const char *const frame_state_names[FS__COUNT] = {
 };
 static const char *const frame_event_names[FE__COUNT] = {
     "dispatch",  "start", "heartbeat", "rendered", "collected",
-    "interrupt", "fail",  "cancel",    "retry",    "abandon",
+    "interrupt", "fail",  "cancel",    "retry",    "abandon", "won",
 };
 static const char *const job_state_names[JS__COUNT] = {
     "waiting", "provisioning", "rendering", "assembling", "done", "failed", "cancelled", "paused",
@@ -79,6 +79,7 @@ int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempt
 	case FE_CANCEL: return inflight || from == FS_QUEUED ? FS_CANCELLED : -EINVAL;
 	case FE_RETRY: return from == FS_FAILED ? FS_QUEUED : -EINVAL;
 	case FE_ABANDON: return from == FS_QUEUED ? FS_FAILED : -EINVAL;
+	case FE_WON: return inflight ? FS_DONE : -EINVAL;
 	case FE__COUNT: break;
 	}
 	return -EINVAL;
@@ -261,6 +262,8 @@ static const char *const migrations[] = {
     "  key TEXT PRIMARY KEY,"
     "  value TEXT NOT NULL"
     ");",
+    /* 2 -> 3: a second slot may race the holder on a frame at the tail */
+    "ALTER TABLE frames ADD COLUMN dup_node INTEGER;",
 };
 
 static int migrate(struct store *st)
@@ -470,9 +473,9 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 			     " WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease",
 	    [FE_RENDERED] = "UPDATE frames SET state = 'rendered', secs = :secs"
 			    " WHERE id = :id AND state = 'rendering' AND lease = :lease",
-	    [FE_COLLECTED] =
-		"UPDATE frames SET state = 'done', size = :size, mtime = :mtime,"
-		" error = NULL, removed = 0 WHERE id = :id AND state = 'rendered' AND lease = :lease",
+	    [FE_COLLECTED] = "UPDATE frames SET state = 'done', size = :size, mtime = :mtime,"
+			     " error = NULL, removed = 0, dup_node = NULL WHERE id = :id AND state = "
+			     "'rendered' AND lease = :lease",
 	    [FE_INTERRUPT] =
 		"UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
 		" node = NULL, slot = NULL, lease_until = NULL"
@@ -490,6 +493,10 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 			 " WHERE id = :id AND state = 'failed'",
 	    [FE_ABANDON] =
 		"UPDATE frames SET state = 'failed', error = :error WHERE id = :id AND state = 'queued'",
+	    [FE_WON] = "UPDATE frames SET state = 'done', lease = lease + 1, node = :node, size = :size, "
+		       "secs = :secs,"
+		       " mtime = :mtime, error = NULL, removed = 0, dup_node = NULL"
+		       " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered')",
 	};
 	sqlite3_stmt *s;
 	int rc, idx;
@@ -541,7 +548,7 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 		int64_t job = sqlite3_column_int64(s, 1);
 
 		rc = frame_state_parse((const char *)sqlite3_column_text(s, 0));
-		if (ev == FE_COLLECTED)
+		if (ev == FE_COLLECTED || ev == FE_WON)
 			store_change(st, CH_JOBDIR, job);
 		if (ev == FE_FAIL || ev == FE_COLLECTED)
 			store_change(st, CH_JOBLOGS, job);

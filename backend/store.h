@@ -39,6 +39,9 @@
  *   FE_RETRY      failed → queued             attempts := 0
  *   FE_ABANDON    queued → failed             no node is left that may render
  *                                             the job; error says why
+ *   FE_WON        leased|rendering|rendered → done   a duplicate started on an
+ *                                             idle slot finished first: lease :=
+ *                                             lease+1 fences the original holder
  *
  * Invariants:
  *   1. Every change of frames.state is one guarded UPDATE in
@@ -49,9 +52,10 @@
  *      lease than the row's is discarded: two nodes can never both commit
  *      the same frame.
  *   3. A frame is `done` only after its file is verified and durable in
- *      the frame store (fsync, rename, fsync of the directory); the row is
- *      changed after the rename, so a crash between the two leaves an
- *      unlisted file that the next render of the frame overwrites.
+ *      the frame store (fsync, rename, fsync of the directory), all inside
+ *      the transaction that changes the row (collect_commit): a crash
+ *      before the commit leaves an unlisted file that the next render of
+ *      the frame overwrites, and two results for one frame never both land.
  *   4. `interrupted` (the node went away) never uses an attempt; only
  *      FE_FAIL does, and only FE_FAIL counts against a node.
  *   5. At start (store_recover), no frame is leased, rendering or
@@ -97,6 +101,7 @@ enum frame_event {
 	FE_CANCEL,
 	FE_RETRY,
 	FE_ABANDON,
+	FE_WON,
 	FE__COUNT
 };
 
@@ -161,7 +166,7 @@ int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt);
 
 /*
  * Make one guarded frame transition.  lease is the lease number the caller
- * holds (ignored for FE_DISPATCH, FE_CANCEL, FE_RETRY and FE_ABANDON).
+ * holds (ignored for FE_DISPATCH, FE_CANCEL, FE_RETRY, FE_ABANDON and FE_WON).
  * Returns the new state, -ESTALE when the row was not in a state the event
  * applies to under that lease (a lost race), or another -errno.
  * Records an event row and a change for the notifier when it matters.

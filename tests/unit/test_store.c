@@ -28,7 +28,7 @@
 
 /* The number of elements of migrations[] in store.c: a new migration must
  * bump this (and should get a check of its own). */
-#define N_MIGRATIONS 2
+#define N_MIGRATIONS 3
 
 #define NO_VALUE INT64_MIN
 
@@ -262,20 +262,26 @@ static int path_exists(const char *path)
 #define C  FS_CANCELLED
 
 /* store.h's transition table, written out.  Columns: dispatch, start,
- * heartbeat, rendered, collected, interrupt, fail, cancel, retry, abandon. */
+ * heartbeat, rendered, collected, interrupt, fail, cancel, retry, abandon, won. */
 static const int expect_left[FS__COUNT][FE__COUNT] = {
     /* has_attempts_left = 1 */
-    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F},      [FS_LEASED] = {X, RG, L, X, X, Q, Q, C, X, X},
-    [FS_RENDERING] = {X, X, RG, RD, X, Q, Q, C, X, X}, [FS_RENDERED] = {X, X, X, X, D, Q, Q, C, X, X},
-    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X},
-    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X},
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F, X},
+    [FS_LEASED] = {X, RG, L, X, X, Q, Q, C, X, X, D},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, Q, C, X, X, D},
+    [FS_RENDERED] = {X, X, X, X, D, Q, Q, C, X, X, D},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X, X},
+    [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X, X},
+    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X, X},
 };
 static const int expect_none[FS__COUNT][FE__COUNT] = {
     /* has_attempts_left = 0 */
-    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F},      [FS_LEASED] = {X, RG, L, X, X, Q, F, C, X, X},
-    [FS_RENDERING] = {X, X, RG, RD, X, Q, F, C, X, X}, [FS_RENDERED] = {X, X, X, X, D, Q, F, C, X, X},
-    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X},
-    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X},
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F, X},
+    [FS_LEASED] = {X, RG, L, X, X, Q, F, C, X, X, D},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, F, C, X, X, D},
+    [FS_RENDERED] = {X, X, X, X, D, Q, F, C, X, X, D},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X, X},
+    [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X, X},
+    [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X, X},
 };
 
 #undef X
@@ -517,7 +523,8 @@ static void test_transitions(void)
 	for (int s = 0; s < FS__COUNT; s++) {
 		for (int e = 0; e < FE__COUNT; e++) {
 			int legal = expect_left[s][e] >= 0 || expect_none[s][e] >= 0;
-			int guarded = e != FE_DISPATCH && e != FE_CANCEL && e != FE_RETRY && e != FE_ABANDON;
+			int guarded = e != FE_DISPATCH && e != FE_CANCEL && e != FE_RETRY &&
+				      e != FE_ABANDON && e != FE_WON;
 			const char *sn = frame_state_name((enum frame_state)s);
 			const char *en = frame_event_name((enum frame_event)e);
 

@@ -40,15 +40,15 @@ static struct tnode *node;
 static const struct transport_ops *ops;
 static int is_ssh;
 
-#define CHECK(cond, ...)                                                                                   \
-	do {                                                                                               \
-		checks++;                                                                                  \
-		if (!(cond)) {                                                                             \
-			failures++;                                                                        \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-			printf(__VA_ARGS__);                                                               \
-			printf(" [node error: %s]\n", node ? node->error : "");                            \
-		}                                                                                          \
+#define CHECK(cond, ...)                                                        \
+	do {                                                                    \
+		checks++;                                                       \
+		if (!(cond)) {                                                  \
+			failures++;                                             \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);             \
+			printf(__VA_ARGS__);                                    \
+			printf(" [node error: %s]\n", node ? node->error : ""); \
+		}                                                               \
 	} while (0)
 
 /* ------------------------------------------------------------ helpers */
@@ -297,11 +297,13 @@ static void test_eagain(void)
 	rc = write_all(p, "ping\n", 5000);
 	CHECK(rc == 0, "write: %s", strerror(-rc));
 	deadline = util_mono_ms() + 5000;
-	while ((got = ops->proc_read(p, TS_OUT, buf, sizeof(buf) - 1)) == -EAGAIN && util_mono_ms() < deadline)
+	while ((got = ops->proc_read(p, TS_OUT, buf, sizeof(buf) - 1)) == -EAGAIN &&
+	       util_mono_ms() < deadline)
 		wait_node(1000);
 	CHECK(got == 5 && memcmp(buf, "ping\n", 5) == 0, "echo back gave %zd", got);
 	rc = collect(p, &r, 10000);
-	CHECK(rc == 0 && WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "rc %d status 0x%x", rc, r.status);
+	CHECK(rc == 0 && WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "rc %d status 0x%x", rc,
+	      r.status);
 	ops->proc_free(p);
 }
 
@@ -471,7 +473,8 @@ static void test_files(void)
 static void test_run(void)
 {
 	char *argv[] = {"sh", "-c", "echo hello; echo noise >&2; exit 4", NULL};
-	char *argv_big[] = {"sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo 0123456789; i=$((i+1)); done", NULL};
+	char *argv_big[] = {"sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo 0123456789; i=$((i+1)); done",
+			    NULL};
 	char *argv_sleep[] = {"sleep", "5", NULL};
 	char out[128];
 	int64_t t0;
@@ -511,8 +514,11 @@ static int accept_key(void *arg, const char *name, const char *fp)
 
 static void test_ssh_errors(const char *target, const char *key, const char *pub)
 {
-	struct ssh_opts o = {.target = target, .identity = key, .identity_pub = pub,
-			     .check_hostkey = refuse_key, .connect_timeout_ms = 5000};
+	struct ssh_opts o = {.target = target,
+			     .identity = key,
+			     .identity_pub = pub,
+			     .check_hostkey = refuse_key,
+			     .connect_timeout_ms = 5000};
 	char bad[300], host[256];
 	struct tnode *n;
 	int rc;
@@ -551,7 +557,8 @@ static void test_ssh_errors(const char *target, const char *key, const char *pub
 			ssh_node_free(n);
 		}
 	}
-	CHECK(strncmp(seen_fp, "SHA256:", 7) == 0 && strlen(seen_fp) == 7 + 43, "fingerprint \"%s\"", seen_fp);
+	CHECK(strncmp(seen_fp, "SHA256:", 7) == 0 && strlen(seen_fp) == 7 + 43, "fingerprint \"%s\"",
+	      seen_fp);
 }
 
 /* close() kills what runs on the node; open() again reconnects. */
@@ -599,8 +606,11 @@ int main(void)
 		return 1;
 	}
 	if (target && *target) {
-		struct ssh_opts o = {.target = target, .identity = key, .identity_pub = pub,
-				     .check_hostkey = accept_key, .connect_timeout_ms = 10000};
+		struct ssh_opts o = {.target = target,
+				     .identity = key,
+				     .identity_pub = pub,
+				     .check_hostkey = accept_key,
+				     .connect_timeout_ms = 10000};
 
 		if (!key) {
 			fprintf(stderr, "RENDERFS_TEST_SSH needs RENDERFS_TEST_SSH_KEY\n");

@@ -1,0 +1,389 @@
+# SSH test nodes: real sshd processes, each in its own network namespace with
+# its own address, reached from the root namespace over a veth pair.  This
+# module only builds and tears down nodes; it holds no tests.
+#
+#   with make_nodes(2, tmpdir, "/path/key.pub") as nodes:
+#       nodes[0].target          # "root@10.231.7.2:22"
+#       nodes[0].kill_sshd()     # a real fault: sshd and its sessions die
+#       nodes[0].link_down()     # packets stop; TCP sees nothing at once
+#
+# Each node N gets:
+#   namespace  rfs-<tag>-N       (tag unique to this process and node set)
+#   veth       rh<tag>N (root namespace, 10.231.X.1/24)
+#              rn<tag>N (in the namespace, 10.231.X.2/24)
+#   sshd       /usr/sbin/sshd -D -e -f <tmpdir>/sshdN/sshd_config, run with
+#              `ip netns exec`, own ed25519 host key, keys from
+#              <tmpdir>/authorized_keys, LogLevel ERROR, log in sshdN/log
+#   dir        <tmpdir>/nodeN: renderfs's directory on the node, given to
+#              every session as RENDERFS_NODE_DIR by sshd's SetEnv (OpenSSH
+#              >= 7.8 applies SetEnv to exec and subsystem sessions alike)
+#
+# X is picked under a lock file so that parallel test runs never share a
+# subnet.  All nodes share this machine's file system and process table, so
+# a test can look at a node's files directly.
+#
+# Mount namespaces: `ip netns exec` makes one per command with slave
+# propagation, which is what architecture.md asks for (a private copy of a
+# renderfs mount would keep the FUSE connection alive).  Nothing here makes a
+# private-propagation namespace.
+#
+# Cleanup kills every process in each namespace, deletes the veths and the
+# namespaces; it runs on context exit, on NodeSet.cleanup(), and at
+# interpreter exit for anything still left.
+
+import atexit
+import fcntl
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+SSHD = "/usr/sbin/sshd"
+SUBNET = "10.231"
+LOCK = "/tmp/rfs-sshnodes.lock"
+READY_TIMEOUT = 10.0
+
+_live = set()      # NodeSets not yet cleaned up, for the atexit net
+_counter = [0]
+
+
+def _run(*argv, check=True, timeout=20):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s: %s" % (" ".join(argv), (r.stderr or r.stdout).strip()))
+    return r
+
+
+def can_make_namespaces():
+    """True when this machine lets us make network namespaces and has sshd.
+    Callers skip (exit 77 / pytest.skip) only when this is False."""
+    if not os.path.exists(SSHD) or not shutil.which("ssh-keygen") or not shutil.which("ip"):
+        return False
+    name = "rfs-probe-%d" % os.getpid()
+    try:
+        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if r.returncode != 0:
+        return False
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+    return True
+
+
+def _netns_pids(ns):
+    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10)
+    return [int(p) for p in r.stdout.split()] if r.returncode == 0 else []
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _kill_and_wait(pids, timeout=5.0):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                # Our own children must be reaped; others vanish by themselves.
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                pass
+            if not os.path.exists("/proc/%d" % pid) or _state(pid) == "Z":
+                break
+            time.sleep(0.02)
+
+
+def _state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _pick_subnets(count):
+    """Third octets of 10.231.X.0/24 not in use by any interface here.
+    Called with LOCK held, and the addresses are assigned before release."""
+    used = set()
+    out = _run("ip", "-o", "-4", "addr", "show").stdout
+    for word in out.split():
+        if word.startswith(SUBNET + "."):
+            used.add(int(word.split(".")[2]))
+    free = [x for x in range(1, 255) if x not in used]
+    if len(free) < count:
+        raise RuntimeError("no free %s.X.0/24 subnets left" % SUBNET)
+    return free[:count]
+
+
+class Node:
+    """One sshd in its own network namespace."""
+
+    def __init__(self, tag, idx, octet, tmpdir, authorized_keys):
+        self.idx = idx
+        self.name = "node%d" % idx
+        self.ns = "rfs-%s-%d" % (tag, idx)
+        self.host_if = "rh%s%d" % (tag, idx)
+        self.node_if = "rn%s%d" % (tag, idx)
+        self.host_ip = "%s.%d.1" % (SUBNET, octet)
+        self.ip = "%s.%d.2" % (SUBNET, octet)
+        self.port = 22
+        self.user = pwd.getpwuid(os.geteuid()).pw_name
+        self.target = "%s@%s:%d" % (self.user, self.ip, self.port)
+        self.dir = os.path.join(tmpdir, "node%d" % idx)
+        self.sshd_dir = os.path.join(tmpdir, "sshd%d" % idx)
+        self.host_key = os.path.join(self.sshd_dir, "ssh_host_ed25519_key")
+        self.config = os.path.join(self.sshd_dir, "sshd_config")
+        self.pidfile = os.path.join(self.sshd_dir, "sshd.pid")
+        self.log = os.path.join(self.sshd_dir, "log")
+        self.authorized_keys = authorized_keys
+        self.proc = None
+        self.made_ns = False
+        self.made_link = False
+
+    # -- building
+
+    def _make_network(self):
+        _run("ip", "netns", "add", self.ns)
+        self.made_ns = True
+        _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.node_if)
+        self.made_link = True
+        _run("ip", "link", "set", self.node_if, "netns", self.ns)
+        _run("ip", "addr", "add", self.host_ip + "/24", "dev", self.host_if)
+        _run("ip", "link", "set", self.host_if, "up")
+        _run("ip", "netns", "exec", self.ns, "ip", "addr", "add", self.ip + "/24", "dev", self.node_if)
+        _run("ip", "netns", "exec", self.ns, "ip", "link", "set", self.node_if, "up")
+        _run("ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up")
+
+    def _write_config(self):
+        # self.dir is not made here: the transport's mkdir -p makes it,
+        # which shows that SetEnv reached the session.
+        os.makedirs(self.sshd_dir, exist_ok=True)
+        with open(self.config, "w") as f:
+            f.write("\n".join([
+                "ListenAddress %s" % self.ip,
+                "Port %d" % self.port,
+                "HostKey %s" % self.host_key,
+                "PidFile %s" % self.pidfile,
+                "AuthorizedKeysFile %s" % self.authorized_keys,
+                "PermitRootLogin prohibit-password",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",
+                "UseDNS no",
+                "PrintMotd no",
+                # renderfs keeps one connection per node with a channel
+                # per worker, plus SFTP and short commands.
+                "MaxSessions 64",
+                "SetEnv RENDERFS_NODE_DIR=%s" % self.dir,
+                "Subsystem sftp internal-sftp",
+                "LogLevel ERROR",
+                "",
+            ]))
+
+    def _make_host_key(self):
+        for path in (self.host_key, self.host_key + ".pub"):
+            if os.path.exists(path):
+                os.unlink(path)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", self.host_key)
+
+    def host_key_fingerprint(self):
+        """"SHA256:..." as OpenSSH (and renderfs) print it."""
+        out = _run("ssh-keygen", "-l", "-E", "sha256", "-f", self.host_key + ".pub").stdout
+        return out.split()[1]
+
+    # -- sshd
+
+    def start_sshd(self):
+        """Start sshd and wait until it accepts TCP connections."""
+        if self.proc and self.proc.poll() is None:
+            return
+        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation dir
+        log = open(self.log, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, SSHD, "-D", "-e", "-f", self.config],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        finally:
+            log.close()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("sshd for %s exited %s: %s" % (self.name, self.proc.returncode,
+                                                                 self.read_log()))
+            try:
+                with socket.create_connection((self.ip, self.port), timeout=0.5) as s:
+                    # Ready means talking: the banner, not just a listen().
+                    s.settimeout(2.0)
+                    if s.recv(4).startswith(b"SSH-"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("sshd for %s not ready after %ss: %s" % (self.name, READY_TIMEOUT,
+                                                                           self.read_log()))
+            time.sleep(0.05)
+
+    def sshd_pids(self):
+        """The listener and every per-session sshd in the namespace."""
+        return [p for p in _netns_pids(self.ns) if _comm(p) == "sshd"]
+
+    def kill_sshd(self):
+        """SIGKILL the sshd listener and its session processes, as a crash
+        would.  What the sessions ran (workers) is left alone: it loses its
+        connection, not its life."""
+        pids = self.sshd_pids()
+        if self.proc and self.proc.poll() is None and self.proc.pid not in pids:
+            pids.append(self.proc.pid)
+        _kill_and_wait(pids)
+        if self.proc:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+    def kill_all(self):
+        """SIGKILL everything running in the namespace."""
+        pids = _netns_pids(self.ns) if self.made_ns else []
+        if self.proc and self.proc.poll() is None and self.proc.pid not in pids:
+            pids.append(self.proc.pid)
+        _kill_and_wait(pids)
+        if self.proc:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+    def new_host_key(self):
+        """Regenerate the host key and restart sshd with it."""
+        self.kill_sshd()
+        self._make_host_key()
+        self.start_sshd()
+
+    def read_log(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ""
+
+    # -- faults on the link
+
+    def link_down(self):
+        _run("ip", "link", "set", "dev", self.host_if, "down")
+
+    def link_up(self):
+        _run("ip", "link", "set", "dev", self.host_if, "up")
+
+    # -- teardown
+
+    def cleanup(self):
+        errors = []
+        try:
+            self.kill_all()
+        except Exception as e:  # keep going: the namespace must go
+            errors.append(e)
+        if self.made_link:
+            r = subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=10)
+            # Gone already when the namespace took the peer with it.
+            self.made_link = False
+            del r
+        if self.made_ns:
+            r = subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, text=True, timeout=10)
+            if r.returncode != 0 and os.path.exists("/run/netns/" + self.ns):
+                errors.append(RuntimeError("ip netns del %s: %s" % (self.ns, r.stderr.strip())))
+            self.made_ns = False
+        return errors
+
+    def __repr__(self):
+        return "<Node %s %s ns=%s>" % (self.name, self.target, self.ns)
+
+
+class NodeSet:
+    """A list of Nodes that always cleans up: use it with `with`, or call
+    cleanup() from a fixture's teardown."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        _live.add(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __getitem__(self, i):
+        return self.nodes[i]
+
+    def cleanup(self):
+        errors = []
+        for node in self.nodes:
+            errors += node.cleanup()
+        _live.discard(self)
+        if errors:
+            raise errors[0]
+
+
+def make_nodes(n, tmpdir, authorized_pubkey_path):
+    """Make n nodes under tmpdir, each running sshd that accepts the given
+    public key.  Returns a NodeSet (a context manager); on any failure while
+    building, what was made is removed before the error propagates."""
+    _counter[0] += 1
+    # Interface names are at most 15 bytes: "rh" + tag + index.
+    tag = "%x%x" % (os.getpid() % 0x10000, _counter[0] % 0x100)
+    authorized_keys = os.path.join(tmpdir, "authorized_keys")
+    shutil.copyfile(authorized_pubkey_path, authorized_keys)
+    nodes = []
+    nodeset = NodeSet(nodes)
+    try:
+        with open(LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            octets = _pick_subnets(n)
+            for i in range(n):
+                node = Node(tag, i, octets[i], tmpdir, authorized_keys)
+                nodes.append(node)
+                node._make_network()
+        for node in nodes:
+            node._write_config()
+            node._make_host_key()
+            node.start_sshd()
+    except BaseException:
+        try:
+            nodeset.cleanup()
+        except Exception:
+            pass
+        raise
+    return nodeset
+
+
+@atexit.register
+def _cleanup_leftovers():
+    for nodeset in list(_live):
+        try:
+            nodeset.cleanup()
+        except Exception:
+            pass
