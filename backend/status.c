@@ -17,6 +17,8 @@ struct job_facts {
 	char name[JOB_NAME_MAX + 1];
 	char state[16];
 	int64_t frames, done, rendering, queued, failed, cancelled;
+	int64_t interrupted;            /* times a node went away with a frame (no attempt used) */
+	int64_t retried;                /* failed attempts that were tried again */
 	double elapsed, avg_frame, eta; /* seconds; eta < 0 = unknown */
 	int nodes, gpus;
 	double rate, spent, estimate;
@@ -110,6 +112,21 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 		case FS_CANCELLED: f->cancelled += n; break;
 		default: f->rendering += n; break;
 		}
+	}
+	sqlite3_finalize(s);
+
+	rc = store_prepare(
+	    st,
+	    "SELECT coalesce(sum(interrupts), 0),"
+	    " coalesce(sum(CASE WHEN state = 'failed' THEN max(attempts - 1, 0) ELSE attempts END), 0)"
+	    " FROM frames WHERE job = ?",
+	    &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		f->interrupted = sqlite3_column_int64(s, 0);
+		f->retried = sqlite3_column_int64(s, 1);
 	}
 	sqlite3_finalize(s);
 
@@ -232,6 +249,8 @@ static void job_text(const struct job_facts *f, struct util_sb *out)
 	util_sb_printf(out, "nodes: %d (%d GPU%s)\n", f->nodes, f->gpus, f->gpus == 1 ? "" : "s");
 	util_sb_printf(out, "rate: %s/h\nspent: %s\nestimate: %s\n", util_fmt_money(a, sizeof(a), f->rate),
 		       util_fmt_money(b, sizeof(b), f->spent), util_fmt_money(c, sizeof(c), f->estimate));
+	util_sb_printf(out, "interrupted: %lld\nretried: %lld\n", (long long)f->interrupted,
+		       (long long)f->retried);
 	util_sb_printf(out, "cancelled: %lld\npriority: %lld\nvideo: %s\n", (long long)f->cancelled,
 		       (long long)f->priority, f->video);
 	util_sb_printf(out, "node_frames:");
@@ -280,6 +299,8 @@ static cJSON *job_json(const struct job_facts *f)
 	cJSON_AddNumberToObject(o, "spent", f->spent);
 	cJSON_AddNumberToObject(o, "estimate", f->estimate);
 	cJSON_AddNumberToObject(o, "cancelled", (double)f->cancelled);
+	cJSON_AddNumberToObject(o, "interrupted", (double)f->interrupted);
+	cJSON_AddNumberToObject(o, "retried", (double)f->retried);
 	cJSON_AddNumberToObject(o, "priority", (double)f->priority);
 	cJSON_AddStringToObject(o, "video", f->video);
 	{

@@ -45,6 +45,8 @@ SSHD = "/usr/sbin/sshd"
 SUBNET = "10.231"
 LOCK = "/tmp/rfs-sshnodes.lock"
 READY_TIMEOUT = 10.0
+DETACH_FUSE = ("awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts | "
+               "while read -r m; do umount -l \"$m\" 2>/dev/null; done; ")
 
 _live = set()      # NodeSets not yet cleaned up, for the atexit net
 _counter = [0]
@@ -215,8 +217,14 @@ class Node:
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation dir
         log = open(self.log, "ab")
         try:
+            # `ip netns exec` gives sshd a new mount namespace holding a
+            # copy of every mount, renderfs's included; on a machine whose
+            # root mount is private that copy would keep the FUSE
+            # connection alive after fusermount3 -u, and the daemon would
+            # never exit.  Detach FUSE mounts in the copy before sshd starts.
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, SSHD, "-D", "-e", "-f", self.config],
+                ["ip", "netns", "exec", self.ns, "sh", "-c", DETACH_FUSE + 'exec "$0" "$@"',
+                 SSHD, "-D", "-e", "-f", self.config],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         finally:
             log.close()
