@@ -13,6 +13,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -312,8 +313,11 @@ int main(int argc, char *argv[])
 		if (!lc)
 			goto out_stop;
 		fuse_loop_cfg_set_clone_fd(lc, opts.clone_fd);
-		fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
-		if (opts.max_threads > 0 && opts.max_threads <= 100000) /* given with -o max_threads */
+		/* Only limits that were given: libfuse 3.14 complains about its
+		 * own "unlimited" default when it is passed back to it. */
+		if (opts.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, opts.max_idle_threads);
+		if (opts.max_threads > 0 && opts.max_threads <= 100000)
 			fuse_loop_cfg_set_max_threads(lc, opts.max_threads);
 		ret = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);

@@ -133,8 +133,11 @@ def _pick_subnets(count):
 class Node:
     """One sshd in its own network namespace."""
 
-    def __init__(self, tag, idx, octet, tmpdir, authorized_keys):
+    def __init__(self, tag, idx, octet, tmpdir, authorized_keys, env=None):
         self.idx = idx
+        # Extra NAME=value pairs for every session (sshd's SetEnv), e.g. a
+        # PATH with a fake `blender` first.  Values must not hold spaces.
+        self.env = dict(env or {})
         self.name = "node%d" % idx
         self.ns = "rfs-%s-%d" % (tag, idx)
         self.host_if = "rh%s%d" % (tag, idx)
@@ -191,7 +194,10 @@ class Node:
                 # renderfs keeps one connection per node with a channel
                 # per worker, plus SFTP and short commands.
                 "MaxSessions 64",
-                "SetEnv RENDERFS_NODE_DIR=%s" % self.dir,
+                # sshd keeps only the first SetEnv line: one line, many words.
+                "SetEnv " + " ".join(
+                    ["RENDERFS_NODE_DIR=%s" % self.dir]
+                    + ["%s=%s" % (k, v) for k, v in sorted(self.env.items())]),
                 "Subsystem sftp internal-sftp",
                 "LogLevel ERROR",
                 "",
@@ -356,10 +362,15 @@ class NodeSet:
             raise errors[0]
 
 
-def make_nodes(n, tmpdir, authorized_pubkey_path):
+def make_nodes(n, tmpdir, authorized_pubkey_path, env=None):
     """Make n nodes under tmpdir, each running sshd that accepts the given
-    public key.  Returns a NodeSet (a context manager); on any failure while
+    public key.  `env`, when given, is a list of n dicts (or None) of extra
+    environment for each node's sessions, set with sshd's SetEnv (PATH
+    included).  Returns a NodeSet (a context manager); on any failure while
     building, what was made is removed before the error propagates."""
+    env = list(env) if env is not None else [None] * n
+    if len(env) != n:
+        raise ValueError("make_nodes: env needs one entry per node")
     _counter[0] += 1
     # Interface names are at most 15 bytes: "rh" + tag + index.
     tag = "%x%x" % (os.getpid() % 0x10000, _counter[0] % 0x100)
@@ -372,7 +383,7 @@ def make_nodes(n, tmpdir, authorized_pubkey_path):
             fcntl.flock(lock, fcntl.LOCK_EX)
             octets = _pick_subnets(n)
             for i in range(n):
-                node = Node(tag, i, octets[i], tmpdir, authorized_keys)
+                node = Node(tag, i, octets[i], tmpdir, authorized_keys, env[i])
                 nodes.append(node)
                 node._make_network()
         for node in nodes:
