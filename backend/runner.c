@@ -1224,7 +1224,7 @@ static int probe_node(struct runner *r)
 	}
 	if (sl->state != SLOT_READY && !r->node_error[0])
 		snprintf(r->node_error, sizeof(r->node_error), "Blender did not start within 60s");
-	rc = sl->state == SLOT_READY ? 0 : -EIO;
+	rc = sl->state == SLOT_READY ? 0 : -ENOEXEC; /* reached, but cannot render */
 	slot_kill(r, sl);
 	return rc;
 }
@@ -1272,10 +1272,16 @@ static void *runner_main(void *arg)
 		int k;
 
 		if (!r->connected) {
-			if (connect_node(r)) {
+			int rc = connect_node(r);
+
+			if (rc) {
+				/* Unreachable is "offline"; reachable but unable to
+				 * render (no Blender, host key changed) is "error". */
+				int reached = r->node_error[0] && rc != -ECONNREFUSED && !is_link_error(rc);
+
 				r->node->ops->close(r->node);
 				node_update(r, "error = ?1", r->node_error, NULL);
-				node_set_state(r, r->is_local ? "error" : "offline");
+				node_set_state(r, r->is_local || reached ? "error" : "offline");
 				if (!r->shown_error) {
 					fprintf(stderr, "renderfs: node %s unusable: %s\n", r->node->name,
 						r->node_error);
