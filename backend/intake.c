@@ -35,26 +35,14 @@ static void row_to_qfile(sqlite3_stmt *s, struct qfile *q)
 
 #define QCOLS "id, name, coalesce(job, 0), writers, changed, mode"
 
+static void fill_qfile(void *arg, sqlite3_stmt *row)
+{
+	row_to_qfile(row, arg);
+}
+
 static int queue_one(struct store *st, const char *sql, const char *name, int64_t id, struct qfile *out)
 {
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, sql, &s);
-
-	if (rc)
-		return rc;
-	if (name)
-		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		row_to_qfile(s, out);
-		rc = 0;
-	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
-	}
-	sqlite3_finalize(s);
-	return rc;
+	return store_one_row(st, sql, name, id, fill_qfile, out);
 }
 
 int queue_lookup(struct store *st, const char *name, struct qfile *out)
@@ -322,29 +310,19 @@ out_rollback:
 	return rc;
 }
 
+static void fill_qerror(void *arg, sqlite3_stmt *row)
+{
+	struct qerror *out = arg;
+
+	out->id = sqlite3_column_int64(row, 0);
+	snprintf(out->name, sizeof(out->name), "%s.error", (const char *)sqlite3_column_text(row, 1));
+	out->at = sqlite3_column_int64(row, 2);
+	out->len = (size_t)sqlite3_column_int64(row, 3);
+}
+
 static int qerror_one(struct store *st, const char *sql, const char *name, int64_t id, struct qerror *out)
 {
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, sql, &s);
-
-	if (rc)
-		return rc;
-	if (name)
-		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		out->id = sqlite3_column_int64(s, 0);
-		snprintf(out->name, sizeof(out->name), "%s.error", (const char *)sqlite3_column_text(s, 1));
-		out->at = sqlite3_column_int64(s, 2);
-		out->len = (size_t)sqlite3_column_int64(s, 3);
-		rc = 0;
-	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
-	}
-	sqlite3_finalize(s);
-	return rc;
+	return store_one_row(st, sql, name, id, fill_qerror, out);
 }
 
 int queue_error_lookup(struct store *st, const char *name, struct qerror *out)
@@ -374,10 +352,7 @@ int queue_error_list(struct store *st, int (*fn)(void *arg, const struct qerror 
 	if (rc)
 		return rc;
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		e.id = sqlite3_column_int64(s, 0);
-		snprintf(e.name, sizeof(e.name), "%s.error", (const char *)sqlite3_column_text(s, 1));
-		e.at = sqlite3_column_int64(s, 2);
-		e.len = (size_t)sqlite3_column_int64(s, 3);
+		fill_qerror(&e, s);
 		if (fn(arg, &e))
 			break;
 	}

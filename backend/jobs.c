@@ -40,26 +40,23 @@ static void row_to_job(struct store *st, sqlite3_stmt *s, struct job_row *j)
 	j->video_exists = stat(path, &sb) == 0;
 }
 
+struct job_fill {
+	struct store *st;
+	struct job_row *out;
+};
+
+static void fill_job(void *arg, sqlite3_stmt *row)
+{
+	struct job_fill *f = arg;
+
+	row_to_job(f->st, row, f->out);
+}
+
 static int job_one(struct store *st, const char *sql, const char *name, int64_t id, struct job_row *out)
 {
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, sql, &s);
+	struct job_fill f = {.st = st, .out = out};
 
-	if (rc)
-		return rc;
-	if (name)
-		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		row_to_job(st, s, out);
-		rc = 0;
-	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
-	}
-	sqlite3_finalize(s);
-	return rc;
+	return store_one_row(st, sql, name, id, fill_job, &f);
 }
 
 int job_get(struct store *st, int64_t id, struct job_row *out)
@@ -431,27 +428,17 @@ int job_remove_video(struct store *st, int64_t job)
 	return 0;
 }
 
+static void fill_node(void *arg, sqlite3_stmt *row)
+{
+	struct node_row *out = arg;
+
+	out->id = sqlite3_column_int64(row, 0);
+	snprintf(out->name, sizeof(out->name), "%s", (const char *)sqlite3_column_text(row, 1));
+}
+
 static int node_one(struct store *st, const char *sql, const char *name, int64_t id, struct node_row *out)
 {
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, sql, &s);
-
-	if (rc)
-		return rc;
-	if (name)
-		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		out->id = sqlite3_column_int64(s, 0);
-		snprintf(out->name, sizeof(out->name), "%s", (const char *)sqlite3_column_text(s, 1));
-		rc = 0;
-	} else {
-		rc = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
-	}
-	sqlite3_finalize(s);
-	return rc;
+	return store_one_row(st, sql, name, id, fill_node, out);
 }
 
 int node_by_name(struct store *st, const char *name, struct node_row *out)
@@ -473,8 +460,7 @@ int nodes_list(struct store *st, int (*fn)(void *arg, const struct node_row *n),
 	if (rc)
 		return rc;
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		n.id = sqlite3_column_int64(s, 0);
-		snprintf(n.name, sizeof(n.name), "%s", (const char *)sqlite3_column_text(s, 1));
+		fill_node(&n, s);
 		if (fn(arg, &n))
 			break;
 	}

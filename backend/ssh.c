@@ -400,6 +400,40 @@ static int ssh_exit_status(struct ssh_node *n, LIBSSH2_CHANNEL *ch)
 }
 
 /*
+ * Read one stream of a helper command until it would block: keep up to
+ * bufsz-1 bytes in buf (may be NULL), drop the rest so the remote side
+ * never stalls on a full window.  Sets *eof at its end and *moved when
+ * anything arrived.  0 or -errno.
+ */
+static int ssh_capture_stream(struct ssh_node *n, LIBSSH2_CHANNEL *ch, int stream, char *buf, size_t bufsz,
+			      size_t *len, int *eof, int *moved)
+{
+	char scratch[4096];
+
+	while (!*eof) {
+		ssize_t got = libssh2_channel_read_ex(ch, stream, scratch, sizeof(scratch));
+
+		if (got == LIBSSH2_ERROR_EAGAIN)
+			return 0;
+		if (got < 0)
+			return ssh_errno(n, (int)got, "read");
+		if (got == 0) {
+			*eof = libssh2_channel_eof(ch);
+			return 0;
+		}
+		*moved = 1;
+		if (buf && *len + 1 < bufsz) {
+			size_t take = (size_t)got < bufsz - 1 - *len ? (size_t)got : bufsz - 1 - *len;
+
+			memcpy(buf + *len, scratch, take);
+			*len += take;
+			buf[*len] = '\0';
+		}
+	}
+	return 0;
+}
+
+/*
  * Run a helper command to completion: up to outsz-1 bytes of stdout into out
  * (may be NULL), the first bytes of stderr into err (for error lines), the
  * rest of both discarded as it comes so the remote never stalls.
@@ -410,9 +444,7 @@ static int ssh_exec_capture(struct ssh_node *n, const char *cmd, char *out, size
 	int64_t deadline = ssh_deadline(timeout_ms);
 	LIBSSH2_CHANNEL *ch;
 	size_t olen = 0, elen = 0;
-	char scratch[4096];
 	int out_eof = 0, err_eof = 0, rc;
-	ssize_t got;
 
 	if (out && outsz)
 		out[0] = '\0';
@@ -424,48 +456,12 @@ static int ssh_exec_capture(struct ssh_node *n, const char *cmd, char *out, size
 	for (;;) {
 		int moved = 0;
 
-		while (!out_eof) {
-			got = libssh2_channel_read_ex(ch, 0, scratch, sizeof(scratch));
-			if (got == LIBSSH2_ERROR_EAGAIN)
-				break;
-			if (got < 0) {
-				rc = ssh_errno(n, (int)got, "read");
-				goto out_release;
-			}
-			if (got == 0) {
-				out_eof = libssh2_channel_eof(ch);
-				break;
-			}
-			moved = 1;
-			if (out && olen + 1 < outsz) {
-				size_t take = (size_t)got < outsz - 1 - olen ? (size_t)got : outsz - 1 - olen;
-
-				memcpy(out + olen, scratch, take);
-				olen += take;
-				out[olen] = '\0';
-			}
-		}
-		while (!err_eof) {
-			got = libssh2_channel_read_ex(ch, SSH_EXTENDED_DATA_STDERR, scratch, sizeof(scratch));
-			if (got == LIBSSH2_ERROR_EAGAIN)
-				break;
-			if (got < 0) {
-				rc = ssh_errno(n, (int)got, "read");
-				goto out_release;
-			}
-			if (got == 0) {
-				err_eof = libssh2_channel_eof(ch);
-				break;
-			}
-			moved = 1;
-			if (err && elen + 1 < errsz) {
-				size_t take = (size_t)got < errsz - 1 - elen ? (size_t)got : errsz - 1 - elen;
-
-				memcpy(err + elen, scratch, take);
-				elen += take;
-				err[elen] = '\0';
-			}
-		}
+		rc = ssh_capture_stream(n, ch, 0, out, outsz, &olen, &out_eof, &moved);
+		if (rc == 0)
+			rc = ssh_capture_stream(n, ch, SSH_EXTENDED_DATA_STDERR, err, errsz, &elen, &err_eof,
+						&moved);
+		if (rc < 0)
+			goto out_release;
 		if (out_eof && err_eof) {
 			rc = libssh2_channel_wait_closed(ch);
 			if (rc == 0)

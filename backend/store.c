@@ -17,8 +17,8 @@ static const char *const frame_state_names[FS__COUNT] = {
     "queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
 };
 static const char *const frame_event_names[FE__COUNT] = {
-    "dispatch",  "start", "heartbeat", "rendered", "collected",
-    "interrupt", "fail",  "cancel",    "retry",    "abandon", "won",
+    "dispatch", "start",  "heartbeat", "rendered", "collected", "interrupt",
+    "fail",     "cancel", "retry",     "abandon",  "won",
 };
 static const char *const job_state_names[JS__COUNT] = {
     "waiting", "provisioning", "rendering", "assembling", "done", "failed", "cancelled", "paused",
@@ -353,6 +353,29 @@ void store_close(struct store *st)
 	sqlite3_close(st->db);
 	free(st->dir);
 	free(st);
+}
+
+int store_one_row(struct store *st, const char *sql, const char *key, int64_t id,
+		  void (*fill)(void *arg, sqlite3_stmt *row), void *arg)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, sql, &s);
+
+	if (rc)
+		return rc;
+	if (key)
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		fill(arg, s);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
+	}
+	sqlite3_finalize(s);
+	return rc;
 }
 
 int store_meta_set(struct store *st, const char *key, const char *value)

@@ -191,6 +191,15 @@ int store_change(struct store *st, enum change_kind kind, int64_t id);
 int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, int kind, int64_t id),
 			void *arg);
 
+/*
+ * Run a query that returns at most one row, with one parameter: the text
+ * key when key is not NULL, else the integer id.  On a row, fill(arg, stmt)
+ * copies it out (the statement is finalized afterwards).  Returns 0,
+ * -ENOENT when there is no row, or another -errno.
+ */
+int store_one_row(struct store *st, const char *sql, const char *key, int64_t id,
+		  void (*fill)(void *arg, sqlite3_stmt *row), void *arg);
+
 /* Small facts about the mount (e.g. "ssh_public_key"): set or read. */
 int store_meta_set(struct store *st, const char *key, const char *value);
 int store_meta_get(struct store *st, const char *key, char *out, size_t sz);
