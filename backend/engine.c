@@ -57,13 +57,15 @@ static void set_job_error(struct store *st, int64_t job, const char *msg)
 {
 	sqlite3_stmt *s;
 
-	if (store_prepare(st, "UPDATE jobs SET error = ? WHERE id = ?", &s))
+	/* Written only when it changes: some callers repeat it every pass. */
+	if (store_prepare(st, "UPDATE jobs SET error = ?1 WHERE id = ?2 AND error IS NOT ?1", &s))
 		return;
 	sqlite3_bind_text(s, 1, msg, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 2, job);
 	sqlite3_step(s);
+	if (sqlite3_changes(st->db))
+		store_change(st, CH_JOBDIR, job);
 	sqlite3_finalize(s);
-	store_change(st, CH_JOBDIR, job);
 }
 
 /* Leases nobody renews (a slot that vanished) give their frames back. */
@@ -250,8 +252,26 @@ static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct c
 		}
 	}
 	sqlite3_finalize(s);
-	if (usable || (nodes && away))
+	if (usable) {
+		/* A node is back: the job no longer waits. */
+		if (!store_prepare(
+			e->st,
+			"UPDATE jobs SET error = NULL WHERE id = ? AND error LIKE 'waiting for a node%'",
+			&s)) {
+			sqlite3_bind_int64(s, 1, job);
+			sqlite3_step(s);
+			sqlite3_finalize(s);
+		}
 		return;
+	}
+	if (nodes && away) {
+		char msg[700];
+
+		snprintf(msg, sizeof(msg), "waiting for a node: %d of %d node%s offline or connecting%s%s",
+			 away, nodes, nodes == 1 ? "" : "s", reason[0] ? "; " : "", reason);
+		set_job_error(e->st, job, msg);
+		return;
+	}
 	job_no_node(e, job, reason[0] ? reason : "no node is configured");
 	job_counts(e->st, job, c);
 }

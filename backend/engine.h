@@ -1,12 +1,12 @@
 /*
- * engine: the backend's thread.  It turns complete drops into jobs, hands
- * queued frames to free worker slots, reads what workers report, collects
- * and verifies frames, assembles videos and ends jobs -- each decision a
- * transaction in the store before it is acted on.
+ * engine: the backend.  Its thread turns complete drops into jobs, expires
+ * leases nobody renews, ends jobs and assembles their videos; it starts one
+ * runner per node (runner.h), which pull, render and collect the frames.
+ * Each decision is a transaction in the store before it is acted on.
  *
  * Ownership: engine_start() returns an engine owned by the caller, who
- * must call engine_stop() exactly once; that stops the thread, stops every
- * worker and gives frames in flight back to the queue.
+ * must call engine_stop() exactly once; that stops the runners (frames in
+ * flight go back to the queue as interrupted) and the engine's thread.
  */
 #ifndef RENDERFS_ENGINE_H
 #define RENDERFS_ENGINE_H

@@ -2,7 +2,7 @@
  * runner: one node's worker slots, on the node's own thread.  A runner owns
  * its transport handle (struct tnode: a local process table or one libssh2
  * session) and its slots.  It pulls frames for free slots from the store
- * (the choice made by sched.c), keeps one long-lived Blender worker per
+ * (the choice made by policy.c), keeps one long-lived Blender worker per
  * slot, reads what the workers report, fetches and verifies each frame, and
  * makes every frame transition through the store's guarded updates.  A
  * result that arrives after the frame was taken away (cancel, lost lease)
@@ -621,7 +621,8 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 		sl->frame_id = 0;
 		return;
 	}
-	/* Bring the file home while the node goes on with its next frame. */
+	/* Bring the file home.  The node's other slots go on rendering
+	 * meanwhile; this runner thread waits for the transfer. */
 	snprintf(local, sizeof(local), "%s/fetch-%d%s", r->local_work, sl->idx, sc_format_ext(sl->fmt));
 	rc = r->node->ops->get(r->node, sl->outpath, local);
 	if (rc == -ENOENT) {
@@ -872,10 +873,9 @@ static int job_blob_ready(struct runner *r, int64_t job)
 
 /* ---- scheduling ---- */
 
-/* The next job to serve: highest priority, then oldest, among jobs with
- * queued frames that this node is not blocked for. */
-/* The next job for a free slot: the facts from the store, the choice from
- * the policy (sched.c). */
+/* The next job for a free slot: the facts from the store (jobs with queued
+ * frames, and until when this node is blocked for each), the choice from
+ * the policy (policy.c). */
 static int64_t pick_job(struct runner *r, int64_t now)
 {
 	struct sched_job jobs[256];

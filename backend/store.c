@@ -490,7 +490,8 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 	    [FE_DISPATCH] = "UPDATE frames SET state = 'leased', lease = lease + 1, node = :node,"
 			    " slot = :slot, lease_until = :until, started = NULL, progress_at = :now,"
 			    " error = NULL WHERE id = :id AND state = 'queued'",
-	    [FE_START] = "UPDATE frames SET state = 'rendering', started = :now, progress_at = :now"
+	    [FE_START] = "UPDATE frames SET state = 'rendering', started = :now, progress_at = :now,"
+			 " lease_until = :until"
 			 " WHERE id = :id AND state = 'leased' AND lease = :lease",
 	    [FE_HEARTBEAT] = "UPDATE frames SET lease_until = :until, progress_at = :now"
 			     " WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease",
@@ -510,7 +511,7 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 		" node = NULL, slot = NULL, lease_until = NULL"
 		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease",
 	    [FE_CANCEL] = "UPDATE frames SET state = 'cancelled', node = NULL, slot = NULL,"
-			  " lease_until = NULL WHERE id = :id AND state IN"
+			  " lease_until = NULL, dup_node = NULL WHERE id = :id AND state IN"
 			  " ('queued', 'leased', 'rendering', 'rendered')",
 	    [FE_RETRY] = "UPDATE frames SET state = 'queued', attempts = 0, error = NULL"
 			 " WHERE id = :id AND state = 'failed'",
@@ -640,6 +641,7 @@ int store_recover(struct store *st, int64_t now)
 		goto out_rollback;
 	n = sqlite3_changes(st->db);
 	rc = store_exec(st, "UPDATE qfiles SET writers = 0;"
+			    "UPDATE frames SET dup_node = NULL WHERE dup_node IS NOT NULL;"
 			    "UPDATE nodes SET state = 'offline' WHERE state != 'offline';"
 			    "DELETE FROM changes;");
 	if (rc)

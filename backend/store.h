@@ -57,7 +57,8 @@
  *      before the commit leaves an unlisted file that the next render of
  *      the frame overwrites, and two results for one frame never both land.
  *   4. `interrupted` (the node went away) never uses an attempt; only
- *      FE_FAIL does, and only FE_FAIL counts against a node.
+ *      FE_FAIL does.  What counts against a node for a job is a frame it
+ *      failed, or a failed upload of the job's scene to it (runner.c).
  *   5. At start (store_recover), no frame is leased, rendering or
  *      rendered: nothing is in flight when no backend is running.
  *

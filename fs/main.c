@@ -97,7 +97,7 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [-f] [-d] [-o OPT[,OPT...]] MOUNTPOINT\n"
+	printf("usage: %s [-f] [-d] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT\n"
 	       "       %s --help | --version\n\n"
 	       "renderfs renders Blender scenes dropped into MOUNTPOINT/queue/.\n\n"
 	       "renderfs options:\n"
