@@ -785,13 +785,22 @@ static void rfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void read_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 {
 	if (fh->fd >= 0) {
-		/* Splice straight from the stored file when the kernel can. */
-		struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+		/* A plain copy, not splice: libfuse 3.14 drops the reply (the
+		 * reader hangs) when splicing a reply into /dev/fuse fails,
+		 * which was seen with files still being written (logs). */
+		char *buf = malloc(size ? size : 1);
+		ssize_t n;
 
-		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		buf.buf[0].fd = fh->fd;
-		buf.buf[0].pos = off;
-		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		n = pread(fh->fd, buf, size, off);
+		if (n < 0)
+			fuse_reply_err(req, errno);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		free(buf);
 		return;
 	}
 	if (fh->type == T_JCONTROL) {
@@ -1158,11 +1167,8 @@ static void rfs_statfs(fuse_req_t req, fuse_ino_t ino)
 static void rfs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	/* Large reads for frames; splice where the kernel offers it. */
-	if (conn->capable & FUSE_CAP_SPLICE_READ)
-		conn->want |= FUSE_CAP_SPLICE_READ;
-	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	/* Large reads for frames, copied (see read_fh for why not spliced). */
+	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 	conn->max_readahead = 1 << 20;
 	/* No writeback cache: queue/ must see writers open and close. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
