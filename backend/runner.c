@@ -876,79 +876,82 @@ static int job_blob_ready(struct runner *r, int64_t job)
 /* The next job for a free slot: the facts from the store (jobs with queued
  * frames, and until when this node is blocked for each), the choice from
  * the policy (policy.c). */
-static int64_t pick_job(struct runner *r, int64_t now)
+static const char pick_job_sql[] =
+    "SELECT j.id, j.priority, coalesce((SELECT b.until FROM blocklist b"
+    "   WHERE b.node = ?1 AND b.job = j.id), 0)"
+    " FROM jobs j WHERE j.removed = 0 AND j.state IN ('waiting', 'rendering')"
+    " AND EXISTS (SELECT 1 FROM frames f WHERE f.state = 'queued' AND f.job = j.id)"
+    " ORDER BY j.priority DESC, j.id LIMIT 256";
+
+int64_t runner_pick_job(struct store *st, int64_t node_id, int64_t now)
 {
 	struct sched_job jobs[256];
 	size_t n = 0;
 	sqlite3_stmt *s;
 	int best;
 
-	if (store_prepare(r->st,
-			  "SELECT j.id, j.priority, coalesce((SELECT b.until FROM blocklist b"
-			  "   WHERE b.node = ?1 AND b.job = j.id), 0)"
-			  " FROM jobs j WHERE j.removed = 0 AND j.state IN ('waiting', 'rendering')"
-			  " AND EXISTS (SELECT 1 FROM frames f WHERE f.state = 'queued' AND f.job = j.id)"
-			  " ORDER BY j.priority DESC, j.id LIMIT 256",
-			  &s))
+	if (store_cached(st, pick_job_sql, &s))
 		return 0;
-	sqlite3_bind_int64(s, 1, r->node_id);
+	sqlite3_bind_int64(s, 1, node_id);
 	while (n < ARRAY_SIZE(jobs) && sqlite3_step(s) == SQLITE_ROW) {
 		jobs[n].id = sqlite3_column_int64(s, 0);
 		jobs[n].priority = sqlite3_column_int(s, 1);
 		jobs[n].blocked_until = sqlite3_column_int64(s, 2);
 		n++;
 	}
-	sqlite3_finalize(s);
+	store_release(s);
 	best = sched_pick_job(jobs, n, now);
 	return best < 0 ? 0 : jobs[best].id;
 }
 
-static int dispatch_one(struct runner *r, struct slot *sl, int64_t job, int64_t now)
+/* The job's next frame in frame order (the frames_by_state index). */
+static const char next_frame_sql[] = "SELECT id, frame FROM frames WHERE state = 'queued' AND job = ?"
+				     " ORDER BY frame LIMIT 1";
+
+int runner_lease_frame(struct store *st, int64_t node_id, int slot, int64_t job, int64_t lease_ms,
+		       int64_t now, struct lease_grant *g)
 {
-	struct frame_move m = {
-	    .now = now, .node = r->node_id, .slot = sl->idx, .lease_until = now + r->cfg->lease_ms};
+	struct frame_move m = {.now = now, .node = node_id, .slot = slot, .lease_until = now + lease_ms};
 	sqlite3_stmt *s;
-	int64_t fid = 0;
-	uint32_t fno = 0;
 	int rc;
 
-	rc = store_prepare(r->st,
-			   "SELECT id, frame FROM frames WHERE state = 'queued' AND job = ?"
-			   " ORDER BY frame LIMIT 1",
-			   &s);
+	g->frame_id = 0;
+	rc = store_cached(st, next_frame_sql, &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, job);
 	if (sqlite3_step(s) == SQLITE_ROW) {
-		fid = sqlite3_column_int64(s, 0);
-		fno = (uint32_t)sqlite3_column_int64(s, 1);
+		g->frame_id = sqlite3_column_int64(s, 0);
+		g->frame_no = (uint32_t)sqlite3_column_int64(s, 1);
 	}
-	sqlite3_finalize(s);
-	if (!fid)
+	store_release(s);
+	if (!g->frame_id)
 		return -ENOENT;
-	rc = store_begin(r->st);
+	rc = store_begin(st);
 	if (rc)
 		return rc;
-	rc = store_frame_transition(r->st, fid, 0, FE_DISPATCH, &m);
+	rc = store_frame_transition(st, g->frame_id, 0, FE_DISPATCH, &m);
 	if (rc >= 0) {
-		job_set_state(r->st, job, 1u << JS_WAITING, JS_RENDERING, now);
-		rc = store_prepare(r->st, "SELECT lease FROM frames WHERE id = ?", &s);
-		if (!rc) {
-			sqlite3_bind_int64(s, 1, fid);
-			if (sqlite3_step(s) == SQLITE_ROW)
-				sl->lease = sqlite3_column_int64(s, 0);
-			sqlite3_finalize(s);
-		}
+		g->lease = m.lease_out;
+		job_set_state(st, job, 1u << JS_WAITING, JS_RENDERING, now);
 	}
 	if (rc < 0) {
-		store_rollback(r->st);
+		store_rollback(st);
 		return rc;
 	}
-	rc = store_commit(r->st);
+	return store_commit(st);
+}
+
+static int dispatch_one(struct runner *r, struct slot *sl, int64_t job, int64_t now)
+{
+	struct lease_grant g;
+	int rc = runner_lease_frame(r->st, r->node_id, sl->idx, job, r->cfg->lease_ms, now, &g);
+
 	if (rc)
 		return rc;
-	sl->frame_id = fid;
-	sl->frame_no = fno;
+	sl->frame_id = g.frame_id;
+	sl->frame_no = g.frame_no;
+	sl->lease = g.lease;
 	sl->dup = 0;
 	sl->frame_sent = 0;
 	sl->last_beat = util_mono_ms();
@@ -1063,7 +1066,7 @@ static void schedule(struct runner *r)
 
 		if (sl->state != SLOT_EMPTY && sl->state != SLOT_READY)
 			continue;
-		job = pick_job(r, now);
+		job = runner_pick_job(r->st, r->node_id, now);
 		if (!job) {
 			start_duplicate(r, sl, now);
 			continue;

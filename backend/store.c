@@ -115,6 +115,43 @@ int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt)
 	return 0;
 }
 
+int store_cached(struct store *st, const char *sql, sqlite3_stmt **stmt)
+{
+	int free_slot = -1, rc;
+
+	for (int i = 0; i < STORE_CACHE_SLOTS; i++) {
+		if (st->cache[i].sql == sql) {
+			*stmt = st->cache[i].stmt;
+			return 0;
+		}
+		if (!st->cache[i].sql && free_slot < 0)
+			free_slot = i;
+	}
+	rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL);
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "renderfs: sql error: %s in: %.120s\n", sqlite3_errmsg(st->db), sql);
+		return store_errno(rc);
+	}
+	if (free_slot < 0) {
+		/* Full: the oldest entry makes room (the cache is small and
+		 * its users few, so this is rare). */
+		sqlite3_finalize(st->cache[0].stmt);
+		memmove(&st->cache[0], &st->cache[1], sizeof(st->cache[0]) * (STORE_CACHE_SLOTS - 1));
+		free_slot = STORE_CACHE_SLOTS - 1;
+	}
+	st->cache[free_slot].sql = sql;
+	st->cache[free_slot].stmt = *stmt;
+	return 0;
+}
+
+void store_release(sqlite3_stmt *stmt)
+{
+	if (!stmt)
+		return;
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+}
+
 int store_exec(struct store *st, const char *sql)
 {
 	char *msg = NULL;
@@ -350,6 +387,8 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
+	for (int i = 0; i < STORE_CACHE_SLOTS; i++)
+		sqlite3_finalize(st->cache[i].stmt);
 	sqlite3_close(st->db);
 	free(st->dir);
 	free(st);
@@ -484,50 +523,55 @@ int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, in
  * attempts and its job's retries, so no read-then-write race exists.
  */
 int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev,
-			   const struct frame_move *m)
+			   struct frame_move *m)
 {
 	static const char *const sql[FE__COUNT] = {
 	    [FE_DISPATCH] = "UPDATE frames SET state = 'leased', lease = lease + 1, node = :node,"
 			    " slot = :slot, lease_until = :until, started = NULL, progress_at = :now,"
-			    " error = NULL WHERE id = :id AND state = 'queued'",
-	    [FE_START] = "UPDATE frames SET state = 'rendering', started = :now, progress_at = :now,"
-			 " lease_until = :until"
-			 " WHERE id = :id AND state = 'leased' AND lease = :lease",
+			    " error = NULL WHERE id = :id AND state = 'queued' RETURNING state, job, lease",
+	    [FE_START] =
+		"UPDATE frames SET state = 'rendering', started = :now, progress_at = :now,"
+		" lease_until = :until"
+		" WHERE id = :id AND state = 'leased' AND lease = :lease RETURNING state, job, lease",
 	    [FE_HEARTBEAT] = "UPDATE frames SET lease_until = :until, progress_at = :now"
-			     " WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease",
-	    [FE_RENDERED] = "UPDATE frames SET state = 'rendered', secs = :secs"
-			    " WHERE id = :id AND state = 'rendering' AND lease = :lease",
+			     " WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease "
+			     "RETURNING state, job, lease",
+	    [FE_RENDERED] =
+		"UPDATE frames SET state = 'rendered', secs = :secs"
+		" WHERE id = :id AND state = 'rendering' AND lease = :lease RETURNING state, job, lease",
 	    [FE_COLLECTED] = "UPDATE frames SET state = 'done', size = :size, mtime = :mtime,"
 			     " error = NULL, removed = 0, dup_node = NULL WHERE id = :id AND state = "
-			     "'rendered' AND lease = :lease",
-	    [FE_INTERRUPT] =
-		"UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
-		" node = NULL, slot = NULL, lease_until = NULL"
-		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease",
+			     "'rendered' AND lease = :lease RETURNING state, job, lease",
+	    [FE_INTERRUPT] = "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
+			     " node = NULL, slot = NULL, lease_until = NULL"
+			     " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = "
+			     ":lease RETURNING state, job, lease",
 	    [FE_FAIL] =
 		"UPDATE frames SET attempts = attempts + 1, error = :error,"
 		" state = CASE WHEN attempts + 1 < 1 + (SELECT retries FROM jobs WHERE jobs.id = frames.job)"
 		"   THEN 'queued' ELSE 'failed' END,"
 		" node = NULL, slot = NULL, lease_until = NULL"
-		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease",
+		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease "
+		"RETURNING state, job, lease",
 	    [FE_CANCEL] = "UPDATE frames SET state = 'cancelled', node = NULL, slot = NULL,"
 			  " lease_until = NULL, dup_node = NULL WHERE id = :id AND state IN"
-			  " ('queued', 'leased', 'rendering', 'rendered')",
+			  " ('queued', 'leased', 'rendering', 'rendered') RETURNING state, job, lease",
 	    [FE_RETRY] = "UPDATE frames SET state = 'queued', attempts = 0, error = NULL"
-			 " WHERE id = :id AND state = 'failed'",
-	    [FE_ABANDON] =
-		"UPDATE frames SET state = 'failed', error = :error WHERE id = :id AND state = 'queued'",
+			 " WHERE id = :id AND state = 'failed' RETURNING state, job, lease",
+	    [FE_ABANDON] = "UPDATE frames SET state = 'failed', error = :error WHERE id = :id AND state = "
+			   "'queued' RETURNING state, job, lease",
 	    [FE_WON] = "UPDATE frames SET state = 'done', lease = lease + 1, node = :node, size = :size, "
 		       "secs = :secs,"
 		       " mtime = :mtime, error = NULL, removed = 0, dup_node = NULL"
-		       " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered')",
+		       " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') RETURNING state, "
+		       "job, lease",
 	};
 	sqlite3_stmt *s;
 	int rc, idx;
 
 	if ((unsigned)ev >= FE__COUNT)
 		return -EINVAL;
-	rc = store_prepare(st, sql[ev], &s);
+	rc = store_cached(st, sql[ev], &s);
 	if (rc)
 		return rc;
 #define BIND_I64(name, v)                                    \
@@ -553,32 +597,27 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 			sqlite3_bind_text(s, idx, m->error, -1, SQLITE_TRANSIENT);
 	}
 #undef BIND_I64
+	/* RETURNING: one row when the guard let the change through, none
+	 * when the caller lost a race. */
 	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return store_errno(rc);
-	if (sqlite3_changes(st->db) == 0)
-		return -ESTALE;
-	if (ev == FE_HEARTBEAT)
-		return 0;
-
-	/* Report the state reached, and feed the notifier for what is shown. */
-	rc = store_prepare(st, "SELECT state, job FROM frames WHERE id = ?", &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, frame_id);
-	rc = -ENOENT;
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	if (rc == SQLITE_ROW) {
 		int64_t job = sqlite3_column_int64(s, 1);
+		int state = frame_state_parse((const char *)sqlite3_column_text(s, 0));
 
-		rc = frame_state_parse((const char *)sqlite3_column_text(s, 0));
+		if (m)
+			m->lease_out = sqlite3_column_int64(s, 2);
+		rc = sqlite3_step(s);
+		store_release(s);
+		if (rc != SQLITE_DONE)
+			return store_errno(rc);
 		if (ev == FE_COLLECTED || ev == FE_WON)
 			store_change(st, CH_JOBDIR, job);
 		if (ev == FE_FAIL || ev == FE_COLLECTED)
 			store_change(st, CH_JOBLOGS, job);
+		return ev == FE_HEARTBEAT ? 0 : state;
 	}
-	sqlite3_finalize(s);
-	return rc;
+	store_release(s);
+	return rc == SQLITE_DONE ? -ESTALE : store_errno(rc);
 }
 
 int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_state to, int64_t now)

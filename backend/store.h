@@ -121,9 +121,17 @@ enum job_state {
 /* What a change to the tree touched, for the notifier (fs/notify.c). */
 enum change_kind { CH_QUEUE = 1, CH_OUT, CH_JOBDIR, CH_JOBLOGS, CH_NODES };
 
+#define STORE_CACHE_SLOTS 32
+
 struct store {
 	sqlite3 *db;
 	char *dir; /* the state directory; owned */
+	/* Prepared statements kept for the hot paths, keyed by the address
+	 * of their (static) SQL text; see store_cached(). */
+	struct {
+		const char *sql;
+		sqlite3_stmt *stmt;
+	} cache[STORE_CACHE_SLOTS];
 };
 
 /* Frame row fields a transition may set; unused ones are ignored. */
@@ -136,6 +144,7 @@ struct frame_move {
 	int64_t size;        /* FE_COLLECTED */
 	int64_t mtime;       /* FE_COLLECTED, ms */
 	const char *error;   /* FE_FAIL, FE_INTERRUPT: why, for the status */
+	int64_t lease_out;   /* set by the transition: the frame's lease after it */
 };
 
 const char *frame_state_name(enum frame_state s);
@@ -164,6 +173,13 @@ int store_errno(int sqlite_rc);
 /* Prepare (cached by SQLite's own statement cache is not available, so the
  * caller finalizes).  Logs the SQL error. */
 int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt);
+/*
+ * A prepared statement kept with the connection, for SQL that is a string
+ * constant (its address is the key) run on hot paths.  The caller must
+ * not finalize it: store_release() resets it and clears its bindings.
+ */
+int store_cached(struct store *st, const char *sql, sqlite3_stmt **stmt);
+void store_release(sqlite3_stmt *stmt);
 
 /*
  * Make one guarded frame transition.  lease is the lease number the caller
@@ -175,7 +191,7 @@ int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt);
  * runs in its own).
  */
 int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev,
-			   const struct frame_move *m);
+			   struct frame_move *m);
 
 /* Change a job's state when it is in one of the states in from_mask
  * (bit 1<<state).  Returns 0, -ESTALE when it was not. */

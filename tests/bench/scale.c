@@ -3,11 +3,10 @@
  * slots.  A store is made in a temporary directory (store_open: the real
  * schema, WAL, synchronous=NORMAL) with one job of 1,000,000 queued frames
  * and a few smaller jobs (one finished, one waiting, one paused), and 500
- * slots (50 nodes of 10) then ask for work round-robin, each decision being
- * exactly what runner.c does for a free slot: pick_job's SQL, then
- * sched_pick_job(), then dispatch_one()'s SELECT of the lowest queued
- * frame and its transaction (FE_DISPATCH, job_set_state, SELECT lease,
- * COMMIT).  Each frame leased is given back (FE_INTERRUPT) before the slot
+ * slots (50 nodes of 10) then ask for work round-robin, each decision made
+ * by the runner's own functions: runner_pick_job() (the store's facts and
+ * sched_pick_job()) and runner_lease_frame() (the lowest queued frame and
+ * its FE_DISPATCH transaction).  Each frame leased is given back (FE_INTERRUPT) before the slot
  * asks again, so the queue stays at about a million.
  *
  *   build/tests/bench_scale [DIR] [FRAMES] [DECISIONS]
@@ -16,6 +15,7 @@
  * resident memory (getrusage ru_maxrss) of the whole process.
  */
 #include "policy.h"
+#include "runner.h"
 #include "store.h"
 #include "util.h"
 
@@ -44,155 +44,26 @@ static void die(const char *what, int rc)
 }
 
 /* runner.c pick_job(), verbatim SQL. */
-static int64_t pick_job(struct store *st, int64_t node, int64_t now, double *t_sql, double *t_pol)
+/* One decision through the runner's own code: the pick (store facts +
+ * policy) and the lease of the job's next frame, each timed. */
+static int64_t decide(struct store *st, int64_t node, int slot, int64_t now, int64_t *lease, double *t_pick,
+		      double *t_lease)
 {
-	struct sched_job jobs[MAX_JOBS];
-	size_t n = 0;
-	sqlite3_stmt *s;
-	int best;
-	double t0 = mono(), t1;
-
-	if (store_prepare(st,
-			  "SELECT j.id, j.priority, coalesce((SELECT b.until FROM blocklist b"
-			  "   WHERE b.node = ?1 AND b.job = j.id), 0)"
-			  " FROM jobs j WHERE j.removed = 0 AND j.state IN ('waiting', 'rendering')"
-			  " AND EXISTS (SELECT 1 FROM frames f WHERE f.state = 'queued' AND f.job = j.id)"
-			  " ORDER BY j.priority DESC, j.id LIMIT 256",
-			  &s))
-		return 0;
-	sqlite3_bind_int64(s, 1, node);
-	while (n < MAX_JOBS && sqlite3_step(s) == SQLITE_ROW) {
-		jobs[n].id = sqlite3_column_int64(s, 0);
-		jobs[n].priority = sqlite3_column_int(s, 1);
-		jobs[n].blocked_until = sqlite3_column_int64(s, 2);
-		n++;
-	}
-	sqlite3_finalize(s);
-	t1 = mono();
-	best = sched_pick_job(jobs, n, now);
-	*t_sql += t1 - t0;
-	*t_pol += mono() - t1;
-	return best < 0 ? 0 : jobs[best].id;
-}
-
-/* runner.c dispatch_one(), verbatim SQL; returns the frame id and lease. */
-static int64_t dispatch_one(struct store *st, int64_t node, int slot, int64_t job, int64_t now,
-			    int64_t *lease, double *t_sel, double *t_tx)
-{
-	struct frame_move m = {.now = now, .node = node, .slot = slot, .lease_until = now + 60000};
-	sqlite3_stmt *s;
-	int64_t fid = 0;
-	double t0 = mono(), t1;
+	struct lease_grant g;
+	double t = mono();
+	int64_t job = runner_pick_job(st, node, now);
 	int rc;
 
-	if (store_prepare(st,
-			  "SELECT id, frame FROM frames WHERE state = 'queued' AND job = ?"
-			  " ORDER BY frame LIMIT 1",
-			  &s))
-		return 0;
-	sqlite3_bind_int64(s, 1, job);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		fid = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	t1 = mono();
-	*t_sel += t1 - t0;
-	if (!fid)
-		return 0;
-	rc = store_begin(st);
+	*t_pick += mono() - t;
+	if (job != 1)
+		die("runner_pick_job chose another job", EINVAL);
+	t = mono();
+	rc = runner_lease_frame(st, node, slot, job, 60000, now, &g);
+	*t_lease += mono() - t;
 	if (rc)
-		die("begin", rc);
-	rc = store_frame_transition(st, fid, 0, FE_DISPATCH, &m);
-	if (rc >= 0) {
-		job_set_state(st, job, 1u << JS_WAITING, JS_RENDERING, now);
-		rc = store_prepare(st, "SELECT lease FROM frames WHERE id = ?", &s);
-		if (!rc) {
-			sqlite3_bind_int64(s, 1, fid);
-			if (sqlite3_step(s) == SQLITE_ROW)
-				*lease = sqlite3_column_int64(s, 0);
-			sqlite3_finalize(s);
-		}
-	}
-	if (rc < 0) {
-		store_rollback(st);
-		die("dispatch", rc);
-	}
-	rc = store_commit(st);
-	if (rc)
-		die("commit", rc);
-	*t_tx += mono() - t1;
-	return fid;
-}
-
-/*
- * The same decision with the statements prepared once (sqlite3_prepare_v3,
- * SQLITE_PREPARE_PERSISTENT) and the lease returned by the UPDATE itself
- * (RETURNING): what a statement cache in store.c would give.  Measured
- * beside the real path to size the proposal; not what renderfs runs.
- */
-static sqlite3_stmt *cached[8];
-static sqlite3_stmt *stmt(struct store *st, int i, const char *sql)
-{
-	if (!cached[i] && sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &cached[i], NULL))
-		die(sqlite3_errmsg(st->db), EIO);
-	sqlite3_reset(cached[i]);
-	return cached[i];
-}
-
-static int64_t decide_cached(struct store *st, int64_t node, int slot, int64_t now, int64_t *lease)
-{
-	struct sched_job jobs[MAX_JOBS];
-	size_t n = 0;
-	sqlite3_stmt *s;
-	int64_t job, fid = 0;
-	int best;
-
-	s = stmt(st, 0,
-		 "SELECT j.id, j.priority, coalesce((SELECT b.until FROM blocklist b"
-		 "   WHERE b.node = ?1 AND b.job = j.id), 0)"
-		 " FROM jobs j WHERE j.removed = 0 AND j.state IN ('waiting', 'rendering')"
-		 " AND EXISTS (SELECT 1 FROM frames f WHERE f.state = 'queued' AND f.job = j.id)"
-		 " ORDER BY j.priority DESC, j.id LIMIT 256");
-	sqlite3_bind_int64(s, 1, node);
-	while (n < MAX_JOBS && sqlite3_step(s) == SQLITE_ROW) {
-		jobs[n].id = sqlite3_column_int64(s, 0);
-		jobs[n].priority = sqlite3_column_int(s, 1);
-		jobs[n].blocked_until = sqlite3_column_int64(s, 2);
-		n++;
-	}
-	sqlite3_reset(s);
-	best = sched_pick_job(jobs, n, now);
-	if (best < 0)
-		return 0;
-	job = jobs[best].id;
-	s = stmt(st, 1, "SELECT id FROM frames WHERE state = 'queued' AND job = ? ORDER BY frame LIMIT 1");
-	sqlite3_bind_int64(s, 1, job);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		fid = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (!fid)
-		return 0;
-	sqlite3_step(stmt(st, 2, "BEGIN IMMEDIATE"));
-	s = stmt(st, 3,
-		 "UPDATE frames SET state = 'leased', lease = lease + 1, node = ?2,"
-		 " slot = ?3, lease_until = ?4, started = NULL, progress_at = ?5,"
-		 " error = NULL WHERE id = ?1 AND state = 'queued' RETURNING lease");
-	sqlite3_bind_int64(s, 1, fid);
-	sqlite3_bind_int64(s, 2, node);
-	sqlite3_bind_int(s, 3, slot);
-	sqlite3_bind_int64(s, 4, now + 60000);
-	sqlite3_bind_int64(s, 5, now);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		*lease = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	s = stmt(st, 4, "UPDATE jobs SET state = 'rendering', started = coalesce(started, ?2)"
-			" WHERE id = ?1 AND state = 'waiting' AND removed = 0");
-	sqlite3_bind_int64(s, 1, job);
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_step(s);
-	sqlite3_reset(s);
-	if (sqlite3_step(stmt(st, 5, "COMMIT")) != SQLITE_DONE)
-		die("commit", EIO);
-	return fid;
+		die("runner_lease_frame", rc);
+	*lease = g.lease;
+	return g.frame_id;
 }
 
 static void exec_or_die(struct store *st, const char *sql)
@@ -210,10 +81,10 @@ int main(int argc, char **argv)
 	long decisions = argc > 3 ? atol(argv[3]) : 20000;
 	struct store *st;
 	char sql[1024];
-	double t0, t_fill, t_sql = 0, t_pol = 0, t_sel = 0, t_tx = 0, t_back = 0, elapsed;
+	double t0, t_fill, t_pick = 0, t_lease = 0, t_back = 0, elapsed;
 	struct rusage ru;
 	int64_t held[NODES * SLOTS_PER][2] = {{0}};
-	int rc, proposed = getenv("SCALE_CACHED") != NULL;
+	int rc;
 
 	if (!dir) {
 		dir = mkdtemp(tmpl);
@@ -262,7 +133,7 @@ int main(int argc, char **argv)
 	t0 = mono();
 	for (long d = 0; d < decisions; d++) {
 		int k = (int)(d % (NODES * SLOTS_PER));
-		int64_t node = 1 + k / SLOTS_PER, now = util_now_ms(), job, fid, lease = 0;
+		int64_t node = 1 + k / SLOTS_PER, now = util_now_ms(), fid, lease = 0;
 
 		if (held[k][0]) {
 			double tb = mono();
@@ -270,14 +141,7 @@ int main(int argc, char **argv)
 			store_frame_transition(st, held[k][0], held[k][1], FE_INTERRUPT, &m);
 			t_back += mono() - tb;
 		}
-		if (proposed) {
-			fid = decide_cached(st, node, k % SLOTS_PER, now, &lease);
-		} else {
-			job = pick_job(st, node, now, &t_sql, &t_pol);
-			if (job != 1)
-				die("pick_job chose another job", EINVAL);
-			fid = dispatch_one(st, node, k % SLOTS_PER, job, now, &lease, &t_sel, &t_tx);
-		}
+		fid = decide(st, node, k % SLOTS_PER, now, &lease, &t_pick, &t_lease);
 		if (!fid)
 			die("nothing dispatched", ENOENT);
 		held[k][0] = fid;
@@ -285,18 +149,14 @@ int main(int argc, char **argv)
 	}
 	elapsed = mono() - t0 - t_back;
 	getrusage(RUSAGE_SELF, &ru);
-	for (int i = 0; i < 8; i++)
-		sqlite3_finalize(cached[i]);
-	printf("scale: %s\n", proposed ? "PROPOSED path: cached statements + RETURNING (not renderfs's code)"
-					 : "renderfs's path: runner.c's SQL, store_frame_transition, job_set_state");
+	printf("scale: renderfs's path: runner_pick_job() and runner_lease_frame() from runner.c\n");
 	printf("scale: %ld frames queued (+3000 in 3 other jobs), %d slots (%d nodes x %d), store in %s\n",
 	       frames, NODES * SLOTS_PER, NODES, SLOTS_PER, dir);
 	printf("scale: filled the store in %.1f s\n", t_fill);
 	printf("scale: %ld decisions in %.2f s: %.0f decisions/s\n", decisions, elapsed, decisions / elapsed);
-	printf("scale: per decision: pick_job SQL %.1f us, sched_pick_job %.2f us, SELECT next frame %.1f us,"
-	       " dispatch transaction %.1f us (give-back, not counted: %.1f us)\n",
-	       t_sql / decisions * 1e6, t_pol / decisions * 1e6, t_sel / decisions * 1e6,
-	       t_tx / decisions * 1e6, t_back / decisions * 1e6);
+	printf("scale: per decision: pick (facts + policy) %.1f us, lease of the next frame %.1f us"
+	       " (give-back, not counted: %.1f us)\n",
+	       t_pick / decisions * 1e6, t_lease / decisions * 1e6, t_back / decisions * 1e6);
 	printf("scale: peak memory (ru_maxrss) %.1f MB\n", ru.ru_maxrss / 1024.0);
 	printf("RESULT decisions_per_s %.0f\nRESULT maxrss_mb %.1f\n", decisions / elapsed, ru.ru_maxrss / 1024.0);
 	store_close(st);
