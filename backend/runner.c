@@ -543,7 +543,7 @@ static void blocklist_note(struct runner *r, int64_t job, const char *why)
 
 /* A duplicate that will not finish: let another idle slot try instead.
  * It used no attempt and counts against nothing. */
-static void dup_release(struct runner *r, struct slot *sl)
+static void dup_release(struct runner *r, struct slot *sl, const char *why)
 {
 	sqlite3_stmt *s;
 
@@ -552,6 +552,14 @@ static void dup_release(struct runner *r, struct slot *sl)
 		sqlite3_bind_int64(s, 2, r->node_id);
 		sqlite3_step(s);
 		sqlite3_finalize(s);
+	}
+	if (why) {
+		char msg[700];
+
+		snprintf(msg, sizeof(msg), "duplicate of frame %u dropped on %s: %s", sl->frame_no,
+			 r->node->name, why);
+		store_event(r->st, sl->job, r->node_id, sl->frame_id, "duplicate", msg);
+		node_update(r, "error = ?1", msg, NULL);
 	}
 	slot_close_log(sl);
 	sl->frame_id = 0;
@@ -566,7 +574,7 @@ static void frame_failed(struct runner *r, struct slot *sl, const char *why)
 	if (!sl->frame_id)
 		return;
 	if (sl->dup) {
-		dup_release(r, sl);
+		dup_release(r, sl, why);
 		return;
 	}
 	rc = store_frame_transition(r->st, sl->frame_id, sl->lease, FE_FAIL, &m);
@@ -593,7 +601,7 @@ static void frame_interrupted(struct runner *r, struct slot *sl, const char *why
 	if (!sl->frame_id)
 		return;
 	if (sl->dup) {
-		dup_release(r, sl);
+		dup_release(r, sl, NULL);
 		return;
 	}
 	store_frame_transition(r->st, sl->frame_id, sl->lease, FE_INTERRUPT, &m);

@@ -60,10 +60,17 @@ static void farm_capacity(struct store *st, int *nodes, int *gpus, int *slots)
 	sqlite3_finalize(s);
 }
 
+static const char frame_counts_sql[] =
+    "SELECT f.state, count(*), coalesce(sum(f.secs), 0), count(f.secs), coalesce(sum(f.interrupts), 0),"
+    " coalesce(sum(CASE WHEN f.state = 'failed' THEN max(f.attempts - 1, 0) ELSE f.attempts END), 0),"
+    " (SELECT n.name FROM nodes n WHERE n.id = f.node)"
+    " FROM frames f WHERE f.job = ? GROUP BY f.state, f.node ORDER BY f.state, f.node";
+
 static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 {
 	sqlite3_stmt *s;
-	int64_t started = 0, ended = 0, now = util_now_ms();
+	int64_t started = 0, ended = 0, now = util_now_ms(), timed = 0;
+	double secs = 0;
 	int video = 0, slots = 0, rc;
 	size_t cap = 0;
 
@@ -89,10 +96,9 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	f->frames = sqlite3_column_int64(s, 7);
 	sqlite3_finalize(s);
 
-	rc = store_prepare(st,
-			   "SELECT state, count(*), coalesce(sum(secs), 0),"
-			   " count(secs) FROM frames WHERE job = ? GROUP BY state",
-			   &s);
+	/* One pass over the job's frames gives every count, the average frame
+	 * time, the interruptions and retries, and the frames each node did. */
+	rc = store_cached(st, frame_counts_sql, &s);
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, job);
@@ -100,35 +106,29 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 		int fs = frame_state_parse((const char *)sqlite3_column_text(s, 0));
 		int64_t n = sqlite3_column_int64(s, 1);
 
+		f->interrupted += sqlite3_column_int64(s, 4);
+		f->retried += sqlite3_column_int64(s, 5);
 		switch (fs) {
 		case FS_QUEUED: f->queued += n; break;
 		case FS_DONE:
 			f->done += n;
-			if (sqlite3_column_int64(s, 3) > 0)
-				f->avg_frame =
-				    sqlite3_column_double(s, 2) / (double)sqlite3_column_int64(s, 3);
+			secs += sqlite3_column_double(s, 2);
+			timed += sqlite3_column_int64(s, 3);
+			if (sqlite3_column_type(s, 6) != SQLITE_NULL &&
+			    f->nper_node < (int)ARRAY_SIZE(f->per_node)) {
+				snprintf(f->per_node[f->nper_node].name, sizeof(f->per_node[0].name), "%s",
+					 (const char *)sqlite3_column_text(s, 6));
+				f->per_node[f->nper_node++].done = n;
+			}
 			break;
 		case FS_FAILED: f->failed += n; break;
 		case FS_CANCELLED: f->cancelled += n; break;
 		default: f->rendering += n; break;
 		}
 	}
-	sqlite3_finalize(s);
-
-	rc = store_prepare(
-	    st,
-	    "SELECT coalesce(sum(interrupts), 0),"
-	    " coalesce(sum(CASE WHEN state = 'failed' THEN max(attempts - 1, 0) ELSE attempts END), 0)"
-	    " FROM frames WHERE job = ?",
-	    &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, job);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		f->interrupted = sqlite3_column_int64(s, 0);
-		f->retried = sqlite3_column_int64(s, 1);
-	}
-	sqlite3_finalize(s);
+	store_release(s);
+	if (timed > 0)
+		f->avg_frame = secs / (double)timed;
 
 	rc = store_prepare(st, "SELECT frame FROM frames WHERE job = ? AND state = 'failed' ORDER BY frame",
 			   &s);
@@ -144,20 +144,6 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 			f->missing = nm;
 		}
 		f->missing[f->nmissing++] = (uint32_t)sqlite3_column_int64(s, 0);
-	}
-	sqlite3_finalize(s);
-
-	rc = store_prepare(st,
-			   "SELECT n.name, count(*) FROM frames f JOIN nodes n ON n.id = f.node"
-			   " WHERE f.job = ? AND f.state = 'done' GROUP BY n.id ORDER BY n.id",
-			   &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, job);
-	while (f->nper_node < (int)ARRAY_SIZE(f->per_node) && sqlite3_step(s) == SQLITE_ROW) {
-		snprintf(f->per_node[f->nper_node].name, sizeof(f->per_node[0].name), "%s",
-			 (const char *)sqlite3_column_text(s, 0));
-		f->per_node[f->nper_node++].done = sqlite3_column_int64(s, 1);
 	}
 	sqlite3_finalize(s);
 

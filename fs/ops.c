@@ -12,6 +12,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -123,6 +124,88 @@ static int render_fixed_status(struct store *s, int64_t id, struct util_sb *sb)
 	return status_farm(s, id == I_STATUSJSON, sb);
 }
 
+/*
+ * `cat status` asks twice in a row (getattr for the size, then open for
+ * the text), and `watch` asks every couple of seconds; a rendering that is
+ * under STATUS_TTL_MS old is served again.  That also makes the size
+ * getattr reports match the text open returns.  The lock guards only the
+ * table, never a database wait.
+ */
+#define STATUS_CACHE  16
+#define STATUS_TTL_MS 250
+
+static pthread_mutex_t status_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	fuse_ino_t ino;
+	int64_t at; /* mono ms */
+	char *buf;
+	size_t len;
+} status_cache[STATUS_CACHE]; /* guarded by status_lock */
+
+static int sb_set(struct util_sb *sb, const char *buf, size_t len)
+{
+	sb->buf = malloc(len + 1);
+	if (!sb->buf)
+		return -ENOMEM;
+	memcpy(sb->buf, buf, len);
+	sb->buf[len] = '\0';
+	sb->len = len;
+	sb->cap = len + 1;
+	return 0;
+}
+
+/* After a change made through the mount (a control command, a removal),
+ * the next read must show it. */
+static void status_cache_flush(void)
+{
+	pthread_mutex_lock(&status_lock);
+	for (int i = 0; i < STATUS_CACHE; i++)
+		status_cache[i].ino = 0;
+	pthread_mutex_unlock(&status_lock);
+}
+
+static int render_cached(struct store *s, fuse_ino_t ino, struct util_sb *sb)
+{
+	int64_t now = util_mono_ms();
+	int rc = 1, oldest = 0;
+
+	pthread_mutex_lock(&status_lock);
+	for (int i = 0; i < STATUS_CACHE; i++) {
+		if (status_cache[i].ino == ino && now - status_cache[i].at < STATUS_TTL_MS) {
+			rc = sb_set(sb, status_cache[i].buf, status_cache[i].len);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&status_lock);
+	if (rc <= 0)
+		return rc;
+	rc = INO_TYPE(ino) == T_FIXED ? render_fixed_status(s, INO_ID(ino), sb)
+				      : render_status(s, INO_TYPE(ino), INO_ID(ino), sb);
+	if (rc || sb->oom)
+		return rc ? rc : -ENOMEM;
+	pthread_mutex_lock(&status_lock);
+	for (int i = 0; i < STATUS_CACHE; i++) {
+		if (status_cache[i].ino == ino) {
+			oldest = i;
+			break;
+		}
+		if (status_cache[i].at < status_cache[oldest].at)
+			oldest = i;
+	}
+	free(status_cache[oldest].buf);
+	status_cache[oldest].buf = malloc(sb->len + 1);
+	if (status_cache[oldest].buf) {
+		memcpy(status_cache[oldest].buf, sb->buf, sb->len);
+		status_cache[oldest].ino = ino;
+		status_cache[oldest].at = now;
+		status_cache[oldest].len = sb->len;
+	} else {
+		status_cache[oldest].ino = 0;
+	}
+	pthread_mutex_unlock(&status_lock);
+	return 0;
+}
+
 static int do_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
 {
 	enum ino_type type = INO_TYPE(ino);
@@ -144,7 +227,7 @@ static int do_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *
 		if (id == I_STATUS || id == I_STATUSJSON) {
 			struct util_sb sb = {0};
 
-			rc = render_fixed_status(s, id, &sb);
+			rc = render_cached(s, ino, &sb);
 			fill_reg(st, ino, 0444, (off_t)sb.len, util_now_ms());
 			util_sb_free(&sb);
 			*ttl = 0;
@@ -196,7 +279,7 @@ static int do_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *
 	case T_NSTATUSJSON: {
 		struct util_sb sb = {0};
 
-		rc = render_status(s, type, id, &sb);
+		rc = render_cached(s, ino, &sb);
 		fill_reg(st, ino, 0444, (off_t)sb.len, util_now_ms());
 		util_sb_free(&sb);
 		*ttl = 0;
@@ -363,26 +446,36 @@ static int do_lookup(struct store *s, fuse_ino_t parent, const char *name, fuse_
 	return -ENOTDIR;
 }
 
+/* The entry for ino, as lookup and readdirplus hand it to the kernel. */
+static int fill_entry(struct store *s, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	double ttl;
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	rc = do_getattr(s, ino, &e->attr, &ttl);
+	if (rc)
+		return rc;
+	e->ino = ino;
+	e->generation = 1;
+	e->attr_timeout = ttl;
+	e->entry_timeout = INO_TYPE(ino) == T_FRAME                              ? TTL_FOREVER
+			   : INO_TYPE(ino) == T_QFILE || INO_TYPE(ino) == T_QERR ? 0
+										 : TTL_SHORT;
+	return 0;
+}
+
 static void reply_entry(fuse_req_t req, struct store *s, fuse_ino_t ino, int rc)
 {
 	struct fuse_entry_param e;
-	double ttl;
 
-	memset(&e, 0, sizeof(e));
 	if (!rc)
-		rc = do_getattr(s, ino, &e.attr, &ttl);
+		rc = fill_entry(s, ino, &e);
 	pool_put(s);
-	if (rc) {
+	if (rc)
 		fuse_reply_err(req, -rc);
-		return;
-	}
-	e.ino = ino;
-	e.generation = 1;
-	e.attr_timeout = ttl;
-	e.entry_timeout = INO_TYPE(ino) == T_FRAME                              ? TTL_FOREVER
-			  : INO_TYPE(ino) == T_QFILE || INO_TYPE(ino) == T_QERR ? 0
-										: TTL_SHORT;
-	fuse_reply_entry(req, &e);
+	else
+		fuse_reply_entry(req, &e);
 }
 
 static void rfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -581,13 +674,21 @@ static void rfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fuse_reply_open(req, fi);
 }
 
-static void readdir_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
+/*
+ * Answer readdir (plus = 0) or readdirplus (plus = 1) from the listing taken
+ * at opendir.  With plus, each entry carries its attributes, so `ls -l` of
+ * a job with thousands of frames needs no lookup per frame.
+ */
+static void readdir_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off, int plus)
 {
+	struct store *s = plus ? pool_get() : NULL;
 	char *out = malloc(size);
 	size_t used = 0, pos = (size_t)off;
 
-	if (!out) {
-		fuse_reply_err(req, ENOMEM);
+	if (!out || (plus && !s)) {
+		free(out);
+		pool_put(s);
+		fuse_reply_err(req, out ? EIO : ENOMEM);
 		return;
 	}
 	/* off is the byte position of the next entry in the listing. */
@@ -595,20 +696,33 @@ static void readdir_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 		const unsigned char *p = (const unsigned char *)fh->buf + pos;
 		const char *name = (const char *)p + 9;
 		size_t next = pos + 9 + strlen(name) + 1;
-		struct stat st = {0};
+		struct fuse_entry_param e;
 		uint64_t v = 0;
 		size_t n;
 
 		for (int i = 7; i >= 0; i--)
 			v = (v << 8) | p[i];
-		st.st_ino = v;
-		st.st_mode = p[8] == 'd' ? S_IFDIR : S_IFREG;
-		n = fuse_add_direntry(req, out + used, size - used, name, &st, (off_t)next);
+		memset(&e, 0, sizeof(e));
+		e.attr.st_ino = v;
+		e.attr.st_mode = p[8] == 'd' ? S_IFDIR : S_IFREG;
+		if (!plus) {
+			n = fuse_add_direntry(req, out + used, size - used, name, &e.attr, (off_t)next);
+		} else {
+			/* "." and "..", and entries gone since opendir, go
+			 * without attributes (ino 0: the kernel makes no entry). */
+			if (strcmp(name, ".") && strcmp(name, "..") && fill_entry(s, v, &e)) {
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = v;
+				e.attr.st_mode = p[8] == 'd' ? S_IFDIR : S_IFREG;
+			}
+			n = fuse_add_direntry_plus(req, out + used, size - used, name, &e, (off_t)next);
+		}
 		if (n > size - used)
 			break;
 		used += n;
 		pos = next;
 	}
+	pool_put(s);
 	fuse_reply_buf(req, out, used);
 	free(out);
 }
@@ -618,7 +732,16 @@ static void rfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, 
 	struct fh *fh = fh_hold(fi);
 
 	(void)ino;
-	readdir_fh(req, fh, size, off);
+	readdir_fh(req, fh, size, off, 0);
+	fh_drop(fh);
+}
+
+static void rfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_hold(fi);
+
+	(void)ino;
+	readdir_fh(req, fh, size, off, 1);
 	fh_drop(fh);
 }
 
@@ -659,7 +782,7 @@ static int do_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, s
 		{
 			struct util_sb sb = {0};
 
-			rc = render_fixed_status(s, id, &sb);
+			rc = render_cached(s, ino, &sb);
 			fh->buf = sb.buf;
 			fh->len = sb.len;
 		}
@@ -673,7 +796,7 @@ static int do_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, s
 
 		if (is_write(fi->flags))
 			return -EACCES;
-		rc = render_status(s, type, id, &sb);
+		rc = render_cached(s, ino, &sb);
 		fh->buf = sb.buf;
 		fh->len = sb.len;
 		fi->direct_io = 1;
@@ -834,6 +957,7 @@ static void write_fh(fuse_req_t req, fuse_ino_t ino, struct fh *fh, const char *
 	if (fh->type == T_JCONTROL) {
 		s = pool_get();
 		rc = s ? job_control(s, INO_ID(ino), buf, size) : -EIO;
+		status_cache_flush();
 		pool_put(s);
 		if (rc)
 			fuse_reply_err(req, -rc);
@@ -1078,6 +1202,7 @@ static void rfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct store *s = pool_get();
 	int rc = s ? do_unlink(s, parent, name) : -EIO;
 
+	status_cache_flush();
 	pool_put(s);
 	fuse_reply_err(req, -rc);
 }
@@ -1096,6 +1221,7 @@ static void rfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		else
 			rc = -EACCES;
 	}
+	status_cache_flush();
 	pool_put(s);
 	fuse_reply_err(req, -rc);
 }
@@ -1181,6 +1307,7 @@ const struct fuse_lowlevel_ops rfs_ops = {
     .setattr = rfs_setattr,
     .opendir = rfs_opendir,
     .readdir = rfs_readdir,
+    .readdirplus = rfs_readdirplus,
     .releasedir = rfs_releasedir,
     .open = rfs_open,
     .read = rfs_read,
