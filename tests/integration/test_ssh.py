@@ -523,7 +523,10 @@ def test_changed_host_key_refuses_the_node(farm, tiny):
 @pytest.mark.deadline(150)
 def test_frame_damaged_after_checksum_is_rendered_again(farm, tiny):
     env, bindir = farm.fake_path("corrupting_blender")
-    nodes = farm.make_nodes(2, env=[env, None])
+    # One node only: with a second one, an idle slot there could race the
+    # damaged frame as a duplicate and win, and the damaged result would be
+    # dropped unexamined (also correct, but then this test shows nothing).
+    nodes = farm.make_nodes(1, env=[env])
     bad = nodes[0]
     mnt = farm.mount()
     wait_all_idle(mnt, nodes)
@@ -535,12 +538,8 @@ def test_frame_damaged_after_checksum_is_rendered_again(farm, tiny):
         node_name(bad), farm_debug(mnt, nodes))
     check_exactly_once(mnt, "shot", range(1, N + 1), TINY, nodes)
     assert counter(s, "failed") == 0, s
-    # Caught either as a failed attempt of the holder (tried again: retried
-    # counts it) or as a duplicate's result that was dropped (the frame was
-    # rendered by the other node; the bad node's status says why).
-    assert counter(s, "retried") >= 1 or re.search(r"(?i)checksum", node_status_text(mnt, bad)), \
-        "the damaged frame was neither tried again nor reported:\n%s\n%s" % (
-            mnt.status_text("shot"), node_status_text(mnt, bad))
+    assert counter(s, "retried") >= 1, "the damaged frame was not tried again:\n%s" % (
+        mnt.status_text("shot"))
     v = R.ffprobe(mnt.job_dir("shot") / "shot.mp4")
     assert v["nb_read_frames"] == N
     # Somebody said why: the job, the node, a frame log or renderfs's log.
