@@ -15,7 +15,6 @@
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import time
@@ -90,48 +89,6 @@ def _in_node_namespace(pid):
         return False
 
 
-def _check_leftovers(d, fail=True, timeout=10):
-    """rfslib.check_leftovers, except that processes living in a test
-    node's network namespace (sshd, and what its sessions run) belong to the
-    node, not to the daemon: they are ours only because sshnodes started
-    sshd.  The nodes' own cleanup kills them."""
-    me = os.getpid()
-    live_pids = {x.pid for x in R.LIVE if x.proc.poll() is None}
-
-    def leftovers():
-        t = R.proc_table()
-        mine = set(R.descendants(me, t))
-        for lp in live_pids:
-            mine.discard(lp)
-            mine -= set(R.descendants(lp, t))
-        left = []
-        for p in mine:
-            if t.get(p, (0, "", ""))[0] == me and t[p][1] == "Z":
-                try:
-                    os.waitpid(p, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                continue
-            if p in t and t[p][1] != "Z" and not _in_node_namespace(p):
-                left.append((p, t[p][2]))
-        return left
-
-    end = time.monotonic() + timeout
-    left = leftovers()
-    while left and time.monotonic() < end:
-        time.sleep(0.1)
-        left = leftovers()
-    if not left:
-        return []
-    for p, _ in left:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
-    wait_for(lambda: not leftovers(), 10, "leftover processes to die")
-    return ["processes left running %ds after the daemon exited: %s" % (timeout, left)] if fail else []
-
-
 # ---------------------------------------------------------------- the farm
 
 class Farm:
@@ -196,7 +153,10 @@ def _node_sets():
 
 @pytest.fixture
 def farm(tmp_path, monkeypatch, _node_sets, rfs):
-    monkeypatch.setattr(R, "check_leftovers", _check_leftovers)
+    # sshd, and what its sessions run, live in the nodes' network
+    # namespaces: they belong to the nodes (whose cleanup kills them), not
+    # to the daemon, though sshnodes started them from this process.
+    monkeypatch.setattr(R, "not_the_daemons", _in_node_namespace)
     return Farm(tmp_path, rfs, _node_sets)
 
 
@@ -405,7 +365,7 @@ def test_link_down_longer_than_lease(farm, scenes, medium):
             "the frame on the unreachable node to be given back as interrupted")
         assert s["state"] != "done" or counter(s, "interrupted") >= 1
         assert time.monotonic() - t0 >= LEASE * 0.8, "given back before the lease ran out"
-        ns = wait_node_state(mnt, victim, ("offline", "connecting", "error"), 10, nodes)
+        wait_node_state(mnt, victim, ("offline", "connecting", "error"), 10, nodes)
         left = t0 + 12 - time.monotonic()
         if left > 0:
             time.sleep(left)      # the outage itself, not a sync
