@@ -515,20 +515,48 @@ static void rfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 /* ---- directories: the listing is taken whole at opendir, so offsets
  * stay valid however the directory changes while it is read ---- */
 
+/*
+ * A listing is a byte string of entries: the inode (8 bytes, little
+ * endian), a kind byte ('d' directory, 'f' file, 'F' a frame whose size and
+ * mtime follow as two more 8-byte fields, so readdirplus needs no lookup for
+ * it), the name, and a NUL.
+ */
 struct listing {
-	struct util_sb names; /* ino (8 bytes), type (1), name, NUL */
+	struct util_sb names;
 };
+
+static void put_u64(struct listing *l, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		util_sb_printf(&l->names, "%c", (char)((v >> (8 * i)) & 0xff));
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void list_add_kind(struct listing *l, fuse_ino_t ino, char kind, int64_t size, int64_t mtime,
+			  const char *name)
+{
+	if (l->names.oom)
+		return;
+	put_u64(l, ino);
+	util_sb_printf(&l->names, "%c", kind);
+	if (kind == 'F') {
+		put_u64(l, (uint64_t)size);
+		put_u64(l, (uint64_t)mtime);
+	}
+	util_sb_printf(&l->names, "%s%c", name, 0);
+}
 
 static void list_add(struct listing *l, fuse_ino_t ino, int is_dir, const char *name)
 {
-	uint64_t v = ino;
-
-	if (l->names.oom)
-		return;
-	util_sb_printf(&l->names, "%c%c%c%c%c%c%c%c%c%s%c", (char)(v & 0xff), (char)((v >> 8) & 0xff),
-		       (char)((v >> 16) & 0xff), (char)((v >> 24) & 0xff), (char)((v >> 32) & 0xff),
-		       (char)((v >> 40) & 0xff), (char)((v >> 48) & 0xff), (char)((v >> 56) & 0xff),
-		       is_dir ? 'd' : 'f', name, 0);
+	list_add_kind(l, ino, is_dir ? 'd' : 'f', 0, 0, name);
 }
 
 struct list_ctx {
@@ -570,7 +598,7 @@ static int list_frame(void *arg, const struct frame_row *f)
 	char name[64];
 
 	frame_file_name(f->frame, c->ext, name, sizeof(name));
-	list_add(c->l, INO(T_FRAME, f->id), 0, name);
+	list_add_kind(c->l, INO(T_FRAME, f->id), 'F', f->size, f->mtime, name);
 	return 0;
 }
 
@@ -694,26 +722,33 @@ static void readdir_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off, in
 	/* off is the byte position of the next entry in the listing. */
 	while (pos < fh->len) {
 		const unsigned char *p = (const unsigned char *)fh->buf + pos;
-		const char *name = (const char *)p + 9;
-		size_t next = pos + 9 + strlen(name) + 1;
+		char kind = (char)p[8];
+		const char *name = (const char *)p + (kind == 'F' ? 25 : 9);
+		size_t next = (size_t)(name - fh->buf) + strlen(name) + 1;
+		uint64_t v = get_u64(p);
 		struct fuse_entry_param e;
-		uint64_t v = 0;
 		size_t n;
 
-		for (int i = 7; i >= 0; i--)
-			v = (v << 8) | p[i];
 		memset(&e, 0, sizeof(e));
 		e.attr.st_ino = v;
-		e.attr.st_mode = p[8] == 'd' ? S_IFDIR : S_IFREG;
+		e.attr.st_mode = kind == 'd' ? S_IFDIR : S_IFREG;
 		if (!plus) {
 			n = fuse_add_direntry(req, out + used, size - used, name, &e.attr, (off_t)next);
 		} else {
-			/* "." and "..", and entries gone since opendir, go
-			 * without attributes (ino 0: the kernel makes no entry). */
-			if (strcmp(name, ".") && strcmp(name, "..") && fill_entry(s, v, &e)) {
+			if (kind == 'F') {
+				/* A listed frame never changes: its attributes
+				 * come with the listing. */
+				fill_reg(&e.attr, v, 0444, (off_t)get_u64(p + 9), (int64_t)get_u64(p + 17));
+				e.ino = v;
+				e.generation = 1;
+				e.attr_timeout = e.entry_timeout = TTL_FOREVER;
+			} else if (strcmp(name, ".") && strcmp(name, "..") && fill_entry(s, v, &e)) {
+				/* "." and "..", and entries gone since opendir, go
+				 * without attributes (ino 0: the kernel makes no
+				 * entry). */
 				memset(&e, 0, sizeof(e));
 				e.attr.st_ino = v;
-				e.attr.st_mode = p[8] == 'd' ? S_IFDIR : S_IFREG;
+				e.attr.st_mode = kind == 'd' ? S_IFDIR : S_IFREG;
 			}
 			n = fuse_add_direntry_plus(req, out + used, size - used, name, &e, (off_t)next);
 		}
