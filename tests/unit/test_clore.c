@@ -30,26 +30,14 @@
 #include <unistd.h>
 
 #include "clore.h"
+#include "check.h"
 
 #define KEY "sk-test-5f2c9a7e1b3d4c6f"
 
-static int failures;
-static int checks;
 static char tmpdir[4096];
 static char base_url[128];
 static char ctl_url[128];
 static pid_t fake_pid = -1;
-
-#define CHECK(cond, ...)                                            \
-	do {                                                        \
-		checks++;                                           \
-		if (!(cond)) {                                      \
-			failures++;                                 \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);                        \
-			printf("\n");                               \
-		}                                                   \
-	} while (0)
 
 /* Every error message is checked for the key. */
 #define CHECK_RC(c, rc, want)                                                                              \

@@ -27,21 +27,9 @@
 #include <zstd.h>
 
 #include "filecheck.h"
+#include "check.h"
 
-static int failures;
-static int checks;
 static char tmpdir[4096];
-
-#define CHECK(cond, ...)                                            \
-	do {                                                        \
-		checks++;                                           \
-		if (!(cond)) {                                      \
-			failures++;                                 \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);                        \
-			printf("\n");                               \
-		}                                                   \
-	} while (0)
 
 /* ------------------------------------------------------------ buffers */
 

@@ -3,21 +3,9 @@
  * on hand-made facts and a clock passed in.
  */
 #include "policy.h"
+#include "check.h"
 
 #include <stdio.h>
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                            \
-	do {                                                        \
-		checks++;                                           \
-		if (!(cond)) {                                      \
-			failures++;                                 \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);                        \
-			printf("\n");                               \
-		}                                                   \
-	} while (0)
 
 static void test_pick_job(void)
 {

@@ -4,6 +4,7 @@
  * A plain program: one line per failed check, exit status 1 if any failed.
  */
 #include "sidecar.h"
+#include "check.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,27 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int n_checks, n_failed;
-
-#define CHECK(cond, ...) check_at(!!(cond), __LINE__, __VA_ARGS__)
-
-static void check_at(int ok, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void check_at(int ok, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return;
-	n_failed++;
-	fprintf(stderr, "FAIL test_sidecar.c:%d: ", line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 static double now_s(void)
 {
@@ -84,10 +64,10 @@ static void expect_errors(int line, const char *text, size_t len, ...)
 	va_end(ap);
 	want[o] = '\0';
 	rc = sidecar_parse(text, len, "shot.range", &sc, &errs);
-	check_at(rc == -EINVAL, line, "rc %d, want -EINVAL", rc);
-	check_at(errs && !strcmp(errs, want), line, "errors:\n%s--- want:\n%s---", errs ? errs : "(null)\n",
-		 want);
-	check_at(!sc.frames && sc.nframes == 0, line, "frames left after failure");
+	check_at(rc == -EINVAL, __FILE__, line, "rc %d, want -EINVAL", rc);
+	check_at(errs && !strcmp(errs, want), __FILE__, line, "errors:\n%s--- want:\n%s---",
+		 errs ? errs : "(null)\n", want);
+	check_at(!sc.frames && sc.nframes == 0, __FILE__, line, "frames left after failure");
 	sidecar_free(&sc);
 	free(errs);
 }
@@ -508,11 +488,11 @@ static void frames_eq(int line, const char *list, const uint32_t *want, size_t n
 	char why[256] = "";
 	int rc = sidecar_parse_frames(list, &f, &n, why, sizeof(why));
 
-	check_at(rc == 0, line, "'%s': rc %d (%s)", list, rc, why);
-	check_at(n == nwant, line, "'%s': %zu frames, want %zu", list, n, nwant);
+	check_at(rc == 0, __FILE__, line, "'%s': rc %d (%s)", list, rc, why);
+	check_at(n == nwant, __FILE__, line, "'%s': %zu frames, want %zu", list, n, nwant);
 	for (i = 0; rc == 0 && i < n && i < nwant; i++)
 		if (f[i] != want[i]) {
-			check_at(0, line, "'%s': frame[%zu] = %u, want %u", list, i, f[i], want[i]);
+			check_at(0, __FILE__, line, "'%s': frame[%zu] = %u, want %u", list, i, f[i], want[i]);
 			break;
 		}
 	free(f);
@@ -525,8 +505,8 @@ static void frames_bad(int line, const char *list, const char *msg)
 	char why[256] = "";
 	int rc = sidecar_parse_frames(list, &f, &n, why, sizeof(why));
 
-	check_at(rc == -EINVAL && !f && !n, line, "'%s': rc %d", list, rc);
-	check_at(!strcmp(why, msg), line, "'%s': why '%s', want '%s'", list, why, msg);
+	check_at(rc == -EINVAL && !f && !n, __FILE__, line, "'%s': rc %d", list, rc);
+	check_at(!strcmp(why, msg), __FILE__, line, "'%s': why '%s', want '%s'", list, why, msg);
 }
 
 #define FRAMES(list, ...)                                                  \
@@ -546,10 +526,11 @@ static double frames_count(int line, const char *list, size_t want)
 	int rc = sidecar_parse_frames(list, &f, &n, why, sizeof(why)), sorted = 1;
 	double t = now_s() - t0;
 
-	check_at(rc == 0 && n == want, line, "%.40s: rc %d n %zu want %zu (%s)", list, rc, n, want, why);
+	check_at(rc == 0 && n == want, __FILE__, line, "%.40s: rc %d n %zu want %zu (%s)", list, rc, n, want,
+		 why);
 	for (i = 1; i < n; i++)
 		sorted &= f[i - 1] < f[i];
-	check_at(sorted, line, "%.40s: not strictly ascending", list);
+	check_at(sorted, __FILE__, line, "%.40s: not strictly ascending", list);
 	free(f);
 	return t;
 }
@@ -669,7 +650,7 @@ static void dur_ok(int line, const char *s, int64_t want)
 	int64_t ms = -7;
 	int rc = parse_duration_ms(s, &ms);
 
-	check_at(rc == 0 && ms == want, line, "'%s': rc %d ms %lld want %lld", s, rc, (long long)ms,
+	check_at(rc == 0 && ms == want, __FILE__, line, "'%s': rc %d ms %lld want %lld", s, rc, (long long)ms,
 		 (long long)want);
 }
 
@@ -678,8 +659,8 @@ static void dur_bad(int line, const char *s)
 	int64_t ms = -7;
 	int rc = parse_duration_ms(s, &ms);
 
-	check_at(rc == -EINVAL && ms == -7, line, "'%s': rc %d ms %lld, want -EINVAL untouched", s, rc,
-		 (long long)ms);
+	check_at(rc == -EINVAL && ms == -7, __FILE__, line, "'%s': rc %d ms %lld, want -EINVAL untouched", s,
+		 rc, (long long)ms);
 }
 
 #define DUR(s, ms) dur_ok(__LINE__, s, ms)
@@ -764,6 +745,6 @@ int main(void)
 	test_frames();
 	test_durations();
 	test_names();
-	printf("test_sidecar: %d checks, %d failed\n", n_checks, n_failed);
-	return n_failed ? 1 : 0;
+	printf("test_sidecar: %d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
 }

@@ -9,6 +9,7 @@
 #include "jobs.h"
 #include "intake.h"
 #include "util.h"
+#include "check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,27 +33,7 @@
 
 #define NO_VALUE INT64_MIN
 
-static int n_checks, n_failed;
 static char tmp_root[] = "/tmp/test_store.XXXXXX";
-
-#define CHECK(cond, ...) check_at(!!(cond), __LINE__, __VA_ARGS__)
-
-static void check_at(int ok, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void check_at(int ok, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_checks++;
-	if (ok)
-		return;
-	n_failed++;
-	fprintf(stderr, "FAIL test_store.c:%d: ", line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 /* ---- helpers ---- */
 
@@ -265,22 +246,16 @@ static int path_exists(const char *path)
  * heartbeat, rendered, collected, interrupt, fail, cancel, retry, abandon, won. */
 static const int expect_left[FS__COUNT][FE__COUNT] = {
     /* has_attempts_left = 1 */
-    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F, X},
-    [FS_LEASED] = {X, RG, L, X, X, Q, Q, C, X, X, D},
-    [FS_RENDERING] = {X, X, RG, RD, X, Q, Q, C, X, X, D},
-    [FS_RENDERED] = {X, X, X, X, D, Q, Q, C, X, X, D},
-    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X, X},
-    [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X, X},
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F, X},      [FS_LEASED] = {X, RG, L, X, X, Q, Q, C, X, X, D},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, Q, C, X, X, D}, [FS_RENDERED] = {X, X, X, X, D, Q, Q, C, X, X, D},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X, X},
     [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X, X},
 };
 static const int expect_none[FS__COUNT][FE__COUNT] = {
     /* has_attempts_left = 0 */
-    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F, X},
-    [FS_LEASED] = {X, RG, L, X, X, Q, F, C, X, X, D},
-    [FS_RENDERING] = {X, X, RG, RD, X, Q, F, C, X, X, D},
-    [FS_RENDERED] = {X, X, X, X, D, Q, F, C, X, X, D},
-    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X, X},
-    [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X, X},
+    [FS_QUEUED] = {L, X, X, X, X, X, X, C, X, F, X},      [FS_LEASED] = {X, RG, L, X, X, Q, F, C, X, X, D},
+    [FS_RENDERING] = {X, X, RG, RD, X, Q, F, C, X, X, D}, [FS_RENDERED] = {X, X, X, X, D, Q, F, C, X, X, D},
+    [FS_DONE] = {X, X, X, X, X, X, X, X, X, X, X},        [FS_FAILED] = {X, X, X, X, X, X, X, X, Q, X, X},
     [FS_CANCELLED] = {X, X, X, X, X, X, X, X, X, X, X},
 };
 
@@ -1075,6 +1050,6 @@ int main(void)
 	test_queue();
 	test_schema();
 	util_rmtree(tmp_root);
-	printf("test_store: %d checks, %d failed\n", n_checks, n_failed);
-	return n_failed ? 1 : 0;
+	printf("test_store: %d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
 }
