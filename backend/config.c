@@ -131,6 +131,37 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 		return set_str(&c->clore_currency, v);
 	if (IS("clore", "budget"))
 		return parse_num(v, 0, &c->clore_budget);
+	if (IS("clore", "spot_margin")) {
+		char num[64];
+		size_t n = strlen(v);
+		int rc;
+
+		/* "15%" or "15": a percentage either way. */
+		if (n == 0 || n >= sizeof(num))
+			return -EINVAL;
+		snprintf(num, sizeof(num), "%.*s", (int)(v[n - 1] == '%' ? n - 1 : n), v);
+		rc = parse_num(num, 0, &c->clore_spot_margin);
+		if (rc || c->clore_spot_margin > 1000)
+			return -EINVAL;
+		c->clore_spot_margin /= 100;
+		return 0;
+	}
+	if (IS("clore", "poll")) {
+		int rc = parse_duration_ms(v, &c->clore_poll_ms);
+		return rc ? rc : (c->clore_poll_ms < 100 ? -EINVAL : 0);
+	}
+	if (IS("clore", "boot_timeout")) {
+		int rc = parse_duration_ms(v, &c->clore_boot_timeout_ms);
+		return rc ? rc : (c->clore_boot_timeout_ms < 1000 ? -EINVAL : 0);
+	}
+	if (IS("clore", "idle"))
+		return parse_duration_ms(v, &c->clore_idle_ms);
+	if (IS("clore", "keep_at_unmount"))
+		return parse_bool(v, &c->clore_keep_at_unmount);
+	if (IS("clore", "min_reliability")) {
+		int rc = parse_num(v, 0, &c->clore_min_reliability);
+		return rc ? rc : (c->clore_min_reliability > 1 ? -EINVAL : 0);
+	}
 #undef IS
 	return -ENOENT;
 }
@@ -195,6 +226,11 @@ static void config_defaults(struct config *c)
 	c->clore_spot = 1;
 	c->clore_currency = strdup("CLORE-Blockchain");
 	c->clore_budget = -1;
+	c->clore_spot_margin = 0.15;
+	c->clore_poll_ms = 15000;
+	c->clore_boot_timeout_ms = 10 * 60 * 1000;
+	c->clore_idle_ms = 2 * 60 * 1000;
+	c->clore_min_reliability = 0.9;
 }
 
 int config_load(struct config *cfg, const char *file, int explicit_file, char **overrides, int n_overrides,

@@ -38,7 +38,13 @@ struct config {
 	double clore_max_price;
 	int clore_spot;
 	char *clore_currency;
-	double clore_budget; /* < 0: none */
+	double clore_budget;           /* USD, < 0: none */
+	double clore_spot_margin;      /* fraction: 0.15 bids 15% over the going spot price */
+	int64_t clore_poll_ms;         /* my_orders polling interval */
+	int64_t clore_boot_timeout_ms; /* an order not up by then is cancelled */
+	int64_t clore_idle_ms;         /* an idle rented node is released after this grace */
+	int clore_keep_at_unmount;     /* leave rentals running at unmount */
+	double clore_min_reliability;  /* 0-1 */
 };
 
 /*

@@ -18,6 +18,7 @@
 #include "keys.h"
 #include "runner.h"
 #include "policy.h"
+#include "provision.h"
 #include "store.h"
 #include "transport.h"
 #include "util.h"
@@ -48,6 +49,8 @@ struct engine {
 	struct runner *runners[MAX_RUNNERS];
 	struct tnode *nodes[MAX_RUNNERS]; /* runners[i] drives nodes[i] */
 	int nrunners;
+	struct provision *prov; /* the clore backend's provider */
+	const char *clore_key;  /* the caller's; used only while starting */
 	pid_t video_pid;
 	int64_t video_job;
 	int64_t last_scan, last_jobs;
@@ -209,6 +212,20 @@ static double job_fps(struct store *st, int64_t job)
 	return fps;
 }
 
+static int job_over_budget(struct store *st, int64_t job)
+{
+	sqlite3_stmt *s;
+	int over = 0;
+
+	if (store_prepare(st, "SELECT over_budget FROM jobs WHERE id = ?", &s))
+		return 0;
+	sqlite3_bind_int64(s, 1, job);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		over = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return over;
+}
+
 /*
  * A job with queued frames and nothing in flight: is any node able to
  * take them?  When every node is blocked for the job or broken, and none
@@ -262,6 +279,19 @@ static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct c
 			sqlite3_step(s);
 			sqlite3_finalize(s);
 		}
+		return;
+	}
+	if (!strcmp(e->cfg->backend, "clore")) {
+		/* Rented nodes come and go: the provider rents more while
+		 * frames wait, or says in clore_status why it cannot. */
+		char why[600] = "", msg[700];
+
+		if (job_over_budget(e->st, job))
+			return;
+		store_meta_get(e->st, "clore_status", why, sizeof(why));
+		snprintf(msg, sizeof(msg), "waiting for a node: %s",
+			 !why[0] || !strncmp(why, "ok", 2) ? "renting servers on Clore" : why);
+		set_job_error(e->st, job, msg);
 		return;
 	}
 	if (nodes && away) {
@@ -423,6 +453,19 @@ static int start_runners(struct engine *e)
 		}
 		return 0;
 	}
+	if (!strcmp(cfg->backend, "clore")) {
+		char priv[4096], pub[4096], err[512];
+
+		rc = keys_identity(e->dir, cfg->ssh_identity, priv, sizeof(priv), pub, sizeof(pub), err,
+				   sizeof(err));
+		if (rc) {
+			fprintf(stderr, "renderfs: %s\n", err);
+			return rc;
+		}
+		store_meta_set(e->st, "ssh_public_key", pub);
+		store_meta_set(e->st, "clore_status", "starting");
+		return provision_start(e->dir, cfg, e->clore_key, priv, pub, e->worker_path, &e->prov);
+	}
 	return -ENOTSUP;
 }
 
@@ -436,6 +479,8 @@ static void free_node(struct tnode *n)
 
 static void stop_runners(struct engine *e)
 {
+	provision_stop(e->prov);
+	e->prov = NULL;
 	for (int i = 0; i < e->nrunners; i++)
 		runner_signal_stop(e->runners[i]);
 	for (int i = 0; i < e->nrunners; i++) {
@@ -445,7 +490,7 @@ static void stop_runners(struct engine *e)
 	e->nrunners = 0;
 }
 
-int engine_start(const char *state_dir, const struct config *cfg, struct engine **out)
+int engine_start(const char *state_dir, const struct config *cfg, const char *clore_key, struct engine **out)
 {
 	struct engine *e;
 	char sub[4096];
@@ -455,6 +500,7 @@ int engine_start(const char *state_dir, const struct config *cfg, struct engine 
 	if (!e)
 		return -ENOMEM;
 	e->cfg = cfg;
+	e->clore_key = clore_key;
 	e->dir = strdup(state_dir);
 	if (!e->dir) {
 		rc = -ENOMEM;
@@ -477,6 +523,7 @@ int engine_start(const char *state_dir, const struct config *cfg, struct engine 
 		rc = -rc;
 		goto out_stop_runners;
 	}
+	e->clore_key = NULL;
 	*out = e;
 	return 0;
 

@@ -15,7 +15,9 @@
 
 struct engine;
 
-int engine_start(const char *state_dir, const struct config *cfg, struct engine **out);
+/* clore_key: the Clore API key for backend = clore (else NULL); used
+ * while starting, not kept by the engine. */
+int engine_start(const char *state_dir, const struct config *cfg, const char *clore_key, struct engine **out);
 void engine_stop(struct engine *e);
 
 #endif

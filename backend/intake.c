@@ -567,7 +567,8 @@ static int create_job(struct store *st, const struct drop *d, const char *base, 
 	    st,
 	    "INSERT INTO jobs(name, drop_name, blend_sha, sidecar, scene, engine, device, samples,"
 	    " res_w, res_h, res_pct, format, video, fps, retries, timeout_ms, priority, budget,"
-	    " nframes, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	    " nframes, created, clore_nodes, clore_gpu, clore_min_vram, clore_max_price, clore_spot)"
+	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	    &s);
 	if (rc)
 		goto out_rollback;
@@ -591,6 +592,11 @@ static int create_job(struct store *st, const struct drop *d, const char *base, 
 	sqlite3_bind_double(s, 18, sc->budget);
 	sqlite3_bind_int64(s, 19, (int64_t)sc->nframes);
 	sqlite3_bind_int64(s, 20, now);
+	sqlite3_bind_int(s, 21, sc->nodes);
+	sqlite3_bind_text(s, 22, sc->gpu, -1, SQLITE_STATIC);
+	sqlite3_bind_double(s, 23, sc->min_vram);
+	sqlite3_bind_double(s, 24, sc->max_price);
+	sqlite3_bind_int(s, 25, sc->spot);
 	rc = store_errno(sqlite3_step(s));
 	sqlite3_finalize(s);
 	if (rc)

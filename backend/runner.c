@@ -53,6 +53,7 @@ struct slot {
 	int frame_sent;
 	int dup; /* racing another node's holder of this frame; holds no lease */
 	int64_t frame_started, last_output, last_beat, idle_since; /* mono ms */
+	int64_t held_since; /* mono ms: when the slot took the frame (its slot time starts) */
 	int log_fd;
 	int width, height;
 	char setup_error[512];
@@ -88,6 +89,7 @@ struct runner {
 	int nslots;
 	int auto_slots; /* one slot per GPU the probe finds (at least one) */
 	int ngpus;      /* GPUs the node's Blender sees */
+	char stop_why[256];
 };
 
 /* Errors that mean the node or the link, not the frame, failed. */
@@ -222,6 +224,16 @@ static void slot_close_log(struct slot *sl)
 	sl->log_fd = -1;
 }
 
+/* The slot stops holding its frame.  Its slot time goes to the frame's job:
+ * a rented node's cost is shared out among jobs by it. */
+static void slot_drop_frame(struct runner *r, struct slot *sl)
+{
+	if (sl->frame_id && sl->held_since && sl->job)
+		store_usage_add(r->st, r->node_id, sl->job, util_mono_ms() - sl->held_since);
+	sl->frame_id = 0;
+	sl->held_since = 0;
+}
+
 static void slot_kill(struct runner *r, struct slot *sl)
 {
 	if (sl->proc)
@@ -230,7 +242,7 @@ static void slot_kill(struct runner *r, struct slot *sl)
 	slot_close_log(sl);
 	sl->state = SLOT_EMPTY;
 	sl->job = 0;
-	sl->frame_id = 0;
+	slot_drop_frame(r, sl);
 	sl->dup = 0;
 	sl->line_len = 0;
 	sl->line_dropping = 0;
@@ -562,7 +574,7 @@ static void dup_release(struct runner *r, struct slot *sl, const char *why)
 		node_update(r, "error = ?1", msg, NULL);
 	}
 	slot_close_log(sl);
-	sl->frame_id = 0;
+	slot_drop_frame(r, sl);
 	sl->dup = 0;
 }
 
@@ -589,7 +601,7 @@ static void frame_failed(struct runner *r, struct slot *sl, const char *why)
 		blocklist_note(r, sl->job, why);
 	}
 	slot_close_log(sl);
-	sl->frame_id = 0;
+	slot_drop_frame(r, sl);
 }
 
 /* The node, not the frame, let us down: the frame goes back to the queue
@@ -607,7 +619,7 @@ static void frame_interrupted(struct runner *r, struct slot *sl, const char *why
 	store_frame_transition(r->st, sl->frame_id, sl->lease, FE_INTERRUPT, &m);
 	node_update(r, "error = ?1", why, NULL);
 	slot_close_log(sl);
-	sl->frame_id = 0;
+	slot_drop_frame(r, sl);
 }
 
 static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
@@ -626,7 +638,7 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 		/* The frame was taken from us (cancelled, or a duplicate won):
 		 * drop the result. */
 		slot_close_log(sl);
-		sl->frame_id = 0;
+		slot_drop_frame(r, sl);
 		return;
 	}
 	/* Bring the file home.  The node's other slots go on rendering
@@ -662,7 +674,7 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 				    "a duplicate on an idle slot finished first");
 	}
 	slot_close_log(sl);
-	sl->frame_id = 0;
+	slot_drop_frame(r, sl);
 	sl->dup = 0;
 }
 
@@ -887,7 +899,7 @@ static int job_blob_ready(struct runner *r, int64_t job)
 static const char pick_job_sql[] =
     "SELECT j.id, j.priority, coalesce((SELECT b.until FROM blocklist b"
     "   WHERE b.node = ?1 AND b.job = j.id), 0)"
-    " FROM jobs j WHERE j.removed = 0 AND j.state IN ('waiting', 'rendering')"
+    " FROM jobs j WHERE j.removed = 0 AND j.over_budget = 0 AND j.state IN ('waiting', 'rendering')"
     " AND EXISTS (SELECT 1 FROM frames f WHERE f.state = 'queued' AND f.job = j.id)"
     " ORDER BY j.priority DESC, j.id LIMIT 256";
 
@@ -958,6 +970,7 @@ static int dispatch_one(struct runner *r, struct slot *sl, int64_t job, int64_t 
 	if (rc)
 		return rc;
 	sl->frame_id = g.frame_id;
+	sl->held_since = util_mono_ms();
 	sl->frame_no = g.frame_no;
 	sl->lease = g.lease;
 	sl->dup = 0;
@@ -1055,6 +1068,7 @@ static int start_duplicate(struct runner *r, struct slot *sl, int64_t now)
 	if (!claimed)
 		return -ESTALE;
 	sl->frame_id = f[best].frame_id;
+	sl->held_since = util_mono_ms();
 	sl->frame_no = frames[best];
 	sl->lease = 0;
 	sl->dup = 1;
@@ -1144,7 +1158,7 @@ static void watch_slots(struct runner *r)
 			 * the link is gone: connect again from scratch. */
 			if (!r->is_local && mono - sl->last_output > r->cfg->lease_ms)
 				r->lost = 1;
-			sl->frame_id = 0;
+			slot_drop_frame(r, sl);
 			sl->dup = 0;
 			slot_kill(r, sl);
 			continue;
@@ -1342,7 +1356,7 @@ static void *runner_main(void *arg)
 	/* A clean stop pauses work: frames in flight go back to the queue
 	 * without using an attempt, and the next mount carries on. */
 	for (int i = 0; i < r->nslots; i++) {
-		frame_interrupted(r, &r->slots[i], "renderfs stopped");
+		frame_interrupted(r, &r->slots[i], r->stop_why[0] ? r->stop_why : "renderfs stopped");
 		slot_kill(r, &r->slots[i]);
 	}
 	r->node->ops->close(r->node);
@@ -1395,6 +1409,17 @@ out_free:
 	free(r->state_dir);
 	free(r);
 	return rc;
+}
+
+int64_t runner_node_id(const struct runner *r)
+{
+	return r->node_id;
+}
+
+void runner_stop_because(struct runner *r, const char *why)
+{
+	if (r && why)
+		snprintf(r->stop_why, sizeof(r->stop_why), "%s", why);
 }
 
 void runner_signal_stop(struct runner *r)

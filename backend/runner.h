@@ -32,6 +32,11 @@ int runner_lease_frame(struct store *st, int64_t node_id, int slot, int64_t job,
 
 int runner_start(const char *state_dir, const struct config *cfg, struct tnode *node, int nslots,
 		 const char *blender, const char *worker_path, struct runner **out);
+/* The node's row in the store (nodes.id). */
+int64_t runner_node_id(const struct runner *r);
+/* Why frames in flight go back to the queue when this runner stops (default
+ * "renderfs stopped"); set before runner_signal_stop/runner_stop. */
+void runner_stop_because(struct runner *r, const char *why);
 /* Ask the thread to stop without waiting (so many runners stop together). */
 void runner_signal_stop(struct runner *r);
 void runner_stop(struct runner *r);

@@ -1683,7 +1683,9 @@ struct tnode *ssh_node_new(const struct ssh_opts *o)
 	n->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000;
 	snprintf(n->base.address, sizeof(n->base.address), "%s", o->target);
 	n->parse_err = ssh_parse_target(n, o->target);
-	if (n->port == 22)
+	if (o->name)
+		snprintf(n->base.name, sizeof(n->base.name), "%.100s", o->name);
+	else if (n->port == 22)
 		snprintf(n->base.name, sizeof(n->base.name), "%.100s", n->host);
 	else
 		snprintf(n->base.name, sizeof(n->base.name),

@@ -5,6 +5,7 @@
  */
 #include "status.h"
 #include "jobs.h"
+#include "money.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -22,6 +23,7 @@ struct job_facts {
 	double elapsed, avg_frame, eta; /* seconds; eta < 0 = unknown */
 	int nodes, gpus;
 	double rate, spent, estimate;
+	double per_dollar; /* frames done per USD; < 0 = unknown (nothing spent) */
 	char *error;       /* owned */
 	uint32_t *missing; /* owned */
 	size_t nmissing;
@@ -157,8 +159,21 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	else
 		f->eta = -1;
 	snprintf(f->video, sizeof(f->video), "%s", !video ? "no" : "yes");
-	/* The local backend costs nothing; rented nodes add their share. */
-	f->rate = f->spent = f->estimate = 0;
+	/* Rented nodes' cost, shared out by slot time (money.c); the local
+	 * and SSH backends cost nothing. */
+	{
+		struct money_job mj;
+		int64_t left = f->queued + f->rendering;
+
+		money_job_get(st, job, now, &mj);
+		f->spent = mj.spent;
+		f->rate = mj.rate_h;
+		if (f->done > 0)
+			f->estimate = f->spent + (double)left * f->spent / (double)f->done;
+		else
+			f->estimate = f->spent + (f->eta > 0 ? f->rate * f->eta / 3600.0 : 0);
+		f->per_dollar = f->spent > 0 ? (double)f->done / f->spent : -1;
+	}
 	return 0;
 }
 
@@ -235,6 +250,10 @@ static void job_text(const struct job_facts *f, struct util_sb *out)
 	util_sb_printf(out, "nodes: %d (%d GPU%s)\n", f->nodes, f->gpus, f->gpus == 1 ? "" : "s");
 	util_sb_printf(out, "rate: %s/h\nspent: %s\nestimate: %s\n", util_fmt_money(a, sizeof(a), f->rate),
 		       util_fmt_money(b, sizeof(b), f->spent), util_fmt_money(c, sizeof(c), f->estimate));
+	if (f->per_dollar < 0)
+		util_sb_printf(out, "frames_per_dollar: unknown\n");
+	else
+		util_sb_printf(out, "frames_per_dollar: %.1f\n", f->per_dollar);
 	util_sb_printf(out, "interrupted: %lld\nretried: %lld\n", (long long)f->interrupted,
 		       (long long)f->retried);
 	util_sb_printf(out, "cancelled: %lld\npriority: %lld\nvideo: %s\n", (long long)f->cancelled,
@@ -284,6 +303,10 @@ static cJSON *job_json(const struct job_facts *f)
 	cJSON_AddNumberToObject(o, "rate", f->rate);
 	cJSON_AddNumberToObject(o, "spent", f->spent);
 	cJSON_AddNumberToObject(o, "estimate", f->estimate);
+	if (f->per_dollar < 0)
+		cJSON_AddNullToObject(o, "frames_per_dollar");
+	else
+		cJSON_AddNumberToObject(o, "frames_per_dollar", round(f->per_dollar * 10) / 10);
 	cJSON_AddNumberToObject(o, "cancelled", (double)f->cancelled);
 	cJSON_AddNumberToObject(o, "interrupted", (double)f->interrupted);
 	cJSON_AddNumberToObject(o, "retried", (double)f->retried);
@@ -360,6 +383,10 @@ struct node_facts {
 	double price_h;
 	int64_t done, failed;
 	char *error;
+	/* rented nodes */
+	int64_t order, server;
+	int spot;
+	double spent;
 };
 
 static int node_facts_get(struct store *st, int64_t id, struct node_facts *n)
@@ -395,6 +422,20 @@ static int node_facts_get(struct store *st, int64_t id, struct node_facts *n)
 	n->failed = sqlite3_column_int64(s, 12);
 	n->error = dup_col(s, 13);
 	sqlite3_finalize(s);
+	if (!strcmp(n->provider, "clore") &&
+	    !store_prepare(st,
+			   "SELECT r.id, coalesce(r.order_id, 0), r.server, r.spot FROM rentals r"
+			   " JOIN nodes n ON n.rental = r.id WHERE n.id = ?",
+			   &s)) {
+		sqlite3_bind_int64(s, 1, id);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			n->order = sqlite3_column_int64(s, 1);
+			n->server = sqlite3_column_int64(s, 2);
+			n->spot = sqlite3_column_int(s, 3);
+			n->spent = money_rental_cost(st, sqlite3_column_int64(s, 0), util_now_ms());
+		}
+		sqlite3_finalize(s);
+	}
 	return 0;
 }
 
@@ -408,6 +449,10 @@ static void node_text(const struct node_facts *n, struct util_sb *out)
 	util_sb_printf(out, "device: %s%s%s%s\n", n->device[0] ? n->device : "unknown",
 		       n->device_why[0] ? " (" : "", n->device_why, n->device_why[0] ? ")" : "");
 	util_sb_printf(out, "blender: %s\n", n->blender[0] ? n->blender : "unknown");
+	if (n->order)
+		util_sb_printf(out, "order: %lld\nserver: %lld\nspot: %s\nspent: %s\n", (long long)n->order,
+			       (long long)n->server, n->spot ? "yes" : "no",
+			       util_fmt_money(a, sizeof(a), n->spent));
 	util_sb_printf(out, "price: %s/h\nstate: %s\nslots: %d\ndone: %lld\nfailed: %lld\n",
 		       util_fmt_money(a, sizeof(a), n->price_h), n->state, n->slots, (long long)n->done,
 		       (long long)n->failed);
@@ -433,6 +478,12 @@ static cJSON *node_json(const struct node_facts *n)
 	cJSON_AddStringToObject(o, "device_why", n->device_why);
 	cJSON_AddStringToObject(o, "blender", n->blender[0] ? n->blender : "unknown");
 	cJSON_AddNumberToObject(o, "price", n->price_h);
+	if (n->order) {
+		cJSON_AddNumberToObject(o, "order", (double)n->order);
+		cJSON_AddNumberToObject(o, "server", (double)n->server);
+		cJSON_AddBoolToObject(o, "spot", n->spot);
+		cJSON_AddNumberToObject(o, "spent", n->spent);
+	}
 	cJSON_AddStringToObject(o, "state", n->state);
 	cJSON_AddNumberToObject(o, "slots", n->slots);
 	cJSON_AddNumberToObject(o, "done", (double)n->done);
@@ -503,13 +554,62 @@ static int farm_job(void *arg, const struct job_row *j)
 	return 0;
 }
 
+struct order_facts {
+	int64_t id, server;
+	char state[16], node[64];
+	int spot;
+	double price_h, spent;
+};
+
+/* The orders held now (intent rows have no order yet and are not shown). */
+static size_t orders_get(struct store *st, int64_t now, struct order_facts **out)
+{
+	sqlite3_stmt *s;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	if (store_prepare(
+		st,
+		"SELECT r.id, r.order_id, r.server, r.state, r.spot, r.price_day * r.usd_rate / 24.0,"
+		" coalesce((SELECT name FROM nodes WHERE rental = r.id), '')"
+		" FROM rentals r WHERE r.order_id IS NOT NULL"
+		" AND r.state IN ('booting', 'ready', 'releasing') ORDER BY r.id",
+		&s))
+		return 0;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		struct order_facts *o;
+
+		if (n == cap) {
+			struct order_facts *no = realloc(*out, (cap = cap ? cap * 2 : 8) * sizeof(*no));
+
+			if (!no)
+				break;
+			*out = no;
+		}
+		o = &(*out)[n++];
+		o->id = sqlite3_column_int64(s, 1);
+		o->server = sqlite3_column_int64(s, 2);
+		snprintf(o->state, sizeof(o->state), "%s", (const char *)sqlite3_column_text(s, 3));
+		o->spot = sqlite3_column_int(s, 4);
+		o->price_h = sqlite3_column_double(s, 5);
+		snprintf(o->node, sizeof(o->node), "%s", (const char *)sqlite3_column_text(s, 6));
+		o->spent = money_rental_cost(st, sqlite3_column_int64(s, 0), now);
+	}
+	sqlite3_finalize(s);
+	return n;
+}
+
 int status_farm(struct store *st, int json, struct util_sb *out)
 {
 	struct farm_ctx c = {.st = st};
 	int64_t frames = 0, done = 0, rendering = 0, queued = 0, failed = 0;
 	int nodes, gpus, slots, active = 0, rc;
 	double rate = 0, spent = 0, estimate = 0;
-	char a[32], b[32], d[32], key[4096] = "";
+	char a[32], b[32], d[32], key[4096] = "", clore[600] = "";
+	struct money_farm money;
+	struct order_facts *orders = NULL;
+	size_t norders = 0;
+	int64_t now = util_now_ms();
 
 	rc = read_begin(st);
 	if (rc)
@@ -518,6 +618,9 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 	nodes_list(st, farm_node, &c);
 	farm_capacity(st, &nodes, &gpus, &slots);
 	store_meta_get(st, "ssh_public_key", key, sizeof(key));
+	store_meta_get(st, "clore_status", clore, sizeof(clore));
+	money_farm_get(st, now, &money);
+	norders = orders_get(st, now, &orders);
 	read_end(st);
 	for (size_t i = 0; i < c.n; i++) {
 		struct job_facts *f = &c.jobs[i];
@@ -527,12 +630,15 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 		rendering += f->rendering;
 		queued += f->queued;
 		failed += f->failed;
-		rate += f->rate;
-		spent += f->spent;
-		estimate += f->estimate;
+		estimate += f->estimate - f->spent;
 		active +=
 		    strcmp(f->state, "done") && strcmp(f->state, "failed") && strcmp(f->state, "cancelled");
 	}
+	/* The farm's money is every rental's, idle time included; the jobs'
+	 * estimates add what their remaining frames should cost. */
+	rate = money.rate_h;
+	spent = money.spent;
+	estimate += spent;
 	if (json) {
 		cJSON *o = cJSON_CreateObject(), *arr;
 
@@ -550,6 +656,24 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 			cJSON_AddNumberToObject(o, "rate", rate);
 			cJSON_AddNumberToObject(o, "spent", spent);
 			cJSON_AddNumberToObject(o, "estimate", estimate);
+			cJSON_AddNumberToObject(o, "idle", money.idle);
+			if (clore[0])
+				cJSON_AddStringToObject(o, "clore", clore);
+			arr = cJSON_AddArrayToObject(o, "orders");
+			for (size_t i = 0; arr && i < norders; i++) {
+				cJSON *r = cJSON_CreateObject();
+
+				if (!r)
+					break;
+				cJSON_AddNumberToObject(r, "id", (double)orders[i].id);
+				cJSON_AddNumberToObject(r, "server", (double)orders[i].server);
+				cJSON_AddStringToObject(r, "state", orders[i].state);
+				cJSON_AddBoolToObject(r, "spot", orders[i].spot);
+				cJSON_AddNumberToObject(r, "price_h", orders[i].price_h);
+				cJSON_AddNumberToObject(r, "spent", orders[i].spent);
+				cJSON_AddStringToObject(r, "node", orders[i].node);
+				cJSON_AddItemToArray(arr, r);
+			}
 			if (key[0])
 				cJSON_AddStringToObject(o, "ssh_key", key);
 			arr = cJSON_AddArrayToObject(o, "job_list");
@@ -570,8 +694,23 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 		util_sb_printf(out, "nodes: %d (%d GPU%s)\nrate: %s/h\nspent: %s\nestimate: %s\n", nodes,
 			       gpus, gpus == 1 ? "" : "s", util_fmt_money(a, sizeof(a), rate),
 			       util_fmt_money(b, sizeof(b), spent), util_fmt_money(d, sizeof(d), estimate));
+		util_sb_printf(out, "idle: %s\n", util_fmt_money(a, sizeof(a), money.idle));
+		if (clore[0]) {
+			util_sb_printf(out, "clore: ");
+			print_value(out, clore);
+			util_sb_printf(out, "\n");
+		}
 		if (key[0])
 			util_sb_printf(out, "ssh_key: %s\n", key);
+		for (size_t i = 0; i < norders; i++) {
+			const struct order_facts *r = &orders[i];
+
+			util_sb_printf(out, "order: %lld server %lld %s %s %s/h spent %s node %s\n",
+				       (long long)r->id, (long long)r->server, r->state,
+				       r->spot ? "spot" : "on-demand",
+				       util_fmt_money(a, sizeof(a), r->price_h),
+				       util_fmt_money(b, sizeof(b), r->spent), r->node[0] ? r->node : "-");
+		}
 		for (size_t i = 0; i < c.nnodes; i++) {
 			const struct node_facts *n = &c.nodes[i];
 
@@ -591,6 +730,7 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 	for (size_t i = 0; i < c.n; i++)
 		job_facts_free(&c.jobs[i]);
 	free(c.jobs);
+	free(orders);
 	for (size_t i = 0; i < c.nnodes; i++)
 		free(c.nodes[i].error);
 	free(c.nodes);

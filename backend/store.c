@@ -301,6 +301,44 @@ static const char *const migrations[] = {
     ");",
     /* 2 -> 3: a second slot may race the holder on a frame at the tail */
     "ALTER TABLE frames ADD COLUMN dup_node INTEGER;",
+    /* 3 -> 4: rented nodes (clore), slot time per node and job, and the
+     * jobs' own [clore] settings */
+    "CREATE TABLE rentals ("
+    "  id INTEGER PRIMARY KEY,"
+    "  server INTEGER NOT NULL,"    /* the marketplace server id (si) */
+    "  order_id INTEGER,"           /* NULL until found in my_orders */
+    "  intent_at INTEGER NOT NULL," /* ms, written before create_order */
+    "  state TEXT NOT NULL DEFAULT 'intent' CHECK (state IN"
+    "    ('intent','booting','ready','releasing','ended','void')),"
+    "  job INTEGER," /* the job it was rented for */
+    "  spot INTEGER NOT NULL DEFAULT 0,"
+    "  currency TEXT NOT NULL DEFAULT '',"
+    "  price_day REAL NOT NULL DEFAULT 0," /* per day, in currency */
+    "  usd_rate REAL NOT NULL DEFAULT 0,"  /* USD per unit of currency */
+    "  fee REAL NOT NULL DEFAULT 0,"       /* creation fee, in currency */
+    "  gpu TEXT NOT NULL DEFAULT '',"
+    "  gpus INTEGER NOT NULL DEFAULT 0,"
+    "  score REAL NOT NULL DEFAULT 0,"
+    "  node INTEGER,"    /* nodes.id once it came up */
+    "  created INTEGER," /* ms: the order's ct */
+    "  online_at INTEGER, ended_at INTEGER,"
+    "  settled REAL," /* the final cost in USD, from Clore's own figures */
+    "  end_reason TEXT"
+    ");"
+    "CREATE UNIQUE INDEX rentals_order ON rentals(order_id) WHERE order_id IS NOT NULL;"
+    "CREATE TABLE usage (" /* slot time a job's frames used on a node */
+    "  node INTEGER NOT NULL,"
+    "  job INTEGER NOT NULL,"
+    "  ms INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (node, job)"
+    ");"
+    "ALTER TABLE nodes ADD COLUMN rental INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN clore_nodes INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN clore_gpu TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN clore_min_vram REAL NOT NULL DEFAULT -1;"
+    "ALTER TABLE jobs ADD COLUMN clore_max_price REAL NOT NULL DEFAULT -1;"
+    "ALTER TABLE jobs ADD COLUMN clore_spot INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE jobs ADD COLUMN over_budget INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int migrate(struct store *st)
@@ -431,6 +469,26 @@ int store_meta_set(struct store *st, const char *key, const char *value)
 	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
 	rc = store_errno(sqlite3_step(s));
 	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_usage_add(struct store *st, int64_t node, int64_t job, int64_t ms)
+{
+	static const char sql[] = "INSERT INTO usage(node, job, ms) VALUES (?1, ?2, ?3)"
+				  " ON CONFLICT(node, job) DO UPDATE SET ms = ms + ?3";
+	sqlite3_stmt *s;
+	int rc;
+
+	if (ms <= 0 || !node || !job)
+		return 0;
+	rc = store_cached(st, sql, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, node);
+	sqlite3_bind_int64(s, 2, job);
+	sqlite3_bind_int64(s, 3, ms);
+	rc = store_errno(sqlite3_step(s));
+	store_release(s);
 	return rc;
 }
 

@@ -221,6 +221,10 @@ int store_one_row(struct store *st, const char *sql, const char *key, int64_t id
 int store_meta_set(struct store *st, const char *key, const char *value);
 int store_meta_get(struct store *st, const char *key, char *out, size_t sz);
 
+/* Slot time (ms) that job's frames used on node: rented nodes' cost is
+ * shared out among jobs by it. */
+int store_usage_add(struct store *st, int64_t node, int64_t job, int64_t ms);
+
 /* Record an event (a line of history, also shown as a node's/job's last
  * error when kind is "error"). job/node/frame may be 0. */
 int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, const char *kind,

@@ -92,6 +92,7 @@ struct ssh_opts {
 	int (*check_hostkey)(void *arg, const char *node, const char *fingerprint);
 	void *check_arg;
 	int connect_timeout_ms;
+	const char *name; /* the node's name; NULL: from the target ("host", "host:port") */
 };
 struct tnode *ssh_node_new(const struct ssh_opts *o);
 void ssh_node_free(struct tnode *n);

@@ -7,6 +7,7 @@
  * until unmount or a signal.
  */
 #include "fs.h"
+#include "clore.h"
 #include "config.h"
 #include "engine.h"
 #include "keys.h"
@@ -184,6 +185,7 @@ int main(int argc, char *argv[])
 	struct fuse_session *se;
 	struct store *st;
 	char err[512], *config_file = NULL;
+	static char clore_key[CLORE_KEY_MAX];
 	int ret = 1, lock_fd = -1, rc;
 
 	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0 || cli.bad) {
@@ -238,9 +240,22 @@ int main(int argc, char *argv[])
 		goto out_free_cfg;
 	}
 	if (!strcmp(cfg.backend, "clore")) {
-		fprintf(stderr,
-			"renderfs: backend 'clore' is not available in this version (use local or ssh)\n");
-		goto out_free_cfg;
+		/* The key is read before mounting, so a bad key file stops the
+		 * mount with a reason; the variable is dropped so that no child
+		 * (Blender, ffmpeg) inherits it. */
+		if (clore_load_key(cfg.clore_api_key_file ? cfg.clore_api_key_file
+							  : "~/.config/renderfs/clore.key",
+				   clore_key, sizeof(clore_key), err, sizeof(err))) {
+			fprintf(stderr, "renderfs: %s\n", err);
+			goto out_free_cfg;
+		}
+		unsetenv("CLORE_API_KEY");
+		if (!cfg.clore_image || !*cfg.clore_image) {
+			fprintf(stderr,
+				"renderfs: backend clore needs [clore] image = a container image with "
+				"Blender and sshd\n");
+			goto out_free_cfg;
+		}
 	}
 	if (!strcmp(cfg.backend, "ssh") && cfg.n_ssh_nodes == 0) {
 		fprintf(stderr, "renderfs: backend ssh needs at least one [ssh] node = HOST\n");
@@ -268,7 +283,7 @@ int main(int argc, char *argv[])
 			strerror(-rc));
 		goto out_free_cfg;
 	}
-	if (!strcmp(cfg.backend, "ssh")) {
+	if (!strcmp(cfg.backend, "ssh") || !strcmp(cfg.backend, "clore")) {
 		char priv[4096], pub[4096];
 
 		if (keys_identity(rfs.state_dir, cfg.ssh_identity, priv, sizeof(priv), pub, sizeof(pub), err,
@@ -276,9 +291,11 @@ int main(int argc, char *argv[])
 			fprintf(stderr, "renderfs: %s\n", err);
 			goto out_free_cfg;
 		}
-		fprintf(stderr,
-			"renderfs: SSH nodes must accept the key %s (add it to their authorized_keys)\n",
-			pub);
+		if (!strcmp(cfg.backend, "ssh"))
+			fprintf(
+			    stderr,
+			    "renderfs: SSH nodes must accept the key %s (add it to their authorized_keys)\n",
+			    pub);
 	}
 	if (pool_init(rfs.state_dir))
 		goto out_free_cfg;
@@ -296,7 +313,8 @@ int main(int argc, char *argv[])
 	}
 	fuse_daemonize(opts.foreground);
 
-	rc = engine_start(rfs.state_dir, &cfg, &engine);
+	rc = engine_start(rfs.state_dir, &cfg, clore_key[0] ? clore_key : NULL, &engine);
+	explicit_bzero(clore_key, sizeof(clore_key));
 	if (rc) {
 		fprintf(stderr, "renderfs: cannot start the engine: %s\n", strerror(-rc));
 		goto out_unmount;
@@ -334,6 +352,7 @@ out_destroy:
 out_pool:
 	pool_fini();
 out_free_cfg:
+	explicit_bzero(clore_key, sizeof(clore_key));
 	config_free(&cfg);
 out_free_args:
 	if (lock_fd >= 0)

@@ -29,7 +29,7 @@
 
 /* The number of elements of migrations[] in store.c: a new migration must
  * bump this (and should get a check of its own). */
-#define N_MIGRATIONS 3
+#define N_MIGRATIONS 4
 
 #define NO_VALUE INT64_MIN
 
@@ -1007,7 +1007,7 @@ static void test_schema(void)
 	      "second connection: journal_mode %s", buf);
 	CHECK(sql_int(st2, "PRAGMA foreign_keys") == 1, "foreign_keys on");
 	CHECK(sql_int(st, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
-			  " ('jobs','nodes','frames','qfiles','drops','events','blocklist','changes')") == 8,
+			  " ('jobs','nodes','frames','qfiles','drops','events','blocklist','changes','rentals','usage')") == 10,
 	      "every table exists");
 
 	/* What one connection commits, the other sees; a reader beside a writer. */
