@@ -86,6 +86,14 @@ static int64_t lim_last_end = INT64_MIN / 4;    /* lim_mu: ms, end of the last r
 static int64_t lim_last_create = INT64_MIN / 4; /* lim_mu: ms, end of the last create_order */
 static pthread_once_t lim_once = PTHREAD_ONCE_INIT;
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void lim_init(void)
 {
 	pthread_condattr_t attr;
@@ -95,14 +103,10 @@ static void lim_init(void)
 	pthread_cond_init(&lim_cv, &attr);
 	pthread_condattr_destroy(&attr);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	/* This process may follow one that made a request just before it
+	 * died (a crash and a remount): Clore counts per key, so the first
+	 * request waits one window and the first create_order five. */
+	lim_last_end = lim_last_create = mono_ms();
 }
 
 static void sleep_ms(int64_t ms)

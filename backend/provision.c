@@ -493,7 +493,9 @@ static void poll_orders(struct provision *p)
 			}
 			if (ord->online && !p->closing && node_start(p, r, ord) == 0)
 				continue;
-			if (now - (r->created ? r->created : r->intent_at) > p->cfg->clore_boot_timeout_ms) {
+			/* From the later of our intent and the order's ct (whole seconds). */
+			if (now - (r->created > r->intent_at ? r->created : r->intent_at) >
+			    p->cfg->clore_boot_timeout_ms) {
 				char d[32];
 
 				snprintf(
