@@ -1014,9 +1014,16 @@ static void slot_start_frame(struct runner *r, struct slot *sl, int64_t job)
 }
 
 /*
- * Nothing queued that this node may take, and a slot idle: race the
- * longest-running frame of another node (policy.c decides which).  The
- * claim is a guarded update, so one frame has at most one duplicate.
+ * Nothing queued that this node may take, and a slot idle: race a frame of
+ * another node (policy.c decides which, by expected finish where the speeds
+ * are known).  The speeds come from a sample of each candidate job's done
+ * frames, the first 256 by frame number (frames_by_state gives them in
+ * order, so the scan is bounded whatever the job's size): the job's average
+ * render time, the holder's average and this node's average among them
+ * (frames.node is whoever rendered a done frame, a winning duplicate
+ * included).  A frame still leased (started IS NULL) is waiting: its holder
+ * has not begun it, and its time is progress_at, which lease renewals move.
+ * The claim is a guarded update, so one frame has at most one duplicate.
  */
 static int start_duplicate(struct runner *r, struct slot *sl, int64_t now)
 {
@@ -1028,13 +1035,22 @@ static int start_duplicate(struct runner *r, struct slot *sl, int64_t now)
 
 	if (store_prepare(
 		r->st,
-		"SELECT f.id, f.job, f.frame, coalesce(f.started, f.progress_at, 0),"
-		" coalesce((SELECT avg(d.secs) FROM (SELECT secs FROM frames WHERE job = f.job"
-		"   AND state = 'done' AND secs IS NOT NULL LIMIT 64) d), 0) * 1000,"
-		" coalesce((SELECT b.until FROM blocklist b WHERE b.node = ?1 AND b.job = f.job), 0)"
-		" FROM frames f JOIN jobs j ON j.id = f.job"
-		" WHERE f.state IN ('leased', 'rendering') AND f.dup_node IS NULL AND f.node != ?1"
-		" AND j.state = 'rendering' AND j.removed = 0 LIMIT 64",
+		"WITH c AS (SELECT f.id, f.job, f.frame, f.node,"
+		"   coalesce(f.started, f.progress_at, 0) AS started, f.started IS NULL AS waiting"
+		"   FROM frames f JOIN jobs j ON j.id = f.job"
+		"   WHERE f.state IN ('leased', 'rendering') AND f.dup_node IS NULL AND f.node != ?1"
+		"   AND j.state = 'rendering' AND j.removed = 0 LIMIT 64),"
+		" d AS (SELECT x.job, x.node, x.secs FROM (SELECT DISTINCT job FROM c) cj"
+		"   JOIN frames x ON x.id IN (SELECT id FROM frames WHERE job = cj.job"
+		"     AND state = 'done' AND secs IS NOT NULL ORDER BY frame LIMIT 256)),"
+		" dj AS (SELECT job, avg(secs) AS secs FROM d GROUP BY job),"
+		" dn AS (SELECT job, node, avg(secs) AS secs FROM d GROUP BY job, node)"
+		" SELECT c.id, c.job, c.frame, c.started, c.waiting, coalesce(dj.secs, 0) * 1000,"
+		" coalesce(h.secs, 0) * 1000, coalesce(m.secs, 0) * 1000,"
+		" coalesce((SELECT b.until FROM blocklist b WHERE b.node = ?1 AND b.job = c.job), 0)"
+		" FROM c LEFT JOIN dj ON dj.job = c.job"
+		" LEFT JOIN dn h ON h.job = c.job AND h.node = c.node"
+		" LEFT JOIN dn m ON m.job = c.job AND m.node = ?1",
 		&s))
 		return -EIO;
 	sqlite3_bind_int64(s, 1, r->node_id);
@@ -1043,8 +1059,11 @@ static int start_duplicate(struct runner *r, struct slot *sl, int64_t now)
 		f[n].job = sqlite3_column_int64(s, 1);
 		frames[n] = (uint32_t)sqlite3_column_int64(s, 2);
 		f[n].started = sqlite3_column_int64(s, 3);
-		f[n].avg_ms = sqlite3_column_double(s, 4);
-		f[n].blocked_until = sqlite3_column_int64(s, 5);
+		f[n].waiting = sqlite3_column_int(s, 4);
+		f[n].avg_ms = sqlite3_column_double(s, 5);
+		f[n].holder_ms = sqlite3_column_double(s, 6);
+		f[n].mine_ms = sqlite3_column_double(s, 7);
+		f[n].blocked_until = sqlite3_column_int64(s, 8);
 		n++;
 	}
 	sqlite3_finalize(s);

@@ -7,15 +7,24 @@
  *
  *   build/tests/bench_sim [SCENARIO...]     (no argument: all of them)
  *
+ * SIM_SEED=K draws every scenario's world again from its seed + 1000 K (the
+ * table's figures are K = 0), to see how much a figure owes to one draw;
+ * SIM_DEBUG=1 prints each duplicate and the last frames to finish.
+ *
  * What is simulated (the rules of backend/runner.c, one job):
  *   - every free slot (one per GPU) asks sched_pick_job() whether it may take
  *     a frame of the job (blocked_until from the node's blocklist row) and
  *     takes the lowest-numbered queued frame (runner.c dispatch_one);
  *   - with nothing it may take, the slot asks sched_pick_duplicate() over the
  *     first 64 in-flight frames (by frame number) held by other nodes with no
- *     duplicate yet, avg_ms being the mean of up to 64 finished frames'
- *     render times; first result wins, the loser's worker is killed and
- *     must load the scene again before its next frame (slot_kill);
+ *     duplicate yet, with the speeds start_duplicate() reads from the job's
+ *     first SAMPLE done frames by frame number: avg_ms their mean render
+ *     time, holder_ms the mean of the holder's among them, mine_ms the mean
+ *     of the idle node's (0 when it has none), and a frame whose holder is
+ *     still loading the scene waiting (its `started` then the time it was
+ *     leased: the simulator renews no leases); first result wins, the
+ *     loser's worker is killed and must load the scene again before its
+ *     next frame (slot_kill);
  *   - a failed frame goes back to the queue while attempts < 1 + retries
  *     (retries = 3); SCHED_BLOCK_AFTER failures of one node block it for
  *     SCHED_FORGIVE_MS, and each later failure blocks it again (the
@@ -65,21 +74,22 @@ static const struct gpu_model {
 	double score;
 	double price_h;
 } GPUS[] = {
-    {"RTX 4090", 11000, 0.40}, {"RTX 3090", 5400, 0.22}, {"RTX A6000", 5700, 0.45},
+    {"RTX 4090", 11000, 0.40}, {"RTX 3090", 5400, 0.22},    {"RTX A6000", 5700, 0.45},
     {"RTX 3080", 4700, 0.15},  {"RTX 2080 Ti", 2700, 0.10}, {"Tesla T4", 1300, 0.12},
 };
-#define NGPUS      (int)(sizeof(GPUS) / sizeof(GPUS[0]))
-#define REF_SCORE  5400.0 /* frame times are given in seconds on an RTX 3090 */
-#define LOAD_S     3.0    /* Blender start + scene load (per worker; per frame in the recipe) */
-#define DETECT_S   60.0   /* a preempted node's frames come back after one lease */
-#define POLL_S     0.5    /* an idle slot looks again (the runner polls every 100 ms) */
-#define FAIL_FRAC  0.3    /* a failing node fails a frame 30% into it */
-#define RETRIES    3
-#define MAXSLOTS   8
-#define INF        1e30
+#define NGPUS     (int)(sizeof(GPUS) / sizeof(GPUS[0]))
+#define REF_SCORE 5400.0 /* frame times are given in seconds on an RTX 3090 */
+#define LOAD_S    3.0    /* Blender start + scene load (per worker; per frame in the recipe) */
+#define DETECT_S  60.0   /* a preempted node's frames come back after one lease */
+#define POLL_S    0.5    /* an idle slot looks again (the runner polls every 100 ms) */
+#define FAIL_FRAC 0.3    /* a failing node fails a frame 30% into it */
+#define RETRIES   3
+#define MAXSLOTS  8
+#define SAMPLE    256 /* start_duplicate(): the job's first 256 done frames */
+#define INF       1e30
 
 /* ---- deterministic random numbers (splitmix64) ---- */
-static uint64_t rng_state;
+static uint64_t rng_state, seed_shift;
 static uint64_t rnd64(void)
 {
 	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
@@ -87,18 +97,21 @@ static uint64_t rnd64(void)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 	return z ^ (z >> 31);
 }
-static double rnd(void) { return (double)(rnd64() >> 11) / 9007199254740992.0; }
+static double rnd(void)
+{
+	return (double)(rnd64() >> 11) / 9007199254740992.0;
+}
 
 /* ---- the world ---- */
 struct scenario {
 	const char *name;
 	int nodes, frames;
-	double base_s;   /* frame time on an RTX 3090 */
-	int mixed;       /* GPU models and GPU counts drawn from the table */
-	int vary5;       /* frame times vary 5x across the shot */
-	double preempt;  /* share of servers preempted at a random time */
-	int failing;     /* servers that fail every frame */
-	int target;      /* the targets apply (mixed GPUs with preemption) */
+	double base_s;  /* frame time on an RTX 3090 */
+	int mixed;      /* GPU models and GPU counts drawn from the table */
+	int vary5;      /* frame times vary 5x across the shot */
+	double preempt; /* share of servers preempted at a random time */
+	int failing;    /* servers that fail every frame */
+	int target;     /* the targets apply (mixed GPUs with preemption) */
 	uint64_t seed;
 };
 
@@ -124,11 +137,13 @@ enum fstate { F_QUEUED, F_FLIGHT, F_DONE, F_FAILED };
 struct frame {
 	double work;
 	enum fstate st;
-	int node, slot;   /* the holder while F_FLIGHT */
+	int node, slot; /* the holder while F_FLIGHT */
 	int dup_node, dup_slot;
 	int attempts;
-	double started;
+	double leased, started; /* started: when its holder's worker begins it */
 	unsigned lease;
+	int done_node; /* who rendered it, once F_DONE (frames.node) */
+	double secs;   /* its render time there (frames.secs) */
 };
 
 static struct node *N;
@@ -218,11 +233,53 @@ static int q_pop(void)
 	return top;
 }
 
-/* ---- statistics ---- */
-static double done_secs;
-static int done_n, ndone, nfailed, ndup_started, ndup_won, nrequeued, nfail_events, nwasted;
+/* ---- the speeds start_duplicate() reads ----
+ * The job's first SAMPLE done frames by frame number; per node, the sum and
+ * count of their render times.  Recomputed when a frame done since could
+ * be among them. */
+static double *node_secs, sample_secs;
+static int *node_nsecs, sample_n, sample_top, sample_dirty;
 
-static int64_t ms(double s) { return (int64_t)llround(s * 1000.0); }
+static void sample_note_done(int f)
+{
+	if (sample_n < SAMPLE || f < sample_top)
+		sample_dirty = 1;
+}
+
+static void sample_update(void)
+{
+	if (!sample_dirty)
+		return;
+	sample_dirty = 0;
+	memset(node_secs, 0, sizeof(*node_secs) * (size_t)nn);
+	memset(node_nsecs, 0, sizeof(*node_nsecs) * (size_t)nn);
+	sample_secs = 0;
+	sample_n = 0;
+	sample_top = nf;
+	for (int i = 0; i < nf && sample_n < SAMPLE; i++) {
+		if (F[i].st != F_DONE)
+			continue;
+		node_secs[F[i].done_node] += F[i].secs;
+		node_nsecs[F[i].done_node]++;
+		sample_secs += F[i].secs;
+		if (++sample_n == SAMPLE)
+			sample_top = i;
+	}
+}
+
+/* A node's mean frame time in the sample (ms), 0 when it has none there. */
+static double sample_node_ms(int ni)
+{
+	return node_nsecs[ni] ? node_secs[ni] / node_nsecs[ni] * 1000.0 : 0;
+}
+
+/* ---- statistics ---- */
+static int ndone, nfailed, ndup_started, ndup_won, nrequeued, nfail_events, nwasted;
+
+static int64_t ms(double s)
+{
+	return (int64_t)llround(s * 1000.0);
+}
 
 static void slot_start(int ni, int si, int f, int dup, double now)
 {
@@ -235,8 +292,10 @@ static void slot_start(int ni, int si, int f, int dup, double now)
 	sl->frame = f;
 	sl->dup = dup;
 	sl->gen++;
-	if (!dup)
+	if (!dup) {
+		F[f].leased = now;
 		F[f].started = t0;
+	}
 	push(t0 + (n->fails ? FAIL_FRAC * dur : dur), EV_END, ni, si, sl->gen);
 }
 
@@ -318,11 +377,18 @@ static void schedule(int ni, double now)
 
 			nc = dup_candidates(ni, cand_f, 64);
 			have_cands = nc > 0;
+			sample_update();
 			for (size_t i = 0; i < nc; i++) {
 				inf[i].frame_id = cand_f[i];
 				inf[i].job = 1;
-				inf[i].started = ms(F[cand_f[i]].started);
-				inf[i].avg_ms = done_n ? done_secs / done_n * 1000.0 : 0;
+				/* coalesce(started, progress_at): a frame whose
+				 * holder is still loading the scene is waiting */
+				inf[i].waiting = F[cand_f[i]].started > now;
+				inf[i].started =
+				    ms(inf[i].waiting ? F[cand_f[i]].leased : F[cand_f[i]].started);
+				inf[i].avg_ms = sample_n ? sample_secs / sample_n * 1000.0 : 0;
+				inf[i].holder_ms = sample_node_ms(F[cand_f[i]].node);
+				inf[i].mine_ms = sample_node_ms(ni);
 				inf[i].blocked_until = ms(n->blocked_until);
 			}
 			best = sched_pick_duplicate(inf, nc, ms(now));
@@ -332,9 +398,12 @@ static void schedule(int ni, double now)
 				F[f].dup_slot = s;
 				ndup_started++;
 				if (getenv("SIM_DEBUG"))
-					fprintf(stderr, "  t=%7.0f dup of frame %d (holder node %d %s, started %.0f) on node %d (%s)\n",
-						now, f, F[f].node, GPUS[N[F[f].node].model].name, F[f].started, ni,
-						GPUS[n->model].name);
+					fprintf(stderr,
+						"  t=%7.0f dup of frame %d (holder %d %s, started %.0f,"
+						" %.0f s/frame) on node %d (%s, %.0f s/frame)\n",
+						now, f, F[f].node, GPUS[N[F[f].node].model].name,
+						F[f].started, inf[best].holder_ms / 1000, ni,
+						GPUS[n->model].name, inf[best].mine_ms / 1000);
 				slot_start(ni, s, f, 1, now);
 				continue;
 			}
@@ -431,12 +500,11 @@ static void on_end(int ni, int si, double now)
 		return;
 	}
 	if (getenv("SIM_DEBUG") && nf - ndone < 12)
-		fprintf(stderr, "  t=%7.0f frame %d work %.0f done on node %d (%s x%d)%s started %.0f\n", now, f,
-			fr->work, ni, GPUS[n->model].name, n->ngpu, dup ? " as dup" : "", fr->started);
-	if (done_n < 64) {
-		done_secs += fr->work / n->speed;
-		done_n++;
-	}
+		fprintf(stderr, "  t=%7.0f frame %d work %.0f done on node %d (%s x%d)%s started %.0f\n", now,
+			f, fr->work, ni, GPUS[n->model].name, n->ngpu, dup ? " as dup" : "", fr->started);
+	fr->done_node = ni;
+	fr->secs = fr->work / n->speed;
+	sample_note_done(f);
 	schedule(ni, now);
 }
 
@@ -469,8 +537,8 @@ static double run_renderfs(struct result *r)
 
 	hn = 0;
 	qn = 0;
-	done_secs = 0;
-	done_n = ndone = nfailed = ndup_started = ndup_won = nrequeued = nfail_events = nwasted = 0;
+	sample_dirty = 1;
+	ndone = nfailed = ndup_started = ndup_won = nrequeued = nfail_events = nwasted = 0;
 	for (int i = 0; i < nf; i++) {
 		F[i].st = F_QUEUED;
 		F[i].node = F[i].dup_node = -1;
@@ -511,9 +579,7 @@ static double run_renderfs(struct result *r)
 				n->slot[s].gen++; /* what it ran never finishes */
 			push(now + DETECT_S, EV_DETECT, e.node, 0, 0);
 			break;
-		case EV_DETECT:
-			on_detect(e.node, now);
-			break;
+		case EV_DETECT: on_detect(e.node, now); break;
 		case EV_END:
 			if (n->alive && n->slot[e.slot].gen == e.gen && n->slot[e.slot].frame >= 0)
 				on_end(e.node, e.slot, now);
@@ -686,12 +752,14 @@ static void build(const struct scenario *sc)
 {
 	double total_speed = 0, work = 0;
 
-	rng_state = sc->seed;
+	rng_state = sc->seed + seed_shift;
 	nn = sc->nodes;
 	nf = sc->frames;
 	N = calloc((size_t)nn, sizeof(*N));
 	F = calloc((size_t)nf, sizeof(*F));
 	Q = malloc(sizeof(int) * (size_t)nf);
+	node_secs = calloc((size_t)nn, sizeof(*node_secs));
+	node_nsecs = calloc((size_t)nn, sizeof(*node_nsecs));
 	for (int i = 0; i < nn; i++) {
 		struct node *n = &N[i];
 		static const int counts[] = {1, 1, 2, 4};
@@ -727,6 +795,10 @@ static void teardown(void)
 	free(N);
 	free(F);
 	free(Q);
+	free(node_secs);
+	free(node_nsecs);
+	node_secs = NULL;
+	node_nsecs = NULL;
 	N = NULL;
 	F = NULL;
 	Q = NULL;
@@ -756,6 +828,8 @@ int main(int argc, char **argv)
 {
 	int misses = 0;
 
+	if (getenv("SIM_SEED"))
+		seed_shift = 1000 * (uint64_t)strtoull(getenv("SIM_SEED"), NULL, 10);
 	printf("sim: the real policy (policy.c) on a virtual clock; targets apply to the rows marked *\n");
 	printf("  (mixed GPUs with preemption): makespan/LB <= 1.10, makespan/recipe <= 0.75, "
 	       "cost/frame vs recipe <= 0.80\n");
@@ -782,7 +856,8 @@ int main(int argc, char **argv)
 			misses += verdict(r1, 1.10, 1, sc->target, v1);
 			misses += verdict(r2, 0.75, 1, sc->target, v2);
 			misses += verdict(r3, 0.80, 1, sc->target, v3);
-			printf("%-14s%s %5d %6d | %4.3f%-4s %4.3f%-4s %4.3f%-4s | %10.0f %10.0f %9.0f | %5d %5d %5d %4d\n",
+			printf("%-14s%s %5d %6d | %4.3f%-4s %4.3f%-4s %4.3f%-4s | %10.0f %10.0f %9.0f | %5d "
+			       "%5d %5d %4d\n",
 			       sc->name, sc->target ? "*" : " ", nn, nf, r1, v1, r2, v2, r3, v3, rf.makespan,
 			       rc.makespan, rf.lb, ndup_started, ndup_won, nrequeued, rf.failed);
 			printf("    cost: renderfs $%.2f ($%.4f/frame), recipe $%.2f ($%.4f/frame)%s; "
