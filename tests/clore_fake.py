@@ -32,13 +32,28 @@ The scenario file (JSON; every key optional):
                   "taken_on_order": false,     # create_order answers code 1, server becomes rented
                   "gpu_array_nested": null,    # per-server override
                   "omit": ["rating"],          # fields left out of this server's listing
-                  "spot_offers": [{"bid": 55, "currency": "CLORE-Blockchain"}]}],
+                  "spot_offers": [{"bid": 55, "currency": "CLORE-Blockchain"}],
+                  "authorized_keys": "/tmp/x/authorized_keys.0",  # see "Rented containers"
+                  "on_end": ["python3", "sshnodes.py", "end-sessions", "NETNS", "PIDFILE"]}],
      "wallets": [{"name": "CLORE-Blockchain", "balance": 1000, "deposit": "...", "withdrawal_fee": 1}],
      "orders": [{"id": 77, "server": 101, "spot": false, "currency": "CLORE-Blockchain",
                  "price": 100, "ct_ago": 3600, "online": true, "image": "user/image"}]}
 
 "orders" are the user's own rentals made by hand: they are on the account and
 renderfs must never cancel them (every cancel_order is recorded).
+
+Rented containers (for end-to-end tests whose "servers" are real sshd nodes):
+    "authorized_keys"  a file path.  When create_order makes an order on that
+                       server, the fake writes the order's ssh_key there (so
+                       only the key the client sent logs in); when an order on
+                       it ends (cancelled, outbid, /_control/end) the file is
+                       rewritten with the keys of the orders still active on
+                       that server, i.e. emptied.  Writes are atomic (rename).
+    "on_end"           an argv list, run without a shell when an order on that
+                       server ends, e.g. sshnodes.py end-sessions NETNS PIDFILE
+                       to kill the node's sessions but not its listener.  It
+                       runs in a thread, never in the request handler, with a
+                       10 s timeout; results are in /_control/state "on_end".
 
 Rate limits (per key; windows multiplied by --rate-scale, default from the
 RENDERFS_CLORE_RATE_SCALE environment variable, else 1): at most one request
@@ -47,11 +62,16 @@ budget.  A violation answers {"code":5} (HTTP 429 with --http429) and is
 counted; it does not use up the budget.
 
 Control endpoints (no auth, loopback clients only):
-    GET  /_control/state      orders (ended ones too, with owner, end_reason and
-                              the ssh_key sent), cancels, violations, forced,
-                              requests per endpoint, unauthorized, wallets
+    GET  /_control/state      orders (ended ones too, with owner, end_reason, the
+                              ssh_key, env and command sent, and t_created /
+                              t_ended as unix times with fractions), cancels,
+                              create_attempts (every authorised create_order:
+                              server, type, spotprice, code, error, t),
+                              violations, forced, requests per endpoint,
+                              unauthorized, wallets, on_end (runs: order, rc)
     POST /_control/outbid     {"order_id": N[, "bid": X]}  a stranger outbids a spot order
     POST /_control/offline    {"order_id": N[, "online": true]}  the order drops offline (or back)
+    POST /_control/end        {"order_id": N[, "reason": "expired"]}  the host ends an order
     POST /_control/set        {"balance": {"CUR": X}, "force_code5": N, "http429": bool,
                                "pad_bytes": N, "stall_ms": N, "cancel_ended_reply": S,
                                "gpu_array_nested": bool, "balance_error": S,
@@ -67,6 +87,7 @@ path and the reply code only.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -75,6 +96,7 @@ from urllib.parse import parse_qs, urlsplit
 
 KNOWN_COINS = ("CLORE-Blockchain", "bitcoin", "USD-Blockchain")
 BODY_CAP = 1 << 20
+ON_END_TIMEOUT = 10.0
 
 
 def num(v, integral_as_int):
@@ -141,6 +163,7 @@ class Fake:
                                     o.get("currency", "CLORE-Blockchain"), float(o.get("price", 100.0)),
                                     o.get("image", "user/own-image"), "", owner="user")
             order["ct"] = int(now - float(o.get("ct_ago", 3600)))
+            order["t_created"] = now - float(o.get("ct_ago", 3600))
             order["spend0"] = float(o.get("spend", 0.0))
             order["accrue_from"] = now
             order["creation_fee"] = 0.0
@@ -162,6 +185,8 @@ class Fake:
         self.last_create = {}
         self.pad_bytes = 0
         self.stall_ms = 0
+        self.create_attempts = []
+        self.on_end_runs = []
 
     # ------------------------------------------------------------ model
 
@@ -169,7 +194,7 @@ class Fake:
         s = self.servers.get(sid, {})
         now = time.time()
         after = s.get("online_after", 0)
-        return {"id": oid, "si": sid, "ct": int(now), "currency": currency, "price": price,
+        return {"id": oid, "si": sid, "ct": int(now), "t_created": now, "currency": currency, "price": price,
                 "creation_fee": 0.0, "spend0": 0.0, "accrue_from": now, "image": image,
                 "mrl": s.get("mrl", 72), "spot": spot, "owner": owner, "ssh_key": ssh_key,
                 "online_at": None if after == "never" else time.monotonic() + float(after),
@@ -209,6 +234,44 @@ class Fake:
         o["ended"] = True
         o["end_reason"] = reason
         o["ended_at"] = time.time()
+        s = self.servers.get(o["si"])
+        if s is None:
+            return
+        if s.get("authorized_keys"):
+            self.write_keys(s)
+        if s.get("on_end"):
+            # The container goes away: never in the request handler (which
+            # holds the lock), and never for longer than ON_END_TIMEOUT.
+            t = threading.Thread(target=self.run_on_end, args=(o["id"], list(s["on_end"])),
+                                 daemon=True)
+            t.start()
+
+    def write_keys(self, s):
+        """The server's authorized_keys: the ssh_key of every active order on it."""
+        path = s["authorized_keys"]
+        keys = [o["ssh_key"].strip() for o in self.active_orders_on(int(s["id"]))
+                if o["ssh_key"].strip()]
+        tmp = "%s.fake%d" % (path, os.getpid())
+        try:
+            with open(tmp, "w") as f:
+                f.write("".join(k + "\n" for k in keys))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except OSError as e:
+            sys.stderr.write("clore_fake: cannot write %s: %s\n" % (path, e))
+
+    def run_on_end(self, oid, argv):
+        try:
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, timeout=ON_END_TIMEOUT)
+            rec = {"order": oid, "rc": r.returncode,
+                   "stderr": r.stderr.decode("utf-8", "replace")[-500:]}
+        except subprocess.TimeoutExpired:
+            rec = {"order": oid, "rc": None, "stderr": "timed out after %gs" % ON_END_TIMEOUT}
+        except OSError as e:
+            rec = {"order": oid, "rc": None, "stderr": str(e)}
+        with self.lock:
+            self.on_end_runs.append(rec)
 
     def active_orders_on(self, sid):
         return [o for o in self.orders.values() if o["si"] == sid and not o["ended"]]
@@ -284,7 +347,9 @@ class Fake:
     def control_order(self, o):
         d = self.order_json(o)
         d.update({"owner": o["owner"], "ended": o["ended"], "end_reason": o["end_reason"],
-                  "ssh_key": o["ssh_key"], "forced_offline": o["forced_offline"]})
+                  "ssh_key": o["ssh_key"], "forced_offline": o["forced_offline"],
+                  "env": o.get("env", {}), "command": o.get("command"),
+                  "t_created": o["t_created"], "t_ended": o["ended_at"]})
         return d
 
     # ------------------------------------------------------------ endpoints
@@ -364,7 +429,10 @@ class Fake:
         o["creation_fee"] = fee
         o["ports"] = dict(ports)
         o["env"] = dict(env)
+        o["command"] = body.get("command")
         self.orders[oid] = o
+        if s.get("authorized_keys"):
+            self.write_keys(s)
         return {"code": 0}
 
     def ep_my_orders(self, q, body):
@@ -486,7 +554,14 @@ class Fake:
                 return 200, {"code": 4}
             if body is ValueError:
                 return 200, {"code": 2}
-            return 200, ep[1](self, q, body)
+            out = ep[1](self, q, body)
+            if name == "create_order":
+                b = body if isinstance(body, dict) else {}
+                self.create_attempts.append({
+                    "server": b.get("renting_server"), "type": b.get("type"),
+                    "currency": b.get("currency"), "spotprice": b.get("spotprice"),
+                    "code": out.get("code"), "error": out.get("error"), "t": time.time()})
+            return 200, out
 
     def control(self, method, name, body):
         with self.lock:
@@ -497,7 +572,9 @@ class Fake:
                         "requests_total": sum(self.requests.values()),
                         "unauthorized": self.unauthorized,
                         "wallets": {n: self.balance(n) for n in self.wallets},
-                        "ssh_keys": [o["ssh_key"] for o in self.orders.values() if o["owner"] == "api"]}
+                        "ssh_keys": [o["ssh_key"] for o in self.orders.values() if o["owner"] == "api"],
+                        "create_attempts": list(self.create_attempts),
+                        "on_end": list(self.on_end_runs), "now": time.time()}
             if method != "POST" or not isinstance(body, dict):
                 return None
             if name == "outbid":
@@ -510,6 +587,12 @@ class Fake:
                     s["offers"].append({"offer_id": 900 + len(s["offers"]) + 50, "bid": bid,
                                         "currency": o["currency"], "active": True})
                 self.end_order(o, "outbid")
+                return {"ok": True}
+            if name == "end":
+                o = self.orders.get(body.get("order_id"))
+                if o is None or o["ended"]:
+                    return {"ok": False, "why": "no active order"}
+                self.end_order(o, str(body.get("reason", "expired")))
                 return {"ok": True}
             if name == "offline":
                 o = self.orders.get(body.get("order_id"))

@@ -6,6 +6,7 @@
 #       nodes[0].target          # "root@10.231.7.2:22"
 #       nodes[0].kill_sshd()     # a real fault: sshd and its sessions die
 #       nodes[0].link_down()     # packets stop; TCP sees nothing at once
+#       nodes[0].end_sessions()  # every session dies, the listener stays
 #
 # Each node N gets:
 #   namespace  rfs-<tag>-N       (tag unique to this process and node set)
@@ -13,7 +14,10 @@
 #              rn<tag>N (in the namespace, 10.231.X.2/24)
 #   sshd       /usr/sbin/sshd -D -e -f <tmpdir>/sshdN/sshd_config, run with
 #              `ip netns exec`, own ed25519 host key, keys from
-#              <tmpdir>/authorized_keys, LogLevel ERROR, log in sshdN/log
+#              <tmpdir>/authorized_keys (shared by all nodes), or with
+#              authorized_pubkey_path=None from <tmpdir>/authorized_keys.N
+#              (its own, initially empty: a test or the fake Clore API
+#              writes it), LogLevel ERROR, log in sshdN/log
 #   dir        <tmpdir>/nodeN: renderfs's directory on the node, given to
 #              every session as RENDERFS_NODE_DIR by sshd's SetEnv (OpenSSH
 #              >= 7.8 applies SetEnv to exec and subsystem sessions alike)
@@ -30,6 +34,15 @@
 # Cleanup kills every process in each namespace, deletes the veths and the
 # namespaces; it runs on context exit, on NodeSet.cleanup(), and at
 # interpreter exit for anything still left.
+#
+# From a command line (the fake Clore API runs this when a rented
+# container goes away):
+#
+#   python3 sshnodes.py end-sessions NETNS PIDFILE
+#
+# SIGKILLs every process in network namespace NETNS except the listening
+# sshd (the pid in PIDFILE; when that file is missing or stale, the sshd
+# whose parent is outside the namespace), and waits for them to go.
 
 import atexit
 import fcntl
@@ -39,6 +52,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 SSHD = "/usr/sbin/sshd"
@@ -114,6 +128,42 @@ def _state(pid):
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return ""
+
+
+def _listener_pid(ns, pidfile, pids):
+    """The listening sshd of namespace ns: the pid in pidfile when that is
+    an sshd in the namespace, else the sshd whose parent is outside it."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().split()[0])
+        if pid in pids and _comm(pid) == "sshd":
+            return pid
+    except (OSError, ValueError, IndexError):
+        pass
+    inside = set(pids)
+    for pid in pids:
+        if _comm(pid) == "sshd" and _ppid(pid) not in inside:
+            return pid
+    return None
+
+
+def _ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def end_sessions(ns, pidfile, timeout=5.0):
+    """SIGKILL every process in network namespace ns except its listening
+    sshd, and wait (up to timeout) for them to go.  Returns the pids killed.
+    A namespace with nothing in it, or no listener, is fine."""
+    pids = _netns_pids(ns)
+    keep = _listener_pid(ns, pidfile, pids)
+    victims = [p for p in pids if p != keep and p != os.getpid()]
+    _kill_and_wait(victims, timeout)
+    return victims
 
 
 def _pick_subnets(count):
@@ -271,6 +321,17 @@ class Node:
                 pass
         self.proc = None
 
+    def end_sessions(self):
+        """SIGKILL every process in the namespace but the listening sshd:
+        sessions and what they ran die, new connections are still taken
+        (as when a rented container goes away and its port stays open).
+        Returns the pids killed."""
+        return end_sessions(self.ns, self.pidfile)
+
+    def end_sessions_argv(self):
+        """The command line doing end_sessions() from another process."""
+        return [sys.executable, os.path.abspath(__file__), "end-sessions", self.ns, self.pidfile]
+
     def kill_all(self):
         """SIGKILL everything running in the namespace."""
         pids = _netns_pids(self.ns) if self.made_ns else []
@@ -364,18 +425,31 @@ class NodeSet:
 
 def make_nodes(n, tmpdir, authorized_pubkey_path, env=None):
     """Make n nodes under tmpdir, each running sshd that accepts the given
-    public key.  `env`, when given, is a list of n dicts (or None) of extra
-    environment for each node's sessions, set with sshd's SetEnv (PATH
-    included).  Returns a NodeSet (a context manager); on any failure while
-    building, what was made is removed before the error propagates."""
+    public key, from one shared <tmpdir>/authorized_keys.  With
+    authorized_pubkey_path=None each node N gets its own, initially empty,
+    <tmpdir>/authorized_keys.N instead (node.authorized_keys): it accepts no
+    key until somebody writes one there.  `env`, when given, is a list of n
+    dicts (or None) of extra environment for each node's sessions, set with
+    sshd's SetEnv (PATH included).  Returns a NodeSet (a context manager); on
+    any failure while building, what was made is removed before the error
+    propagates."""
     env = list(env) if env is not None else [None] * n
     if len(env) != n:
         raise ValueError("make_nodes: env needs one entry per node")
     _counter[0] += 1
     # Interface names are at most 15 bytes: "rh" + tag + index.
     tag = "%x%x" % (os.getpid() % 0x10000, _counter[0] % 0x100)
-    authorized_keys = os.path.join(tmpdir, "authorized_keys")
-    shutil.copyfile(authorized_pubkey_path, authorized_keys)
+    if authorized_pubkey_path is None:
+        keyfiles = []
+        for i in range(n):
+            path = os.path.join(tmpdir, "authorized_keys.%d" % i)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.close(fd)
+            keyfiles.append(path)
+    else:
+        authorized_keys = os.path.join(tmpdir, "authorized_keys")
+        shutil.copyfile(authorized_pubkey_path, authorized_keys)
+        keyfiles = [authorized_keys] * n
     nodes = []
     nodeset = NodeSet(nodes)
     try:
@@ -383,7 +457,7 @@ def make_nodes(n, tmpdir, authorized_pubkey_path, env=None):
             fcntl.flock(lock, fcntl.LOCK_EX)
             octets = _pick_subnets(n)
             for i in range(n):
-                node = Node(tag, i, octets[i], tmpdir, authorized_keys, env[i])
+                node = Node(tag, i, octets[i], tmpdir, keyfiles[i], env[i])
                 nodes.append(node)
                 node._make_network()
         for node in nodes:
@@ -399,6 +473,14 @@ def make_nodes(n, tmpdir, authorized_pubkey_path, env=None):
     return nodeset
 
 
+def main(argv):
+    if len(argv) == 3 and argv[0] == "end-sessions":
+        end_sessions(argv[1], argv[2])
+        return 0
+    sys.stderr.write("usage: sshnodes.py end-sessions NETNS PIDFILE\n")
+    return 2
+
+
 @atexit.register
 def _cleanup_leftovers():
     for nodeset in list(_live):
@@ -406,3 +488,7 @@ def _cleanup_leftovers():
             nodeset.cleanup()
         except Exception:
             pass
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
