@@ -11,7 +11,7 @@
  *
  * (releasing: a cancel that failed for a passing reason, retried each poll.)
  *
- * One pass of the loop, about every 100 ms: poll my_orders when `poll` has
+ * One pass of the loop, about every 250 ms: poll my_orders when `poll` has
  * passed, keep to the budgets, release idle nodes, rent when queued frames
  * outnumber the nodes coming up, settle ended orders with Clore's own
  * figures, and publish one status line (meta "clore_status").  Each API
@@ -619,8 +619,21 @@ static int budgets(struct provision *p)
 	if (p->cfg->clore_budget < 0)
 		return 0;
 	money_farm_get(p->st, now, &f);
-	if (f.spent < p->cfg->clore_budget)
-		return 0;
+	/* Once reached, the budget stays reached (for this budget): Clore's
+	 * final figures for the released orders may come in a little lower
+	 * than the running estimate, and a last order for the few cents left
+	 * would mostly pay its creation fee. */
+	{
+		char v[64] = "";
+
+		store_meta_get(p->st, "clore_budget_reached", v, sizeof(v));
+		if (f.spent < p->cfg->clore_budget && !(v[0] && fabs(atof(v) - p->cfg->clore_budget) < 1e-9))
+			return 0;
+		if (!v[0] || fabs(atof(v) - p->cfg->clore_budget) >= 1e-9) {
+			snprintf(v, sizeof(v), "%.6f", p->cfg->clore_budget);
+			store_meta_set(p->st, "clore_budget_reached", v);
+		}
+	}
 	{
 		char a[32], b[32];
 
@@ -1034,6 +1047,19 @@ static void rent_one(struct provision *p, const struct job_want *w)
 		return;
 	}
 	spot_terms(p, w, &of);
+	/* Outbidding others may have pushed a spot bid past max_price. */
+	if (w->max_price > 0 && of.sv->gpu_count > 0 && of.rate > 0 &&
+	    of.bid * of.rate / 24.0 / of.sv->gpu_count > w->max_price + 1e-12) {
+		char ev[256];
+
+		snprintf(ev, sizeof(ev),
+			 "server %lld: a winning bid would cost more than max_price; not ordered",
+			 (long long)of.sv->id);
+		store_event(p->st, w->id, 0, 0, "clore", ev);
+		avoid_server(p, of.sv->id);
+		p->next_rent = 0;
+		return;
+	}
 	now = util_now_ms();
 	rental = record_intent(p, w, &of, now);
 	if (!rental) {
@@ -1146,7 +1172,7 @@ static void *provision_main(void *arg)
 			}
 		}
 		publish(p);
-		nap(p, 100);
+		nap(p, 250);
 	}
 	/* Unmount: stop every node together, then give the orders back. */
 	for (int i = 0; i < p->nheld; i++)

@@ -25,6 +25,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ struct slot {
 	int dup; /* racing another node's holder of this frame; holds no lease */
 	int64_t frame_started, last_output, last_beat, idle_since; /* mono ms */
 	int64_t held_since; /* mono ms: when the slot took the frame (its slot time starts) */
+	int out_alt;        /* which of the slot's two output names the next frame gets */
 	int log_fd;
 	int width, height;
 	char setup_error[512];
@@ -90,6 +92,7 @@ struct runner {
 	int auto_slots; /* one slot per GPU the probe finds (at least one) */
 	int ngpus;      /* GPUs the node's Blender sees */
 	char stop_why[256];
+	struct slot fin; /* a finished frame being collected while its slot renders the next */
 };
 
 /* Errors that mean the node or the link, not the frame, failed. */
@@ -493,10 +496,12 @@ static int slot_send_frame(struct runner *r, struct slot *sl)
 
 	if (!msg)
 		return -ENOMEM;
-	/* One output name per slot: each frame replaces the last one, which
-	 * has been fetched by then, so nothing piles up on the node. */
-	snprintf(sl->outpath, sizeof(sl->outpath), "%s/work/slot%d/out%s", r->node->home, sl->idx,
-		 sc_format_ext(sl->fmt));
+	/* Two output names per slot, in turn: a frame renders into one while
+	 * the previous one is fetched from the other; each frame replaces the
+	 * one before last, so nothing piles up on the node. */
+	sl->out_alt ^= 1;
+	snprintf(sl->outpath, sizeof(sl->outpath), "%s/work/slot%d/out%d%s", r->node->home, sl->idx,
+		 sl->out_alt, sc_format_ext(sl->fmt));
 	cJSON_AddNumberToObject(msg, "frame", sl->frame_no);
 	cJSON_AddStringToObject(msg, "out", sl->outpath);
 	rc = slot_send_json(r, sl, msg);
@@ -695,6 +700,40 @@ static void slot_drain_log(struct runner *r, struct slot *sl)
 	}
 }
 
+static int dispatch_one(struct runner *r, struct slot *sl, int64_t job, int64_t now);
+static void slot_start_frame(struct runner *r, struct slot *sl, int64_t job);
+
+/*
+ * The worker finished a frame.  The slot gives it to r->fin and, when the
+ * policy's next job is the scene the worker has loaded, takes and starts
+ * the next frame at once; then the finished frame is fetched, verified
+ * and committed while the worker renders.  The GPU never waits for a
+ * transfer.
+ */
+static void slot_finished(struct runner *r, struct slot *sl, const cJSON *msg)
+{
+	struct slot *fin = &r->fin;
+	int64_t now = util_now_ms(), job;
+
+	slot_drain_log(r, sl);
+	slot_close_log(sl);
+	/* The slot's time on this frame ends here; the next frame's begins. */
+	if (sl->held_since && sl->job)
+		store_usage_add(r->st, r->node_id, sl->job, util_mono_ms() - sl->held_since);
+	memcpy(fin, sl, offsetof(struct slot, line));
+	fin->proc = NULL;
+	fin->held_since = 0;
+	sl->frame_id = 0;
+	sl->held_since = 0;
+	sl->dup = 0;
+	sl->state = SLOT_READY;
+	sl->idle_since = util_mono_ms();
+	if (!r->lost && !atomic_load(&r->stop) &&
+	    (job = runner_pick_job(r->st, r->node_id, now)) == sl->job && !dispatch_one(r, sl, job, now))
+		slot_start_frame(r, sl, job);
+	frame_done(r, fin, msg);
+}
+
 static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 {
 	cJSON *msg;
@@ -745,10 +784,7 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 		if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
 			slot_kill(r, sl); /* no longer ours */
 	} else if (!strcmp(ev->valuestring, "done") && sl->state == SLOT_BUSY && sl->frame_id) {
-		slot_drain_log(r, sl);
-		frame_done(r, sl, msg);
-		sl->state = SLOT_READY;
-		sl->idle_since = util_mono_ms();
+		slot_finished(r, sl, msg);
 	} else if (!strcmp(ev->valuestring, "fail") && sl->state == SLOT_BUSY && sl->frame_id) {
 		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
 

@@ -34,8 +34,8 @@
  *     released; its frames may be duplicated by idle slots meanwhile;
  *   - a worker loads the scene once (LOAD_S) when it starts, then renders
  *     frames back to back.
- *   - release (not in the backend yet: the provider that rents nodes is
- *     later work): a node whose slots are all idle and for which no work is
+ *   - release (as backend/provision.c does with an idle grace; here at
+ *     once): a node whose slots are all idle and for which no work is
  *     left -- no queued frame it may take, no in-flight frame of another
  *     node it could still duplicate -- is released and stops costing.
  *
