@@ -418,6 +418,7 @@ static int start_runners(struct engine *e)
 		e->nodes[0] = node;
 		e->nrunners = 1;
 		store_meta_set(e->st, "ssh_public_key", "");
+		store_meta_set(e->st, "clore_status", "");
 		return 0;
 	}
 	if (!strcmp(cfg->backend, "ssh")) {
@@ -430,6 +431,7 @@ static int start_runners(struct engine *e)
 			return rc;
 		}
 		store_meta_set(e->st, "ssh_public_key", pub);
+		store_meta_set(e->st, "clore_status", "");
 		for (int i = 0; i < cfg->n_ssh_nodes && i < MAX_RUNNERS; i++) {
 			struct ssh_opts o = {
 			    .target = cfg->ssh_nodes[i],

@@ -299,6 +299,16 @@ static const struct clore_order *match_intent(struct provision *p, const struct 
 
 /* ---- API errors ---- */
 
+/* A call that failed before worked now: its error no longer stands. */
+static void api_ok(struct provision *p, const char *what)
+{
+	size_t l = strlen(what);
+
+	if (!strncmp(p->problem, "error: ", 7) && !strncmp(p->problem + 7, what, l) &&
+	    p->problem[7 + l] == ':')
+		set_problem(p, "%s", "");
+}
+
 static void api_failed(struct provision *p, const char *what, int rc)
 {
 	if (rc == -EACCES) {
@@ -403,7 +413,7 @@ static void release(struct provision *p, struct held *h, const char *why)
 	node_stop(h, why);
 	if (order) {
 		rc = clore_cancel_order(p->cc, order, NULL);
-		if (rc && rc != -EACCES) {
+		if (rc) {
 			/* Try again on the next poll; the row says so. */
 			rental_exec(
 			    p, "UPDATE rentals SET state = 'releasing', end_reason = :text WHERE id = :id",
@@ -439,7 +449,8 @@ static void lost(struct provision *p, struct held *h, const char *why)
 
 static void poll_orders(struct provision *p)
 {
-	struct clore_order *o = NULL;
+	struct clore_order *o = NULL, *done = NULL;
+	size_t ndone = 0;
 	struct rental_row *rows = NULL;
 	size_t n = 0, nrows = 0;
 	int64_t now = util_now_ms();
@@ -450,8 +461,7 @@ static void poll_orders(struct provision *p)
 		api_failed(p, "my_orders", rc);
 		return;
 	}
-	if (!strncmp(p->problem, "error: my_orders", 16))
-		set_problem(p, "%s", "");
+	api_ok(p, "my_orders");
 	rentals_open(p, &rows, &nrows);
 	for (size_t i = 0; i < nrows; i++) {
 		struct rental_row *r = &rows[i];
@@ -467,9 +477,20 @@ static void poll_orders(struct provision *p)
 				snprintf(r->state, sizeof(r->state), "booting");
 				held_add(p, r->id, ord->id, r->server);
 			} else if (now - r->intent_at > INTENT_GIVE_UP) {
-				rental_exec(
-				    p, "UPDATE rentals SET state = 'void', end_reason = :text WHERE id = :id",
-				    r->id, "no order appeared", 0, 0);
+				/* Its order may have come and gone while renderfs was
+				 * down: then it is ended (and settled), not void. */
+				if (!done && clore_my_orders(p->cc, 1, &done, &ndone))
+					done = NULL, ndone = 0;
+				ord = done ? match_intent(p, done, ndone, r) : NULL;
+				if (ord) {
+					rental_found(p, r->id, ord);
+					rental_end(p, r->id, "ended while renderfs was not running");
+				} else {
+					rental_exec(p,
+						    "UPDATE rentals SET state = 'void', end_reason = :text "
+						    "WHERE id = :id",
+						    r->id, "no order appeared", 0, 0);
+				}
 				continue;
 			} else {
 				continue;
@@ -520,10 +541,13 @@ static void poll_orders(struct provision *p)
 		} else if (ord->price > 0 && fabs(ord->price - r->price_day) > 1e-9) {
 			rental_exec(p, "UPDATE rentals SET price_day = :d WHERE id = :id", r->id, NULL, 0,
 				    ord->price);
+			rental_exec(p, "UPDATE nodes SET price_h = :d WHERE rental = :id", r->id, NULL, 0,
+				    ord->price * r->usd_rate / 24.0);
 		}
 	}
 	free(rows);
 	free(o);
+	free(done);
 }
 
 /* Ended orders: take Clore's own final figure for what they cost. */
@@ -857,6 +881,7 @@ static int refresh_market(struct provision *p)
 		api_failed(p, "marketplace", rc);
 		return rc;
 	}
+	api_ok(p, "marketplace");
 	free(p->market);
 	p->market = s;
 	p->nmarket = n;
@@ -942,6 +967,7 @@ static int check_wallet(struct provision *p, const struct offer *of)
 		api_failed(p, "wallets", rc);
 		return rc;
 	}
+	api_ok(p, "wallets");
 	for (size_t i = 0; i < n; i++)
 		if (!strcmp(w[i].name, cur))
 			balance = w[i].balance;

@@ -1075,7 +1075,7 @@ static int start_duplicate(struct runner *r, struct slot *sl, int64_t now)
 		"   coalesce(f.started, f.progress_at, 0) AS started, f.started IS NULL AS waiting"
 		"   FROM frames f JOIN jobs j ON j.id = f.job"
 		"   WHERE f.state IN ('leased', 'rendering') AND f.dup_node IS NULL AND f.node != ?1"
-		"   AND j.state = 'rendering' AND j.removed = 0 LIMIT 64),"
+		"   AND j.state = 'rendering' AND j.removed = 0 AND j.over_budget = 0 LIMIT 64),"
 		" d AS (SELECT x.job, x.node, x.secs FROM (SELECT DISTINCT job FROM c) cj"
 		"   JOIN frames x ON x.id IN (SELECT id FROM frames WHERE job = cj.job"
 		"     AND state = 'done' AND secs IS NOT NULL ORDER BY frame LIMIT 256)),"

@@ -24,6 +24,7 @@ struct job_facts {
 	int nodes, gpus;
 	double rate, spent, estimate;
 	double per_dollar; /* frames done per USD; < 0 = unknown (nothing spent) */
+	int waiting;       /* the stored state is waiting */
 	char *error;       /* owned */
 	uint32_t *missing; /* owned */
 	size_t nmissing;
@@ -90,6 +91,7 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	}
 	snprintf(f->name, sizeof(f->name), "%s", (const char *)sqlite3_column_text(s, 0));
 	snprintf(f->state, sizeof(f->state), "%s", (const char *)sqlite3_column_text(s, 1));
+	f->waiting = !strcmp(f->state, "waiting");
 	started = sqlite3_column_int64(s, 2);
 	ended = sqlite3_column_int64(s, 3);
 	f->error = dup_col(s, 4);
@@ -173,6 +175,16 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 		else
 			f->estimate = f->spent + (f->eta > 0 ? f->rate * f->eta / 3600.0 : 0);
 		f->per_dollar = f->spent > 0 ? (double)f->done / f->spent : -1;
+	}
+	/* Waiting while servers are being rented for it: provisioning. */
+	if (f->waiting && !store_prepare(st,
+					 "SELECT EXISTS (SELECT 1 FROM rentals WHERE job = ?"
+					 " AND state IN ('intent', 'booting'))",
+					 &s)) {
+		sqlite3_bind_int64(s, 1, job);
+		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0))
+			snprintf(f->state, sizeof(f->state), "provisioning");
+		sqlite3_finalize(s);
 	}
 	return 0;
 }

@@ -250,6 +250,17 @@ int main(int argc, char *argv[])
 			goto out_free_cfg;
 		}
 		unsetenv("CLORE_API_KEY");
+		{
+			/* A bad api_url (plain http to a remote host) stops the
+			 * mount here, not after it. */
+			struct clore_client *cc = clore_new(cfg.clore_api_url, clore_key, err, sizeof(err));
+
+			if (!cc) {
+				fprintf(stderr, "renderfs: [clore] api_url: %s\n", err);
+				goto out_free_cfg;
+			}
+			clore_free(cc);
+		}
 		if (!cfg.clore_image || !*cfg.clore_image) {
 			fprintf(stderr,
 				"renderfs: backend clore needs [clore] image = a container image with "

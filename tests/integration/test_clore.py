@@ -1049,3 +1049,29 @@ def test_key_file_readable_by_others_is_refused(clore, mode):
     assert clore.key not in out, "the message shows the key"
     st = clore.state()
     assert st["requests_total"] == 0, "renderfs talked to the API before refusing\n%s" % excerpt(st)
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("bad", [
+    ({"api_url": "http://api.example.com/v1"}, r"(?i)api_url.*(http|loopback)"),
+    ({"image": ""}, r"(?i)image"),
+], ids=["plain-http-remote", "no-image"])
+def test_bad_clore_settings_refused_before_mounting(clore, bad):
+    settings, why = bad
+    clore.start_fake([])
+    clore.write_key(clore.key)
+    mnt = clore.mount(start=False, **settings)
+    cmd = [mnt.bin, "-f", "-o", "state=%s,config=%s" % (mnt.state, mnt.conf), str(mnt.mnt)]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out = p.communicate(timeout=20)[0].decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        subprocess.run(["fusermount3", "-u", str(mnt.mnt)], capture_output=True, timeout=30)
+        p.kill()
+        p.wait(10)
+        pytest.fail("renderfs mounted with %r" % settings)
+    assert p.returncode != 0 and not R.mounted(mnt.mnt), "renderfs accepted %r:\n%s" % (settings, out)
+    assert re.search(why, out), "the message does not say what is wrong with %r:\n%s" % (settings, out)
+    assert clore.key not in out, "the message shows the key"
+    assert clore.state()["requests_total"] == 0, "renderfs talked to the API before refusing"
