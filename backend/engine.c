@@ -56,6 +56,13 @@ struct engine {
 	int64_t last_scan, last_jobs;
 };
 
+static atomic_int poked;
+
+void engine_poke(void)
+{
+	atomic_store(&poked, 1);
+}
+
 static void set_job_error(struct store *st, int64_t job, const char *msg)
 {
 	sqlite3_stmt *s;
@@ -384,12 +391,12 @@ static void *engine_main(void *arg)
 			intake_scan(e->st, e->cfg->quiet_ms, now);
 		}
 		watch_video(e);
-		if (mono - e->last_jobs >= 200) {
+		if (mono - e->last_jobs >= 200 || atomic_exchange(&poked, 0)) {
 			e->last_jobs = mono;
 			expire_leases(e, now);
 			advance_jobs(e);
 		}
-		usleep(50 * 1000);
+		usleep(20 * 1000);
 	}
 	if (e->video_pid > 0) {
 		kill(e->video_pid, SIGKILL);

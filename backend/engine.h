@@ -19,5 +19,9 @@ struct engine;
  * while starting, not kept by the engine. */
 int engine_start(const char *state_dir, const struct config *cfg, const char *clore_key, struct engine **out);
 void engine_stop(struct engine *e);
+/* A frame was committed: look at the jobs now rather than at the next
+ * 200 ms tick (a job whose last frame just landed ends at once).  Any
+ * thread may call it. */
+void engine_poke(void);
 
 #endif

@@ -13,6 +13,7 @@
  */
 #include "runner.h"
 #include "collect.h"
+#include "engine.h"
 #include "jobs.h"
 #include "policy.h"
 #include "sidecar.h"
@@ -673,6 +674,7 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	rc = collect_commit(r->st, sl->frame_id, sl->lease, sl->dup ? FE_WON : FE_COLLECTED, r->node_id,
 			    sl->job, sl->frame_no, sl->fmt, local, size, mtime, m.secs);
 	if (rc == 0) {
+		engine_poke();
 		count_node(r, "done");
 		if (sl->dup)
 			store_event(r->st, sl->job, r->node_id, sl->frame_id, "duplicate",

@@ -339,6 +339,8 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN clore_max_price REAL NOT NULL DEFAULT -1;"
     "ALTER TABLE jobs ADD COLUMN clore_spot INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE jobs ADD COLUMN over_budget INTEGER NOT NULL DEFAULT 0;",
+    /* 4 -> 5: a job's status counts its frames from the index alone */
+    "CREATE INDEX frames_counts ON frames(job, state, node, secs, interrupts, attempts);",
 };
 
 static int migrate(struct store *st)
@@ -714,6 +716,7 @@ int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_st
 	if (sqlite3_changes(st->db) == 0)
 		return -ESTALE;
 	store_change(st, CH_JOBDIR, job);
+	store_change(st, CH_JOBSTATE, job);
 	return 0;
 }
 

@@ -119,7 +119,9 @@ enum job_state {
 };
 
 /* What a change to the tree touched, for the notifier (fs/notify.c). */
-enum change_kind { CH_QUEUE = 1, CH_OUT, CH_JOBDIR, CH_JOBLOGS, CH_NODES };
+/* CH_JOBSTATE: a job changed state (status readers must not be served a
+ * cached rendering of the old one). */
+enum change_kind { CH_QUEUE = 1, CH_OUT, CH_JOBDIR, CH_JOBLOGS, CH_NODES, CH_JOBSTATE };
 
 #define STORE_CACHE_SLOTS 32
 

@@ -54,5 +54,8 @@ void pool_fini(void);
  * the kernel invalidations -- never from a request thread. */
 int notify_start(struct fuse_session *se, const char *state_dir);
 void notify_stop(void);
+/* ops.c: forget every cached status rendering (the notifier calls it when
+ * a job changes state). */
+void status_cache_flush(void);
 
 #endif

@@ -42,6 +42,7 @@ static void on_change(void *arg, int kind, int64_t id)
 		inval(I_STATUSJSON);
 		break;
 	case CH_JOBLOGS: inval(INO(T_JLOGS, id)); break;
+	case CH_JOBSTATE: status_cache_flush(); break;
 	case CH_NODES:
 		inval(I_NODES);
 		inval(INO(T_NSTATUS, id));

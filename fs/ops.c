@@ -155,8 +155,8 @@ static int sb_set(struct util_sb *sb, const char *buf, size_t len)
 }
 
 /* After a change made through the mount (a control command, a removal),
- * the next read must show it. */
-static void status_cache_flush(void)
+ * or a job's new state, the next read must show it. */
+void status_cache_flush(void)
 {
 	pthread_mutex_lock(&status_lock);
 	for (int i = 0; i < STATUS_CACHE; i++)

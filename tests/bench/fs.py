@@ -105,8 +105,12 @@ def main():
                 t, got = read_all(path)
                 assert got == BIG, "%s: read %d bytes" % (path, got)
                 keep("read_cold_" + key, t)
-                t, _ = read_all(path)
-                keep("read_warm_" + key, t)
+                # Warm means every page cached: the first read after a cold
+                # one may still miss pages through FUSE (readahead), so the
+                # best of two reads counts, for both sides alike.
+                for _ in range(2):
+                    t, _ = read_all(path)
+                    keep("read_warm_" + key, t)
             for key, path in (("mnt", m.job_dir("big")), ("dir", native)):
                 B.drop_caches()
                 keep("ls_cold_" + key, ls(path))

@@ -15,6 +15,10 @@ from pathlib import Path
 import benchlib as B
 
 FRAMES = int(os.environ.get("BENCH_LOCAL_FRAMES", "24"))
+# The scene's size and samples: tiny frames (the default) measure renderfs's
+# fixed costs; larger ones (e.g. 320x240 and 24) how they amortise.
+SIZE = os.environ.get("BENCH_LOCAL_SIZE", "64x48")
+SAMPLES = int(os.environ.get("BENCH_LOCAL_SAMPLES", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
@@ -24,7 +28,7 @@ def main():
     mounts = []
     try:
         scene = tmp / "scene.blend"
-        B.make_scene(scene, FRAMES, "64x48", 8)
+        B.make_scene(scene, FRAMES, SIZE, SAMPLES)
         blend = B.R.get(scene)
         m1 = B.mount(tmp / "w1", workers=1)
         mounts.append(m1)
@@ -75,9 +79,9 @@ def main():
             assert n == FRAMES, "per-frame run made %d files" % n
             print("  round %d: renderfs w1 %.2fs, w2 %.2fs, blender -a %.2fs, per frame %.2fs (best so far)"
                   % (rnd + 1, best["rfs1"], best["rfs2"], best["single"], best["perframe"]), flush=True)
-        print("  %d frames 64x48 8 samples, best of %d: renderfs workers=1 %.2fs, workers=2 %.2fs, "
+        print("  %d frames %s %d samples, best of %d: renderfs workers=1 %.2fs, workers=2 %.2fs, "
               "one blender -a %.2fs, one launch per frame %.2fs"
-              % (FRAMES, ROUNDS, best["rfs1"], best["rfs2"], best["single"], best["perframe"]))
+              % (FRAMES, SIZE, SAMPLES, ROUNDS, best["rfs1"], best["rfs2"], best["single"], best["perframe"]))
         print("  renderfs workers=1 timeline (last round, from the state database): " + timeline)
         for w in ("1", "2"):
             a, b, c = parts["rfs" + w]
