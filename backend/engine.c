@@ -405,6 +405,22 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
+/* The SSH key pair nodes are driven with (priv and pub hold PATH_MAX-sized
+ * paths), shown in MOUNT/status; clore_status starts as given. */
+static int identity(struct engine *e, char *priv, char *pub, const char *clore_status)
+{
+	char err[512];
+	int rc = keys_identity(e->dir, e->cfg->ssh_identity, priv, 4096, pub, 4096, err, sizeof(err));
+
+	if (rc) {
+		fprintf(stderr, "renderfs: %s\n", err);
+		return rc;
+	}
+	store_meta_set(e->st, "ssh_public_key", pub);
+	store_meta_set(e->st, "clore_status", clore_status);
+	return 0;
+}
+
 /* The nodes this mount renders on, from the configuration. */
 static int start_runners(struct engine *e)
 {
@@ -429,16 +445,11 @@ static int start_runners(struct engine *e)
 		return 0;
 	}
 	if (!strcmp(cfg->backend, "ssh")) {
-		char priv[4096], pub[4096], err[512];
+		char priv[4096], pub[4096];
 
-		rc = keys_identity(e->dir, cfg->ssh_identity, priv, sizeof(priv), pub, sizeof(pub), err,
-				   sizeof(err));
-		if (rc) {
-			fprintf(stderr, "renderfs: %s\n", err);
+		rc = identity(e, priv, pub, "");
+		if (rc)
 			return rc;
-		}
-		store_meta_set(e->st, "ssh_public_key", pub);
-		store_meta_set(e->st, "clore_status", "");
 		for (int i = 0; i < cfg->n_ssh_nodes && i < MAX_RUNNERS; i++) {
 			struct ssh_opts o = {
 			    .target = cfg->ssh_nodes[i],
@@ -463,16 +474,11 @@ static int start_runners(struct engine *e)
 		return 0;
 	}
 	if (!strcmp(cfg->backend, "clore")) {
-		char priv[4096], pub[4096], err[512];
+		char priv[4096], pub[4096];
 
-		rc = keys_identity(e->dir, cfg->ssh_identity, priv, sizeof(priv), pub, sizeof(pub), err,
-				   sizeof(err));
-		if (rc) {
-			fprintf(stderr, "renderfs: %s\n", err);
+		rc = identity(e, priv, pub, "starting");
+		if (rc)
 			return rc;
-		}
-		store_meta_set(e->st, "ssh_public_key", pub);
-		store_meta_set(e->st, "clore_status", "starting");
 		return provision_start(e->dir, cfg, e->clore_key, priv, pub, e->worker_path, &e->prov);
 	}
 	return -ENOTSUP;

@@ -81,24 +81,10 @@ class Scenes:
 
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory, _environment):
-    d = tmp_path_factory.mktemp("scenes")
-    script = R.REPO / "contrib" / "make_scene.py"
-    procs = {}
-    for name, args in SCENE_SPECS.items():
-        out = d / (name + ".blend")
-        log = open(d / (name + ".log"), "wb")
-        procs[name] = (out, log, subprocess.Popen(
-            ["blender", "-b", "--factory-startup", "-Y", "--python", str(script), "--",
-             str(out)] + args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-    paths = {}
-    for name, (out, log, p) in procs.items():
-        rc = p.wait(180)
-        log.close()
-        if rc != 0 or not out.exists():
-            pytest.fail("make_scene.py %s failed (%s):\n%s"
-                        % (name, rc, R.get(d / (name + ".log")).decode("utf-8", "replace")[-3000:]))
-        paths[name] = out
-    return Scenes(paths)
+    try:
+        return Scenes(R.make_scenes(tmp_path_factory.mktemp("scenes"), SCENE_SPECS))
+    except AssertionError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,30 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def make_scenes(d, specs, timeout=180):
+    """Make test scenes with contrib/make_scene.py, all at once: specs maps
+    a name to make_scene.py's arguments.  Returns {name: path of
+    d/NAME.blend}; raises AssertionError with Blender's output when one
+    cannot be made."""
+    script = REPO / "contrib" / "make_scene.py"
+    procs = {}
+    for name, args in specs.items():
+        out = Path(d) / (name + ".blend")
+        log = open(Path(d) / (name + ".log"), "wb")
+        procs[name] = (out, log, subprocess.Popen(
+            ["blender", "-b", "--factory-startup", "-Y", "--python", str(script), "--",
+             str(out)] + list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    paths = {}
+    for name, (out, log, p) in procs.items():
+        rc = p.wait(timeout)
+        log.close()
+        if rc != 0 or not out.exists():
+            raise AssertionError("make_scene.py %s failed (%s):\n%s" % (
+                name, rc, get(Path(d) / (name + ".log")).decode("utf-8", "replace")[-3000:]))
+        paths[name] = out
+    return paths
+
+
 def parse_status(text):
     """`key: value` lines -> dict (first occurrence of a key wins)."""
     d = {}

@@ -73,21 +73,11 @@ CLORE_SCENES = {
 
 @pytest.fixture(scope="module")
 def clore_scenes(tmp_path_factory, _environment):
-    d = tmp_path_factory.mktemp("clore_scenes")
-    procs = {}
-    for name, args in CLORE_SCENES.items():
-        out = d / (name + ".blend")
-        procs[name] = (out, subprocess.Popen(
-            ["blender", "-b", "--factory-startup", "-Y", "--python",
-             str(R.REPO / "contrib" / "make_scene.py"), "--", str(out)] + args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    made = {}
-    for name, (out, p) in procs.items():
-        log = p.communicate(timeout=180)[0].decode("utf-8", "replace")
-        if p.returncode != 0 or not out.exists():
-            pytest.fail("make_scene.py %s failed (%s):\n%s" % (name, p.returncode, log[-3000:]))
-        made[name] = get(out)
-    return made
+    try:
+        paths = R.make_scenes(tmp_path_factory.mktemp("clore_scenes"), CLORE_SCENES)
+    except AssertionError as e:
+        pytest.fail(str(e))
+    return {name: get(path) for name, path in paths.items()}
 
 
 @pytest.fixture
@@ -1020,12 +1010,9 @@ def test_key_never_shown(clore, tiny, how):
     assert key not in get(fake.log).decode("utf-8", "replace")
 
 
-@pytest.mark.deadline(60)
-@pytest.mark.parametrize("mode", [0o644, 0o640], ids=["0644", "0640"])
-def test_key_file_readable_by_others_is_refused(clore, mode):
-    clore.start_fake([])
-    clore.write_key(clore.key, mode)
-    mnt = clore.mount(start=False)
+def _refused_mount(mnt, what):
+    """Run renderfs on mnt's config, expecting it to refuse before
+    mounting; returns its output.  Fails the test if it mounted."""
     cmd = [mnt.bin, "-f", "-o", "state=%s,config=%s" % (mnt.state, mnt.conf), str(mnt.mnt)]
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -1039,9 +1026,18 @@ def test_key_file_readable_by_others_is_refused(clore, mode):
             p.kill()
             p.wait(10)
         subprocess.run(["fusermount3", "-uz", str(mnt.mnt)], capture_output=True, timeout=30)
-        pytest.fail("renderfs mounted with a key file of mode %o" % mode)
-    assert p.returncode != 0, "renderfs exited 0 with a key file of mode %o:\n%s" % (mode, out)
-    assert not R.mounted(mnt.mnt), "mounted anyway"
+        pytest.fail("renderfs mounted with %s" % what)
+    assert p.returncode != 0, "renderfs exited 0 with %s:\n%s" % (what, out)
+    assert not R.mounted(mnt.mnt), "mounted anyway with %s" % what
+    return out
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("mode", [0o644, 0o640], ids=["0644", "0640"])
+def test_key_file_readable_by_others_is_refused(clore, mode):
+    clore.start_fake([])
+    clore.write_key(clore.key, mode)
+    out = _refused_mount(clore.mount(start=False), "a key file of mode %o" % mode)
     assert str(clore.keyfile) in out, "the message does not name the key file %s:\n%s" % (
         clore.keyfile, out)
     assert re.search(r"(?i)group|other|world|permission|mode|readable|0?6[04][04]", out), \
@@ -1060,18 +1056,7 @@ def test_bad_clore_settings_refused_before_mounting(clore, bad):
     settings, why = bad
     clore.start_fake([])
     clore.write_key(clore.key)
-    mnt = clore.mount(start=False, **settings)
-    cmd = [mnt.bin, "-f", "-o", "state=%s,config=%s" % (mnt.state, mnt.conf), str(mnt.mnt)]
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        out = p.communicate(timeout=20)[0].decode("utf-8", "replace")
-    except subprocess.TimeoutExpired:
-        subprocess.run(["fusermount3", "-u", str(mnt.mnt)], capture_output=True, timeout=30)
-        p.kill()
-        p.wait(10)
-        pytest.fail("renderfs mounted with %r" % settings)
-    assert p.returncode != 0 and not R.mounted(mnt.mnt), "renderfs accepted %r:\n%s" % (settings, out)
+    out = _refused_mount(clore.mount(start=False, **settings), repr(settings))
     assert re.search(why, out), "the message does not say what is wrong with %r:\n%s" % (settings, out)
     assert clore.key not in out, "the message shows the key"
     assert clore.state()["requests_total"] == 0, "renderfs talked to the API before refusing"

@@ -53,21 +53,11 @@ SSH_SCENES = {
 
 @pytest.fixture(scope="module")
 def ssh_scenes(tmp_path_factory, scenes):
-    d = tmp_path_factory.mktemp("ssh_scenes")
-    procs = {}
-    for name, args in SSH_SCENES.items():
-        out = d / (name + ".blend")
-        procs[name] = (out, subprocess.Popen(
-            ["blender", "-b", "--factory-startup", "-Y", "--python",
-             str(R.REPO / "contrib" / "make_scene.py"), "--", str(out)] + args,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    made = {}
-    for name, (out, p) in procs.items():
-        log = p.communicate(timeout=180)[0].decode("utf-8", "replace")
-        if p.returncode != 0 or not out.exists():
-            pytest.fail("make_scene.py %s failed (%s):\n%s" % (name, p.returncode, log[-3000:]))
-        made[name] = get(out)
-    return made
+    try:
+        paths = R.make_scenes(tmp_path_factory.mktemp("ssh_scenes"), SSH_SCENES)
+    except AssertionError as e:
+        pytest.fail(str(e))
+    return {name: get(path) for name, path in paths.items()}
 
 
 @pytest.fixture
