@@ -63,21 +63,6 @@ void engine_poke(void)
 	atomic_store(&poked, 1);
 }
 
-static void set_job_error(struct store *st, int64_t job, const char *msg)
-{
-	sqlite3_stmt *s;
-
-	/* Written only when it changes: some callers repeat it every pass. */
-	if (store_prepare(st, "UPDATE jobs SET error = ?1 WHERE id = ?2 AND error IS NOT ?1", &s))
-		return;
-	sqlite3_bind_text(s, 1, msg, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, job);
-	sqlite3_step(s);
-	if (sqlite3_changes(st->db))
-		store_change(st, CH_JOBDIR, job);
-	sqlite3_finalize(s);
-}
-
 /* Leases nobody renews (a slot that vanished) give their frames back. */
 static void expire_leases(struct engine *e, int64_t now)
 {
@@ -196,7 +181,7 @@ static void job_no_node(struct engine *e, int64_t job, const char *reason)
 	}
 	for (size_t i = 0; i < n; i++)
 		store_frame_transition(e->st, ids[i], 0, FE_ABANDON, &m);
-	set_job_error(e->st, job, msg);
+	job_set_error(e->st, job, msg);
 	store_event(e->st, job, 0, 0, "error", msg);
 	store_commit(e->st);
 	free(ids);
@@ -298,7 +283,7 @@ static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct c
 		store_meta_get(e->st, "clore_status", why, sizeof(why));
 		snprintf(msg, sizeof(msg), "waiting for a node: %s",
 			 !why[0] || !strncmp(why, "ok", 2) ? "renting servers on Clore" : why);
-		set_job_error(e->st, job, msg);
+		job_set_error(e->st, job, msg);
 		return;
 	}
 	if (nodes && away) {
@@ -306,7 +291,7 @@ static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct c
 
 		snprintf(msg, sizeof(msg), "waiting for a node: %d of %d node%s offline or connecting%s%s",
 			 away, nodes, nodes == 1 ? "" : "s", reason[0] ? "; " : "", reason);
-		set_job_error(e->st, job, msg);
+		job_set_error(e->st, job, msg);
 		return;
 	}
 	job_no_node(e, job, reason[0] ? reason : "no node is configured");
@@ -351,7 +336,7 @@ static void advance_jobs(struct engine *e)
 				continue;
 			}
 			e->video_pid = 0;
-			set_job_error(e->st, jobs[i], "video: could not start ffmpeg");
+			job_set_error(e->st, jobs[i], "video: could not start ffmpeg");
 		}
 		job_end(e, jobs[i]);
 	}
@@ -366,7 +351,7 @@ static void watch_video(struct engine *e)
 		return;
 	e->video_pid = 0;
 	if (video_finish(e->st, e->video_job, status, why, sizeof(why)))
-		set_job_error(e->st, e->video_job, why);
+		job_set_error(e->st, e->video_job, why);
 	job_end(e, e->video_job);
 }
 

@@ -164,16 +164,19 @@ int frame_by_number(struct store *st, int64_t job, uint32_t frame, struct frame_
 	return frame_one(st, "SELECT " FCOLS " FROM frames WHERE job = ?1 AND frame = ?2", job, frame, out);
 }
 
-static int set_job_error(struct store *st, int64_t job, const char *why)
+int job_set_error(struct store *st, int64_t job, const char *msg)
 {
 	sqlite3_stmt *s;
-	int rc = store_prepare(st, "UPDATE jobs SET error = ? WHERE id = ?", &s);
+	int rc = store_prepare(st, "UPDATE jobs SET error = ?1 WHERE id = ?2 AND error IS NOT ?1", &s);
 
 	if (rc)
 		return rc;
-	sqlite3_bind_text(s, 1, why, -1, SQLITE_STATIC);
+	if (msg)
+		sqlite3_bind_text(s, 1, msg, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 2, job);
 	rc = store_errno(sqlite3_step(s));
+	if (!rc && sqlite3_changes(st->db))
+		rc = store_change(st, CH_JOBDIR, job);
 	sqlite3_finalize(s);
 	return rc;
 }
@@ -233,7 +236,7 @@ static int cancel_locked(struct store *st, int64_t job, const char *why)
 		return rc;
 	rc = frames_apply(st, job, "'queued','leased','rendering','rendered'", FE_CANCEL);
 	if (!rc)
-		rc = set_job_error(st, job, why);
+		rc = job_set_error(st, job, why);
 	if (!rc)
 		rc = intake_release_inputs(st, job);
 	store_event(st, job, 0, 0, "job", why);
@@ -320,7 +323,7 @@ int job_control(struct store *st, int64_t job, const char *cmd, size_t len)
 		if (!rc)
 			rc = frames_apply(st, job, "'failed'", FE_RETRY);
 		if (!rc)
-			rc = set_job_error(st, job, NULL);
+			rc = job_set_error(st, job, NULL);
 	}
 	if (rc) {
 		store_rollback(st);

@@ -43,6 +43,10 @@ int frame_by_number(struct store *st, int64_t job, uint32_t frame, struct frame_
 
 /* Cancel a job that has not ended: frames still to do are cancelled. */
 int job_cancel(struct store *st, int64_t job, const char *why);
+/* Set (msg NULL: clear) the job's error line; written, and the change
+ * announced (CH_JOBDIR), only when it differs from the stored one, so a
+ * caller may repeat it every pass. */
+int job_set_error(struct store *st, int64_t job, const char *msg);
 /* A command written to out/JOB/control: 0, -EBUSY (not in this state),
  * -EINVAL (unknown). */
 int job_control(struct store *st, int64_t job, const char *cmd, size_t len);

@@ -20,6 +20,7 @@
  */
 #include "provision.h"
 #include "clore.h"
+#include "jobs.h"
 #include "keys.h"
 #include "market.h"
 #include "money.h"
@@ -588,22 +589,6 @@ static void settle(struct provision *p)
 	free(o);
 }
 
-/* ---- money ---- */
-
-static void job_error(struct provision *p, int64_t job, const char *msg)
-{
-	sqlite3_stmt *s;
-
-	if (store_prepare(p->st, "UPDATE jobs SET error = ?1 WHERE id = ?2 AND error IS NOT ?1", &s))
-		return;
-	sqlite3_bind_text(s, 1, msg, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, job);
-	sqlite3_step(s);
-	if (sqlite3_changes(p->st->db))
-		store_change(p->st, CH_JOBDIR, job);
-	sqlite3_finalize(s);
-}
-
 /* 1 when the total budget is spent: everything held is released. */
 static int budgets(struct provision *p)
 {
@@ -637,7 +622,7 @@ static int budgets(struct provision *p)
 			 "budget reached: spent %s of the job's budget %s; no new frames start",
 			 util_fmt_money(a, sizeof(a), mj.spent), util_fmt_money(b, sizeof(b), limits[i]));
 		rental_exec(p, "UPDATE jobs SET over_budget = 1 WHERE id = :id", jobs[i], NULL, 0, 0);
-		job_error(p, jobs[i], msg);
+		job_set_error(p->st, jobs[i], msg);
 		store_event(p->st, jobs[i], 0, 0, "clore", msg);
 	}
 	if (p->cfg->clore_budget < 0)

@@ -525,19 +525,6 @@ static void count_node(struct runner *r, const char *col)
 	node_update(r, sql, NULL, NULL);
 }
 
-static void set_job_error(struct store *st, int64_t job, const char *msg)
-{
-	sqlite3_stmt *s;
-
-	if (store_prepare(st, "UPDATE jobs SET error = ? WHERE id = ?", &s))
-		return;
-	sqlite3_bind_text(s, 1, msg, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, job);
-	sqlite3_step(s);
-	sqlite3_finalize(s);
-	store_change(st, CH_JOBDIR, job);
-}
-
 /* A failure counts against the node for this job; past SCHED_BLOCK_AFTER the
  * node is blocked for the job until forgiven. */
 static void blocklist_note(struct runner *r, int64_t job, const char *why)
@@ -601,7 +588,7 @@ static void frame_failed(struct runner *r, struct slot *sl, const char *why)
 
 		snprintf(msg, sizeof(msg), "frame %u failed on %s: %s", sl->frame_no, r->node->name, why);
 		store_event(r->st, sl->job, r->node_id, sl->frame_id, "error", msg);
-		set_job_error(r->st, sl->job, msg);
+		job_set_error(r->st, sl->job, msg);
 		node_update(r, "error = ?1", msg, NULL);
 		count_node(r, "failed");
 		blocklist_note(r, sl->job, why);
