@@ -11,7 +11,7 @@
 #include <fuse_lowlevel.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "store/store.h"
 
 enum ino_type {
 	T_FIXED = 0, /* the root and its fixed children */

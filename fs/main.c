@@ -7,11 +7,11 @@
  * until unmount or a signal.
  */
 #include "fs.h"
-#include "clore.h"
-#include "config.h"
-#include "engine.h"
-#include "keys.h"
-#include "util.h"
+#include "clore/clore.h"
+#include "core/config.h"
+#include "engine/engine.h"
+#include "nodes/keys.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <limits.h>

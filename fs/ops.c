@@ -6,10 +6,10 @@
  * the store and from local files.
  */
 #include "fs.h"
-#include "intake.h"
-#include "jobs.h"
-#include "status.h"
-#include "util.h"
+#include "jobs/intake.h"
+#include "jobs/jobs.h"
+#include "jobs/status.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Quick standalone check of the render worker (backend/worker.py) against the
+# Quick standalone check of the render worker (backend/sched/worker.py) against the
 # real Blender: generates a tiny scene, drives the worker over its stdin
 # protocol with various setups, and checks the protocol lines and the files.
 #
@@ -9,7 +9,7 @@
 set -u
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-WORKER=$here/backend/worker.py
+WORKER=$here/backend/sched/worker.py
 MAKE=$here/contrib/make_scene.py
 BLENDER=${BLENDER:-blender}
 

@@ -14,10 +14,10 @@
  * Prints decisions per second, the time of each part, and the peak
  * resident memory (getrusage ru_maxrss) of the whole process.
  */
-#include "policy.h"
-#include "runner.h"
-#include "store.h"
-#include "util.h"
+#include "sched/policy.h"
+#include "sched/runner.h"
+#include "store/store.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -54,7 +54,7 @@
  * total work; never less than the earliest boot plus the longest frame on
  * the fastest GPU.
  */
-#include "policy.h"
+#include "sched/policy.h"
 
 #include <math.h>
 #include <stdint.h>

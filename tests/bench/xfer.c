@@ -8,7 +8,7 @@
  * Fetches REMOTE_DIR/f000 .. f(COUNT-1) to LOCAL_DIR and prints the time of
  * the transfers alone (connecting is timed apart).
  */
-#include "transport.h"
+#include "nodes/transport.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clore.h"
+#include "clore/clore.h"
 #include "check.h"
 
 #define KEY "sk-test-5f2c9a7e1b3d4c6f"

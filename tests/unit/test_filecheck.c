@@ -26,7 +26,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "filecheck.h"
+#include "core/filecheck.h"
 #include "check.h"
 
 static char tmpdir[4096];

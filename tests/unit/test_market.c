@@ -3,7 +3,7 @@
  * listings: the benchmark table, each filter, the ranking by USD per unit
  * of render speed, and measured frame times re-ordering GPU models.
  */
-#include "market.h"
+#include "clore/market.h"
 #include "check.h"
 
 #include <math.h>

@@ -2,7 +2,7 @@
  * test_policy: the scheduling policy's pure functions (backend/policy.c),
  * on hand-made facts and a clock passed in.
  */
-#include "policy.h"
+#include "sched/policy.h"
 #include "check.h"
 
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * exact wording of its messages, which users read and scripts may grep.
  * A plain program: one line per failed check, exit status 1 if any failed.
  */
-#include "sidecar.h"
+#include "core/sidecar.h"
 #include "check.h"
 
 #include <errno.h>

@@ -5,10 +5,10 @@
  * store in a temporary directory.
  * A plain program: one line per failed check, exit status 1 if any failed.
  */
-#include "store.h"
-#include "jobs.h"
-#include "intake.h"
-#include "util.h"
+#include "store/store.h"
+#include "jobs/jobs.h"
+#include "jobs/intake.h"
+#include "core/util.h"
 #include "check.h"
 
 #include <errno.h>

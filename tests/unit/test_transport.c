@@ -29,8 +29,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "transport.h"
-#include "util.h"
+#include "nodes/transport.h"
+#include "core/util.h"
 
 static int failures;
 static int checks;

@@ -1,0 +1,308 @@
+/*
+ * config: parse the INI file with inih and the -o overrides with the same
+ * setter, so both are checked by one list of known keys.  Unknown sections
+ * or keys are errors: a typo in a budget must not silently mean "no budget".
+ */
+#include "core/config.h"
+#include "core/sidecar.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct load_ctx {
+	struct config *cfg;
+	char *err;
+	size_t errsz;
+	int failed;
+};
+
+static int set_str(char **dst, const char *v)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int parse_int(const char *v, int lo, int hi, int *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi)
+		return -EINVAL;
+	*out = (int)n;
+	return 0;
+}
+
+static int parse_num(const char *v, double lo, double *out)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno || end == v || *end || !isfinite(d) || d < lo)
+		return -EINVAL;
+	*out = d;
+	return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on"))
+		*out = 1;
+	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "off"))
+		*out = 0;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Set one key; returns 0, -ENOENT for an unknown key, -EINVAL for a bad value. */
+static int config_set(struct config *c, const char *sec, const char *key, const char *v)
+{
+#define IS(s, k) (!strcmp(sec, s) && !strcmp(key, k))
+	if (IS("renderfs", "backend")) {
+		if (strcmp(v, "local") && strcmp(v, "ssh") && strcmp(v, "clore"))
+			return -EINVAL;
+		return set_str(&c->backend, v);
+	}
+	if (IS("renderfs", "quiet"))
+		return parse_duration_ms(v, &c->quiet_ms);
+	if (IS("renderfs", "lease")) {
+		int rc = parse_duration_ms(v, &c->lease_ms);
+		return rc ? rc : (c->lease_ms < 1000 ? -EINVAL : 0);
+	}
+	if (IS("renderfs", "stall")) {
+		int rc = parse_duration_ms(v, &c->stall_ms);
+		return rc ? rc : (c->stall_ms < 1000 ? -EINVAL : 0);
+	}
+	if (IS("local", "blender"))
+		return *v ? set_str(&c->blender, v) : -EINVAL;
+	if (IS("local", "workers"))
+		return parse_int(v, 1, 64, &c->workers);
+	if (IS("ssh", "node")) {
+		if (c->n_ssh_nodes >= CONFIG_MAX_SSH_NODES || !*v)
+			return -EINVAL;
+		c->ssh_nodes[c->n_ssh_nodes] = NULL;
+		if (set_str(&c->ssh_nodes[c->n_ssh_nodes], v))
+			return -ENOMEM;
+		c->n_ssh_nodes++;
+		return 0;
+	}
+	if (IS("ssh", "slots")) {
+		if (!strcmp(v, "auto")) {
+			c->ssh_slots = 0;
+			return 0;
+		}
+		return parse_int(v, 1, 64, &c->ssh_slots);
+	}
+	if (IS("ssh", "identity"))
+		return set_str(&c->ssh_identity, v);
+	if (IS("ssh", "blender"))
+		return *v ? set_str(&c->ssh_blender, v) : -EINVAL;
+	if (IS("clore", "api_url"))
+		return set_str(&c->clore_api_url, v);
+	if (IS("clore", "api_key_file"))
+		return set_str(&c->clore_api_key_file, v);
+	if (IS("clore", "image"))
+		return set_str(&c->clore_image, v);
+	if (IS("clore", "nodes"))
+		return parse_int(v, 1, 1000, &c->clore_nodes);
+	if (IS("clore", "gpu"))
+		return set_str(&c->clore_gpu, v);
+	if (IS("clore", "min_vram"))
+		return parse_num(v, 0, &c->clore_min_vram);
+	if (IS("clore", "max_price"))
+		return parse_num(v, 0, &c->clore_max_price);
+	if (IS("clore", "spot"))
+		return parse_bool(v, &c->clore_spot);
+	if (IS("clore", "currency"))
+		return set_str(&c->clore_currency, v);
+	if (IS("clore", "budget"))
+		return parse_num(v, 0, &c->clore_budget);
+	if (IS("clore", "spot_margin")) {
+		char num[64];
+		size_t n = strlen(v);
+		int rc;
+
+		/* "15%" or "15": a percentage either way. */
+		if (n == 0 || n >= sizeof(num))
+			return -EINVAL;
+		snprintf(num, sizeof(num), "%.*s", (int)(v[n - 1] == '%' ? n - 1 : n), v);
+		rc = parse_num(num, 0, &c->clore_spot_margin);
+		if (rc || c->clore_spot_margin > 1000)
+			return -EINVAL;
+		c->clore_spot_margin /= 100;
+		return 0;
+	}
+	if (IS("clore", "poll")) {
+		int rc = parse_duration_ms(v, &c->clore_poll_ms);
+		return rc ? rc : (c->clore_poll_ms < 100 ? -EINVAL : 0);
+	}
+	if (IS("clore", "boot_timeout")) {
+		int rc = parse_duration_ms(v, &c->clore_boot_timeout_ms);
+		return rc ? rc : (c->clore_boot_timeout_ms < 1000 ? -EINVAL : 0);
+	}
+	if (IS("clore", "idle"))
+		return parse_duration_ms(v, &c->clore_idle_ms);
+	if (IS("clore", "keep_at_unmount"))
+		return parse_bool(v, &c->clore_keep_at_unmount);
+	if (IS("clore", "min_reliability")) {
+		int rc = parse_num(v, 0, &c->clore_min_reliability);
+		return rc ? rc : (c->clore_min_reliability > 1 ? -EINVAL : 0);
+	}
+#undef IS
+	return -ENOENT;
+}
+
+static void report(struct load_ctx *lc, const char *where, const char *sec, const char *key, const char *v,
+		   int rc)
+{
+	if (lc->failed)
+		return;
+	lc->failed = 1;
+	if (rc == -ENOENT)
+		snprintf(lc->err, lc->errsz, "%sunknown setting %s.%s", where, sec, key);
+	else
+		snprintf(lc->err, lc->errsz, "%sbad value '%.80s' for %s.%s", where, v, sec, key);
+}
+
+static int ini_cb(void *user, const char *sec, const char *key, const char *v)
+{
+	struct load_ctx *lc = user;
+	char val[1024];
+	int rc;
+	char *hash;
+	size_t n;
+
+	if (!key) /* a section header alone */
+		return 1;
+	/* inih strips ';' comments only; product.md also allows "# ..." after
+	 * a value, so cut at a '#' that follows white space. */
+	snprintf(val, sizeof(val), "%s", v);
+	for (hash = val; (hash = strchr(hash, '#')); hash++) {
+		if (hash == val || hash[-1] == ' ' || hash[-1] == '\t') {
+			*hash = '\0';
+			break;
+		}
+	}
+	n = strlen(val);
+	while (n && (val[n - 1] == ' ' || val[n - 1] == '\t'))
+		val[--n] = '\0';
+	v = val;
+	rc = config_set(lc->cfg, sec, key, v);
+	if (rc) {
+		/* inih reports the line: ini_parse_file() returns it. */
+		report(lc, "", sec, key, v, rc);
+		return 0;
+	}
+	return 1;
+}
+
+static void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->backend = strdup("local");
+	c->quiet_ms = 2000;
+	c->stall_ms = 10 * 60 * 1000;
+	c->lease_ms = 60 * 1000;
+	c->blender = strdup("blender");
+	c->workers = 1;
+	c->ssh_blender = strdup("blender");
+	c->clore_api_url = strdup("https://api.clore.ai/v1");
+	c->clore_nodes = 3;
+	c->clore_max_price = 0;
+	c->clore_spot = 1;
+	c->clore_currency = strdup("CLORE-Blockchain");
+	c->clore_budget = -1;
+	c->clore_spot_margin = 0.15;
+	c->clore_poll_ms = 15000;
+	c->clore_boot_timeout_ms = 10 * 60 * 1000;
+	c->clore_idle_ms = 2 * 60 * 1000;
+	c->clore_min_reliability = 0.9;
+}
+
+int config_load(struct config *cfg, const char *file, int explicit_file, char **overrides, int n_overrides,
+		char *err, size_t errsz)
+{
+	struct load_ctx lc = {.cfg = cfg, .err = err, .errsz = errsz};
+	int rc;
+
+	config_defaults(cfg);
+	if (!cfg->backend || !cfg->blender || !cfg->ssh_blender || !cfg->clore_api_url ||
+	    !cfg->clore_currency) {
+		snprintf(err, errsz, "out of memory");
+		return -ENOMEM;
+	}
+	if (file) {
+		FILE *f = fopen(file, "r");
+
+		if (!f) {
+			if (errno == ENOENT && !explicit_file)
+				goto overrides;
+			rc = -errno;
+			snprintf(err, errsz, "cannot read config %s: %s", file, strerror(errno));
+			return rc;
+		}
+		rc = ini_parse_file(f, ini_cb, &lc);
+		fclose(f);
+		if (lc.failed) {
+			char tmp[512];
+
+			snprintf(tmp, sizeof(tmp), "%s: line %d: %s", file, rc, err);
+			snprintf(err, errsz, "%s", tmp);
+			return -EINVAL;
+		}
+		if (rc) {
+			snprintf(err, errsz, "%s: line %d: not INI syntax", file, rc);
+			return -EINVAL;
+		}
+	}
+overrides:
+	for (int i = 0; i < n_overrides; i++) {
+		char sec[64], key[64];
+		const char *dot = strchr(overrides[i], '.');
+		const char *eq = strchr(overrides[i], '=');
+
+		if (!dot || !eq || dot > eq || dot - overrides[i] >= (long)sizeof(sec) ||
+		    eq - dot - 1 >= (long)sizeof(key)) {
+			snprintf(err, errsz, "bad option '%.80s': expected section.key=value", overrides[i]);
+			return -EINVAL;
+		}
+		snprintf(sec, sizeof(sec), "%.*s", (int)(dot - overrides[i]), overrides[i]);
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - dot - 1), dot + 1);
+		rc = config_set(cfg, sec, key, eq + 1);
+		if (rc) {
+			report(&lc, "option -o: ", sec, key, eq + 1, rc);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+void config_free(struct config *c)
+{
+	free(c->backend);
+	free(c->blender);
+	for (int i = 0; i < c->n_ssh_nodes; i++)
+		free(c->ssh_nodes[i]);
+	free(c->ssh_identity);
+	free(c->ssh_blender);
+	free(c->clore_api_url);
+	free(c->clore_api_key_file);
+	free(c->clore_image);
+	free(c->clore_gpu);
+	free(c->clore_currency);
+	memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,46 @@
+/*
+ * filecheck: recognising what a file really is, without trusting its name.
+ *
+ * blend_check() tells whether a dropped file is a complete Blender file
+ * (plain, gzip- or zstd-compressed).  image_check() tells whether a rendered
+ * frame is a complete image of the expected format and pixel size.  Both
+ * read only; neither follows the file's own idea of how much memory it needs
+ * beyond fixed caps.
+ */
+#ifndef RENDERFS_FILECHECK_H
+#define RENDERFS_FILECHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/sidecar.h"
+
+struct blend_info {
+	int compressed; /* 0 plain, 1 gzip, 2 zstd */
+	int version;    /* e.g. 304 for Blender 3.4 */
+	int ptr_size;   /* 4 or 8 */
+	int big_endian;
+};
+
+/*
+ * Check the file open at fd (read from offset 0 with pread; the offset is
+ * not used).  Returns 0 when it is a Blender file whose block list runs
+ * whole to its ENDB block.  Otherwise -EINVAL (or -EIO on read error) and a
+ * one-line human reason in why, e.g. "empty file (0 bytes)",
+ * "not a Blender file (starts with 'PK\x03\x04')",
+ * "truncated Blender file (block at byte 81234 runs past the end)".
+ */
+int blend_check(int fd, struct blend_info *info, char *why, size_t whysz);
+
+/*
+ * Check the image at path: the format's signature, its header's width and
+ * height equal to want_w x want_h (when those are > 0), the file complete
+ * (PNG up to IEND, JPEG ending in EOI, EXR/TIFF headers and every
+ * referenced offset inside the file), and its byte size within a plausible
+ * range for that size.  Returns 0, or -EINVAL with a reason in why.
+ */
+int image_check(const char *path, enum sc_format fmt, int want_w, int want_h, char *why, size_t whysz);
+
+/* Read width and height from an image header; 0 or -EINVAL. */
+int image_size(const char *path, enum sc_format fmt, int *w, int *h);
+
+#endif

@@ -1,0 +1,544 @@
+/*
+ * engine: the backend's coordinating thread.  It turns complete drops into
+ * jobs, expires leases nobody renews, ends jobs and assembles their videos,
+ * and owns the runners -- one per node, each on its own thread, which pull
+ * and render the frames (runner.c).
+ *
+ * Every decision goes to the store first (a guarded transition) and is
+ * acted on only when it committed; a lost race (-ESTALE) means another
+ * thread got there first, never that something happens twice.
+ *
+ * Threads: the engine thread owns its store connection, the video child
+ * and the runner handles; only `stop` is shared (atomic).
+ */
+#include "engine/engine.h"
+#include "sched/collect.h"
+#include "jobs/intake.h"
+#include "jobs/jobs.h"
+#include "nodes/keys.h"
+#include "sched/poke.h"
+#include "sched/runner.h"
+#include "sched/policy.h"
+#include "clore/provision.h"
+#include "store/store.h"
+#include "nodes/transport.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern const unsigned char worker_script[];
+extern const size_t worker_script_len;
+
+#define MAX_RUNNERS CONFIG_MAX_SSH_NODES
+
+struct engine {
+	char *dir;
+	const struct config *cfg;
+	struct store *st;
+	pthread_t thread;
+	atomic_int stop;
+	char worker_path[4096];
+	struct runner *runners[MAX_RUNNERS];
+	struct tnode *nodes[MAX_RUNNERS]; /* runners[i] drives nodes[i] */
+	int nrunners;
+	struct provision *prov; /* the clore backend's provider */
+	const char *clore_key;  /* the caller's; used only while starting */
+	pid_t video_pid;
+	int64_t video_job;
+	int64_t last_scan, last_jobs;
+};
+
+/* Leases nobody renews (a slot that vanished) give their frames back. */
+static void expire_leases(struct engine *e, int64_t now)
+{
+	sqlite3_stmt *s;
+	int64_t ids[64], leases[64];
+	int n = 0;
+
+	if (store_prepare(e->st,
+			  "SELECT id, lease FROM frames WHERE state IN ('leased', 'rendering')"
+			  " AND lease_until < ? LIMIT 64",
+			  &s))
+		return;
+	sqlite3_bind_int64(s, 1, now);
+	while (n < 64 && sqlite3_step(s) == SQLITE_ROW) {
+		ids[n] = sqlite3_column_int64(s, 0);
+		leases[n++] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_finalize(s);
+	for (int i = 0; i < n; i++) {
+		struct frame_move m = {.now = now, .error = "lease expired"};
+
+		store_frame_transition(e->st, ids[i], leases[i], FE_INTERRUPT, &m);
+	}
+}
+
+/* ---- jobs ---- */
+
+struct counts {
+	int64_t queued, inflight, done, failed, cancelled, total;
+};
+
+static void job_counts(struct store *st, int64_t job, struct counts *c)
+{
+	sqlite3_stmt *s;
+
+	memset(c, 0, sizeof(*c));
+	if (store_prepare(st, "SELECT state, count(*) FROM frames WHERE job = ? GROUP BY state", &s))
+		return;
+	sqlite3_bind_int64(s, 1, job);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		int fs = frame_state_parse((const char *)sqlite3_column_text(s, 0));
+		int64_t n = sqlite3_column_int64(s, 1);
+
+		c->total += n;
+		if (fs == FS_QUEUED)
+			c->queued += n;
+		else if (fs == FS_DONE)
+			c->done += n;
+		else if (fs == FS_FAILED)
+			c->failed += n;
+		else if (fs == FS_CANCELLED)
+			c->cancelled += n;
+		else
+			c->inflight += n;
+	}
+	sqlite3_finalize(s);
+}
+
+static void job_end(struct engine *e, int64_t job)
+{
+	struct counts c;
+	int64_t now = util_now_ms();
+	int rc;
+
+	job_counts(e->st, job, &c);
+	if (store_begin(e->st))
+		return;
+	rc = job_set_state(e->st, job, (1u << JS_WAITING) | (1u << JS_RENDERING) | (1u << JS_ASSEMBLING),
+			   c.failed ? JS_FAILED : JS_DONE, now);
+	if (!rc) {
+		char msg[96];
+		sqlite3_stmt *s;
+
+		intake_release_inputs(e->st, job);
+		if (!store_prepare(e->st, "DELETE FROM blocklist WHERE job = ?", &s)) {
+			sqlite3_bind_int64(s, 1, job);
+			sqlite3_step(s);
+			sqlite3_finalize(s);
+		}
+		snprintf(msg, sizeof(msg), "%s: %lld frames done, %lld failed", c.failed ? "failed" : "done",
+			 (long long)c.done, (long long)c.failed);
+		store_event(e->st, job, 0, 0, "job", msg);
+	}
+	store_commit(e->st);
+}
+
+/* The farm has no node left that may render this job: say so and end it
+ * rather than wait forever (retry-failed lifts the blocklist). */
+static void job_no_node(struct engine *e, int64_t job, const char *reason)
+{
+	struct frame_move m = {.now = util_now_ms()};
+	sqlite3_stmt *s;
+	char msg[700];
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+
+	snprintf(msg, sizeof(msg), "no usable node left: %s", reason);
+	m.error = msg;
+	if (store_prepare(e->st, "SELECT id FROM frames WHERE job = ? AND state = 'queued'", &s))
+		return;
+	sqlite3_bind_int64(s, 1, job);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			int64_t *ni = realloc(ids, (cap = cap ? cap * 2 : 256) * sizeof(*ni));
+
+			if (!ni)
+				break;
+			ids = ni;
+		}
+		ids[n++] = sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	if (store_begin(e->st)) {
+		free(ids);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		store_frame_transition(e->st, ids[i], 0, FE_ABANDON, &m);
+	job_set_error(e->st, job, msg);
+	store_event(e->st, job, 0, 0, "error", msg);
+	store_commit(e->st);
+	free(ids);
+}
+
+static double job_fps(struct store *st, int64_t job)
+{
+	sqlite3_stmt *s;
+	double fps = 24;
+
+	if (store_prepare(st, "SELECT fps, scene_fps FROM jobs WHERE id = ?", &s))
+		return fps;
+	sqlite3_bind_int64(s, 1, job);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		double want = sqlite3_column_double(s, 0), scene = sqlite3_column_double(s, 1);
+
+		fps = want > 0 ? want : scene > 0 ? scene : 24;
+	}
+	sqlite3_finalize(s);
+	return fps;
+}
+
+static int job_over_budget(struct store *st, int64_t job)
+{
+	sqlite3_stmt *s;
+	int over = 0;
+
+	if (store_prepare(st, "SELECT over_budget FROM jobs WHERE id = ?", &s))
+		return 0;
+	sqlite3_bind_int64(s, 1, job);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		over = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return over;
+}
+
+/*
+ * A job with queued frames and nothing in flight: is any node able to
+ * take them?  When every node is blocked for the job or broken, and none
+ * is merely away (a remote node reconnecting may come back), the job ends
+ * with its frames failed and says why; when nodes are only away, the job
+ * waits and says that.
+ */
+static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct counts *c)
+{
+	sqlite3_stmt *s;
+	int usable = 0, away = 0, nodes = 0;
+	char reason[600] = "";
+
+	if (store_prepare(
+		e->st,
+		"SELECT n.name, n.state, coalesce(n.error, ''),"
+		" coalesce((SELECT b.until FROM blocklist b WHERE b.node = n.id AND b.job = ?1), 0),"
+		" coalesce((SELECT b.reason FROM blocklist b WHERE b.node = n.id AND b.job = ?1), '')"
+		" FROM nodes n WHERE n.removed = 0",
+		&s))
+		return;
+	sqlite3_bind_int64(s, 1, job);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		const char *state = (const char *)sqlite3_column_text(s, 1);
+		const char *err = (const char *)sqlite3_column_text(s, 2);
+		int64_t until = sqlite3_column_int64(s, 3);
+		size_t l = strlen(reason);
+
+		nodes++;
+		if (until > now) {
+			snprintf(reason + l, sizeof(reason) - l,
+				 "%s%s failed %d frames of this job (last: %s)", l ? "; " : "", name,
+				 SCHED_BLOCK_AFTER, (const char *)sqlite3_column_text(s, 4));
+		} else if (!strcmp(state, "error")) {
+			snprintf(reason + l, sizeof(reason) - l, "%s%s: %s", l ? "; " : "", name, err);
+		} else if (!strcmp(state, "offline") || !strcmp(state, "connecting")) {
+			away++;
+		} else {
+			usable++;
+		}
+	}
+	sqlite3_finalize(s);
+	if (usable) {
+		/* A node is back: the job no longer waits. */
+		if (!store_prepare(
+			e->st,
+			"UPDATE jobs SET error = NULL WHERE id = ? AND error LIKE 'waiting for a node%'",
+			&s)) {
+			sqlite3_bind_int64(s, 1, job);
+			sqlite3_step(s);
+			sqlite3_finalize(s);
+		}
+		return;
+	}
+	if (!strcmp(e->cfg->backend, "clore")) {
+		/* Rented nodes come and go: the provider rents more while
+		 * frames wait, or says in clore_status why it cannot. */
+		char why[600] = "", msg[700];
+
+		if (job_over_budget(e->st, job))
+			return;
+		store_meta_get(e->st, "clore_status", why, sizeof(why));
+		snprintf(msg, sizeof(msg), "waiting for a node: %s",
+			 !why[0] || !strncmp(why, "ok", 2) ? "renting servers on Clore" : why);
+		job_set_error(e->st, job, msg);
+		return;
+	}
+	if (nodes && away) {
+		char msg[700];
+
+		snprintf(msg, sizeof(msg), "waiting for a node: %d of %d node%s offline or connecting%s%s",
+			 away, nodes, nodes == 1 ? "" : "s", reason[0] ? "; " : "", reason);
+		job_set_error(e->st, job, msg);
+		return;
+	}
+	job_no_node(e, job, reason[0] ? reason : "no node is configured");
+	job_counts(e->st, job, c);
+}
+
+static void advance_jobs(struct engine *e)
+{
+	sqlite3_stmt *s;
+	int64_t jobs[256];
+	int video[256], states[256], n = 0;
+	int64_t now = util_now_ms();
+
+	if (store_prepare(e->st,
+			  "SELECT id, video, state FROM jobs WHERE removed = 0"
+			  " AND state IN ('waiting', 'rendering', 'assembling') ORDER BY id LIMIT 256",
+			  &s))
+		return;
+	while (n < 256 && sqlite3_step(s) == SQLITE_ROW) {
+		jobs[n] = sqlite3_column_int64(s, 0);
+		video[n] = sqlite3_column_int(s, 1);
+		states[n++] = job_state_parse((const char *)sqlite3_column_text(s, 2));
+	}
+	sqlite3_finalize(s);
+	for (int i = 0; i < n; i++) {
+		struct counts c;
+
+		job_counts(e->st, jobs[i], &c);
+		if (states[i] != JS_ASSEMBLING && c.queued > 0 && c.inflight == 0)
+			check_nodes_for(e, jobs[i], now, &c);
+		if (c.queued || c.inflight)
+			continue;
+		if (video[i] && c.done > 0) {
+			if (e->video_pid > 0)
+				continue; /* one assembly at a time */
+			if (states[i] != JS_ASSEMBLING &&
+			    job_set_state(e->st, jobs[i], (1u << JS_WAITING) | (1u << JS_RENDERING),
+					  JS_ASSEMBLING, now))
+				continue;
+			if (video_start(e->st, jobs[i], job_fps(e->st, jobs[i]), &e->video_pid) == 0) {
+				e->video_job = jobs[i];
+				continue;
+			}
+			e->video_pid = 0;
+			job_set_error(e->st, jobs[i], "video: could not start ffmpeg");
+		}
+		job_end(e, jobs[i]);
+	}
+}
+
+static void watch_video(struct engine *e)
+{
+	int status;
+	char why[512];
+
+	if (e->video_pid <= 0 || waitpid(e->video_pid, &status, WNOHANG) != e->video_pid)
+		return;
+	e->video_pid = 0;
+	if (video_finish(e->st, e->video_job, status, why, sizeof(why)))
+		job_set_error(e->st, e->video_job, why);
+	job_end(e, e->video_job);
+}
+
+/* ---- start-up ---- */
+
+static int write_worker(struct engine *e)
+{
+	snprintf(e->worker_path, sizeof(e->worker_path), "%s/worker.py", e->dir);
+	return util_write_file_atomic(e->worker_path, worker_script, worker_script_len);
+}
+
+static void *engine_main(void *arg)
+{
+	struct engine *e = arg;
+
+	while (!atomic_load(&e->stop)) {
+		int64_t now = util_now_ms();
+		int64_t mono = util_mono_ms();
+
+		if (mono - e->last_scan >= 100) {
+			e->last_scan = mono;
+			intake_scan(e->st, e->cfg->quiet_ms, now);
+		}
+		watch_video(e);
+		if (mono - e->last_jobs >= 200 || sched_poke_take()) {
+			e->last_jobs = mono;
+			expire_leases(e, now);
+			advance_jobs(e);
+		}
+		usleep(20 * 1000);
+	}
+	if (e->video_pid > 0) {
+		kill(e->video_pid, SIGKILL);
+		waitpid(e->video_pid, NULL, 0);
+	}
+	return NULL;
+}
+
+/* The SSH key pair nodes are driven with (priv and pub hold PATH_MAX-sized
+ * paths), shown in MOUNT/status; clore_status starts as given. */
+static int identity(struct engine *e, char *priv, char *pub, const char *clore_status)
+{
+	char err[512];
+	int rc = keys_identity(e->dir, e->cfg->ssh_identity, priv, 4096, pub, 4096, err, sizeof(err));
+
+	if (rc) {
+		fprintf(stderr, "renderfs: %s\n", err);
+		return rc;
+	}
+	store_meta_set(e->st, "ssh_public_key", pub);
+	store_meta_set(e->st, "clore_status", clore_status);
+	return 0;
+}
+
+/* The nodes this mount renders on, from the configuration. */
+static int start_runners(struct engine *e)
+{
+	const struct config *cfg = e->cfg;
+	struct tnode *node;
+	int rc;
+
+	if (!strcmp(cfg->backend, "local")) {
+		node = local_node_new(e->dir);
+		if (!node)
+			return -ENOMEM;
+		rc = runner_start(e->dir, cfg, node, cfg->workers, cfg->blender, e->worker_path,
+				  &e->runners[0]);
+		if (rc) {
+			local_node_free(node);
+			return rc;
+		}
+		e->nodes[0] = node;
+		e->nrunners = 1;
+		store_meta_set(e->st, "ssh_public_key", "");
+		store_meta_set(e->st, "clore_status", "");
+		return 0;
+	}
+	if (!strcmp(cfg->backend, "ssh")) {
+		char priv[4096], pub[4096];
+
+		rc = identity(e, priv, pub, "");
+		if (rc)
+			return rc;
+		for (int i = 0; i < cfg->n_ssh_nodes && i < MAX_RUNNERS; i++) {
+			struct ssh_opts o = {
+			    .target = cfg->ssh_nodes[i],
+			    .identity = priv,
+			    .identity_pub = pub,
+			    .check_hostkey = keys_check_hostkey,
+			    .check_arg = e->dir,
+			    .connect_timeout_ms = 10000,
+			};
+
+			node = ssh_node_new(&o);
+			if (!node)
+				return -ENOMEM;
+			rc = runner_start(e->dir, cfg, node, cfg->ssh_slots, cfg->ssh_blender, e->worker_path,
+					  &e->runners[e->nrunners]);
+			if (rc) {
+				ssh_node_free(node);
+				return rc;
+			}
+			e->nodes[e->nrunners++] = node;
+		}
+		return 0;
+	}
+	if (!strcmp(cfg->backend, "clore")) {
+		char priv[4096], pub[4096];
+
+		rc = identity(e, priv, pub, "starting");
+		if (rc)
+			return rc;
+		return provision_start(e->dir, cfg, e->clore_key, priv, pub, e->worker_path, &e->prov);
+	}
+	return -ENOTSUP;
+}
+
+static void free_node(struct tnode *n)
+{
+	if (!strcmp(n->ops->name, "local"))
+		local_node_free(n);
+	else
+		ssh_node_free(n);
+}
+
+static void stop_runners(struct engine *e)
+{
+	provision_stop(e->prov);
+	e->prov = NULL;
+	for (int i = 0; i < e->nrunners; i++)
+		runner_signal_stop(e->runners[i]);
+	for (int i = 0; i < e->nrunners; i++) {
+		runner_stop(e->runners[i]);
+		free_node(e->nodes[i]);
+	}
+	e->nrunners = 0;
+}
+
+int engine_start(const char *state_dir, const struct config *cfg, const char *clore_key, struct engine **out)
+{
+	struct engine *e;
+	char sub[4096];
+	int rc;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->cfg = cfg;
+	e->clore_key = clore_key;
+	e->dir = strdup(state_dir);
+	if (!e->dir) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	rc = store_open(state_dir, &e->st);
+	if (rc)
+		goto out_free;
+	snprintf(sub, sizeof(sub), "%s/work", state_dir);
+	util_rmtree(sub);
+	rc = util_mkdirs(sub);
+	if (!rc)
+		rc = write_worker(e);
+	if (!rc)
+		rc = start_runners(e);
+	if (rc)
+		goto out_close_store;
+	rc = pthread_create(&e->thread, NULL, engine_main, e);
+	if (rc) {
+		rc = -rc;
+		goto out_stop_runners;
+	}
+	e->clore_key = NULL;
+	*out = e;
+	return 0;
+
+out_stop_runners:
+	stop_runners(e);
+out_close_store:
+	store_close(e->st);
+out_free:
+	free(e->dir);
+	free(e);
+	return rc;
+}
+
+void engine_stop(struct engine *e)
+{
+	if (!e)
+		return;
+	stop_runners(e);
+	atomic_store(&e->stop, 1);
+	pthread_join(e->thread, NULL);
+	store_close(e->st);
+	free(e->dir);
+	free(e);
+}

@@ -1,0 +1,750 @@
+/*
+ * status: facts are gathered into plain structs inside one read
+ * transaction, then printed twice -- as text and as JSON -- from the same
+ * structs, so the two can never disagree.
+ */
+#include "jobs/status.h"
+#include "jobs/jobs.h"
+#include "jobs/money.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct job_facts {
+	char name[JOB_NAME_MAX + 1];
+	char state[16];
+	int64_t frames, done, rendering, queued, failed, cancelled;
+	int64_t interrupted;            /* times a node went away with a frame (no attempt used) */
+	int64_t retried;                /* failed attempts that were tried again */
+	double elapsed, avg_frame, eta; /* seconds; eta < 0 = unknown */
+	int nodes, gpus;
+	double rate, spent, estimate;
+	double per_dollar; /* frames done per USD; < 0 = unknown (nothing spent) */
+	int waiting;       /* the stored state is waiting */
+	char *error;       /* owned */
+	uint32_t *missing; /* owned */
+	size_t nmissing;
+	char video[16];
+	int64_t priority;
+	struct {
+		char name[128];
+		int64_t done;
+	} per_node[16]; /* frames done by each node (the first 16) */
+	int nper_node;
+};
+
+static char *dup_col(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+/* Slots and GPUs of the nodes that can render now. */
+static void farm_capacity(struct store *st, int *nodes, int *gpus, int *slots)
+{
+	sqlite3_stmt *s;
+
+	*nodes = *gpus = *slots = 0;
+	if (store_prepare(st,
+			  "SELECT count(*), coalesce(sum(gpus), 0), coalesce(sum(slots), 0)"
+			  " FROM nodes WHERE removed = 0 AND state IN ('idle', 'rendering', 'starting')",
+			  &s))
+		return;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*nodes = sqlite3_column_int(s, 0);
+		*gpus = sqlite3_column_int(s, 1);
+		*slots = sqlite3_column_int(s, 2);
+	}
+	sqlite3_finalize(s);
+}
+
+static const char frame_counts_sql[] =
+    "SELECT f.state, count(*), coalesce(sum(f.secs), 0), count(f.secs), coalesce(sum(f.interrupts), 0),"
+    " coalesce(sum(CASE WHEN f.state = 'failed' THEN max(f.attempts - 1, 0) ELSE f.attempts END), 0),"
+    " (SELECT n.name FROM nodes n WHERE n.id = f.node)"
+    " FROM frames f WHERE f.job = ? GROUP BY f.state, f.node ORDER BY f.state, f.node";
+
+static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
+{
+	sqlite3_stmt *s;
+	int64_t started = 0, ended = 0, now = util_now_ms(), timed = 0;
+	double secs = 0;
+	int video = 0, slots = 0, rc;
+	size_t cap = 0;
+
+	memset(f, 0, sizeof(*f));
+	rc = store_prepare(st,
+			   "SELECT name, state, coalesce(started, 0), coalesce(ended, 0), error,"
+			   " video, priority, nframes FROM jobs WHERE id = ? AND removed = 0",
+			   &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		return -ENOENT;
+	}
+	snprintf(f->name, sizeof(f->name), "%s", (const char *)sqlite3_column_text(s, 0));
+	snprintf(f->state, sizeof(f->state), "%s", (const char *)sqlite3_column_text(s, 1));
+	f->waiting = !strcmp(f->state, "waiting");
+	started = sqlite3_column_int64(s, 2);
+	ended = sqlite3_column_int64(s, 3);
+	f->error = dup_col(s, 4);
+	video = sqlite3_column_int(s, 5);
+	f->priority = sqlite3_column_int64(s, 6);
+	f->frames = sqlite3_column_int64(s, 7);
+	sqlite3_finalize(s);
+
+	/* One pass over the job's frames gives every count, the average frame
+	 * time, the interruptions and retries, and the frames each node did. */
+	rc = store_cached(st, frame_counts_sql, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		int fs = frame_state_parse((const char *)sqlite3_column_text(s, 0));
+		int64_t n = sqlite3_column_int64(s, 1);
+
+		f->interrupted += sqlite3_column_int64(s, 4);
+		f->retried += sqlite3_column_int64(s, 5);
+		switch (fs) {
+		case FS_QUEUED: f->queued += n; break;
+		case FS_DONE:
+			f->done += n;
+			secs += sqlite3_column_double(s, 2);
+			timed += sqlite3_column_int64(s, 3);
+			if (sqlite3_column_type(s, 6) != SQLITE_NULL &&
+			    f->nper_node < (int)ARRAY_SIZE(f->per_node)) {
+				snprintf(f->per_node[f->nper_node].name, sizeof(f->per_node[0].name), "%s",
+					 (const char *)sqlite3_column_text(s, 6));
+				f->per_node[f->nper_node++].done = n;
+			}
+			break;
+		case FS_FAILED: f->failed += n; break;
+		case FS_CANCELLED: f->cancelled += n; break;
+		default: f->rendering += n; break;
+		}
+	}
+	store_release(s);
+	if (timed > 0)
+		f->avg_frame = secs / (double)timed;
+
+	rc = store_prepare(st, "SELECT frame FROM frames WHERE job = ? AND state = 'failed' ORDER BY frame",
+			   &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (f->nmissing == cap) {
+			uint32_t *nm = realloc(f->missing, (cap = cap ? cap * 2 : 64) * sizeof(*nm));
+
+			if (!nm)
+				break;
+			f->missing = nm;
+		}
+		f->missing[f->nmissing++] = (uint32_t)sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+
+	farm_capacity(st, &f->nodes, &f->gpus, &slots);
+	if (started)
+		f->elapsed = ((ended ? ended : now) - started) / 1000.0;
+	if (!strcmp(f->state, "done") || !strcmp(f->state, "failed") || !strcmp(f->state, "cancelled"))
+		f->eta = 0;
+	else if (f->avg_frame > 0 && slots > 0)
+		f->eta = ceil((double)(f->queued + f->rendering) / slots) * f->avg_frame;
+	else
+		f->eta = -1;
+	snprintf(f->video, sizeof(f->video), "%s", !video ? "no" : "yes");
+	/* Rented nodes' cost, shared out by slot time (money.c); the local
+	 * and SSH backends cost nothing. */
+	{
+		struct money_job mj;
+		int64_t left = f->queued + f->rendering;
+
+		money_job_get(st, job, now, &mj);
+		f->spent = mj.spent;
+		f->rate = mj.rate_h;
+		if (f->done > 0)
+			f->estimate = f->spent + (double)left * f->spent / (double)f->done;
+		else
+			f->estimate = f->spent + (f->eta > 0 ? f->rate * f->eta / 3600.0 : 0);
+		f->per_dollar = f->spent > 0 ? (double)f->done / f->spent : -1;
+	}
+	/* Waiting while servers are being rented for it: provisioning. */
+	if (f->waiting && !store_prepare(st,
+					 "SELECT EXISTS (SELECT 1 FROM rentals WHERE job = ?"
+					 " AND state IN ('intent', 'booting'))",
+					 &s)) {
+		sqlite3_bind_int64(s, 1, job);
+		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0))
+			snprintf(f->state, sizeof(f->state), "provisioning");
+		sqlite3_finalize(s);
+	}
+	return 0;
+}
+
+static void job_facts_free(struct job_facts *f)
+{
+	free(f->error);
+	free(f->missing);
+}
+
+/* "17,203" style, with runs folded: "1-5,9,12-14". */
+static void print_frame_list(struct util_sb *out, const uint32_t *v, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+
+		while (j + 1 < n && v[j + 1] == v[j] + 1)
+			j++;
+		if (j > i + 1)
+			util_sb_printf(out, "%s%u-%u", i ? "," : "", v[i], v[j]);
+		else if (j == i + 1)
+			util_sb_printf(out, "%s%u,%u", i ? "," : "", v[i], v[j]);
+		else
+			util_sb_printf(out, "%s%u", i ? "," : "", v[i]);
+		i = j + 1;
+	}
+}
+
+/* Values are printed on one line: control characters in user-chosen text
+ * (a job named with a newline) are escaped so a line stays a line. */
+static void print_value(struct util_sb *out, const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '\n')
+			util_sb_printf(out, "\\n");
+		else if (*p < 0x20 || *p == 0x7f)
+			util_sb_printf(out, "\\x%02x", *p);
+		else if (*p == '\\')
+			util_sb_printf(out, "\\\\");
+		else
+			util_sb_printf(out, "%c", *p);
+	}
+}
+
+static double progress_of(int64_t done, int64_t frames)
+{
+	return frames > 0 ? 100.0 * (double)done / (double)frames : 0;
+}
+
+static void print_progress(struct util_sb *out, double pct)
+{
+	int filled = (int)(pct / 5.0);
+
+	util_sb_printf(out, "progress: %.1f%% [", pct);
+	for (int i = 0; i < 20; i++)
+		util_sb_printf(out, "%c", i < filled ? '#' : '.');
+	util_sb_printf(out, "]\n");
+}
+
+static void job_text(const struct job_facts *f, struct util_sb *out)
+{
+	char a[32], b[32], c[32];
+
+	util_sb_printf(out, "job: ");
+	print_value(out, f->name);
+	util_sb_printf(out, "\nstate: %s\n", f->state);
+	util_sb_printf(out, "frames: %lld\ndone: %lld\nrendering: %lld\nqueued: %lld\nfailed: %lld\n",
+		       (long long)f->frames, (long long)f->done, (long long)f->rendering,
+		       (long long)f->queued, (long long)f->failed);
+	print_progress(out, progress_of(f->done, f->frames));
+	util_sb_printf(out, "elapsed: %s\n", util_fmt_duration(a, sizeof(a), f->elapsed));
+	util_sb_printf(out, "eta: %s\n", f->eta < 0 ? "unknown" : util_fmt_duration(a, sizeof(a), f->eta));
+	util_sb_printf(out, "avg_frame: %s\n",
+		       f->avg_frame > 0 ? util_fmt_duration(a, sizeof(a), f->avg_frame) : "unknown");
+	util_sb_printf(out, "nodes: %d (%d GPU%s)\n", f->nodes, f->gpus, f->gpus == 1 ? "" : "s");
+	util_sb_printf(out, "rate: %s/h\nspent: %s\nestimate: %s\n", util_fmt_money(a, sizeof(a), f->rate),
+		       util_fmt_money(b, sizeof(b), f->spent), util_fmt_money(c, sizeof(c), f->estimate));
+	if (f->per_dollar < 0)
+		util_sb_printf(out, "frames_per_dollar: unknown\n");
+	else
+		util_sb_printf(out, "frames_per_dollar: %.1f\n", f->per_dollar);
+	util_sb_printf(out, "interrupted: %lld\nretried: %lld\n", (long long)f->interrupted,
+		       (long long)f->retried);
+	util_sb_printf(out, "cancelled: %lld\npriority: %lld\nvideo: %s\n", (long long)f->cancelled,
+		       (long long)f->priority, f->video);
+	util_sb_printf(out, "node_frames:");
+	for (int i = 0; i < f->nper_node; i++)
+		util_sb_printf(out, "%s %s=%lld", i ? "," : "", f->per_node[i].name,
+			       (long long)f->per_node[i].done);
+	util_sb_printf(out, "\n");
+	if (f->nmissing) {
+		util_sb_printf(out, "missing: ");
+		print_frame_list(out, f->missing, f->nmissing);
+		util_sb_printf(out, "\n");
+	}
+	if (f->error && f->error[0]) {
+		util_sb_printf(out, "error: ");
+		print_value(out, f->error);
+		util_sb_printf(out, "\n");
+	}
+}
+
+static cJSON *job_json(const struct job_facts *f)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "job", f->name);
+	cJSON_AddStringToObject(o, "state", f->state);
+	cJSON_AddNumberToObject(o, "frames", (double)f->frames);
+	cJSON_AddNumberToObject(o, "done", (double)f->done);
+	cJSON_AddNumberToObject(o, "rendering", (double)f->rendering);
+	cJSON_AddNumberToObject(o, "queued", (double)f->queued);
+	cJSON_AddNumberToObject(o, "failed", (double)f->failed);
+	cJSON_AddNumberToObject(o, "progress", round(progress_of(f->done, f->frames) * 10) / 10);
+	cJSON_AddNumberToObject(o, "elapsed", round(f->elapsed * 10) / 10);
+	if (f->eta < 0)
+		cJSON_AddNullToObject(o, "eta");
+	else
+		cJSON_AddNumberToObject(o, "eta", round(f->eta * 10) / 10);
+	if (f->avg_frame > 0)
+		cJSON_AddNumberToObject(o, "avg_frame", round(f->avg_frame * 1000) / 1000);
+	else
+		cJSON_AddNullToObject(o, "avg_frame");
+	cJSON_AddNumberToObject(o, "nodes", f->nodes);
+	cJSON_AddNumberToObject(o, "gpus", f->gpus);
+	cJSON_AddNumberToObject(o, "rate", f->rate);
+	cJSON_AddNumberToObject(o, "spent", f->spent);
+	cJSON_AddNumberToObject(o, "estimate", f->estimate);
+	if (f->per_dollar < 0)
+		cJSON_AddNullToObject(o, "frames_per_dollar");
+	else
+		cJSON_AddNumberToObject(o, "frames_per_dollar", round(f->per_dollar * 10) / 10);
+	cJSON_AddNumberToObject(o, "cancelled", (double)f->cancelled);
+	cJSON_AddNumberToObject(o, "interrupted", (double)f->interrupted);
+	cJSON_AddNumberToObject(o, "retried", (double)f->retried);
+	cJSON_AddNumberToObject(o, "priority", (double)f->priority);
+	cJSON_AddStringToObject(o, "video", f->video);
+	{
+		cJSON *per = cJSON_AddObjectToObject(o, "node_frames");
+
+		for (int i = 0; per && i < f->nper_node; i++)
+			cJSON_AddNumberToObject(per, f->per_node[i].name, (double)f->per_node[i].done);
+	}
+	if (f->nmissing) {
+		cJSON *arr = cJSON_AddArrayToObject(o, "missing");
+
+		for (size_t i = 0; arr && i < f->nmissing; i++)
+			cJSON_AddItemToArray(arr, cJSON_CreateNumber(f->missing[i]));
+	}
+	if (f->error && f->error[0])
+		cJSON_AddStringToObject(o, "error", f->error);
+	return o;
+}
+
+static int print_json(cJSON *o, struct util_sb *out)
+{
+	char *text;
+
+	if (!o)
+		return -ENOMEM;
+	text = cJSON_Print(o);
+	cJSON_Delete(o);
+	if (!text)
+		return -ENOMEM;
+	util_sb_printf(out, "%s\n", text);
+	free(text);
+	return out->oom ? -ENOMEM : 0;
+}
+
+/* One consistent snapshot: a read transaction around all the queries. */
+static int read_begin(struct store *st)
+{
+	return store_exec(st, "BEGIN");
+}
+
+static void read_end(struct store *st)
+{
+	store_exec(st, "COMMIT");
+}
+
+int status_job(struct store *st, int64_t job, int json, struct util_sb *out)
+{
+	struct job_facts f;
+	int rc = read_begin(st);
+
+	if (rc)
+		return rc;
+	rc = job_facts_get(st, job, &f);
+	read_end(st);
+	if (rc) {
+		job_facts_free(&f);
+		return rc;
+	}
+	if (json)
+		rc = print_json(job_json(&f), out);
+	else
+		job_text(&f, out);
+	job_facts_free(&f);
+	return rc ? rc : out->oom ? -ENOMEM : 0;
+}
+
+struct node_facts {
+	char name[128], provider[32], address[256], gpu_names[1024], device[64], device_why[256];
+	char blender[64], state[16];
+	int gpus, slots;
+	double price_h;
+	int64_t done, failed;
+	char *error;
+	/* rented nodes */
+	int64_t order, server;
+	int spot;
+	double spent;
+};
+
+static int node_facts_get(struct store *st, int64_t id, struct node_facts *n)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st,
+			       "SELECT name, provider, address, gpus, gpu_names, device, device_why,"
+			       " blender, state, slots, price_h, done, failed, error FROM nodes WHERE id = ?",
+			       &s);
+
+	memset(n, 0, sizeof(*n));
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		return -ENOENT;
+	}
+#define COPY(field, col) snprintf(n->field, sizeof(n->field), "%s", (const char *)sqlite3_column_text(s, col))
+	COPY(name, 0);
+	COPY(provider, 1);
+	COPY(address, 2);
+	n->gpus = sqlite3_column_int(s, 3);
+	COPY(gpu_names, 4);
+	COPY(device, 5);
+	COPY(device_why, 6);
+	COPY(blender, 7);
+	COPY(state, 8);
+#undef COPY
+	n->slots = sqlite3_column_int(s, 9);
+	n->price_h = sqlite3_column_double(s, 10);
+	n->done = sqlite3_column_int64(s, 11);
+	n->failed = sqlite3_column_int64(s, 12);
+	n->error = dup_col(s, 13);
+	sqlite3_finalize(s);
+	if (!strcmp(n->provider, "clore") &&
+	    !store_prepare(st,
+			   "SELECT r.id, coalesce(r.order_id, 0), r.server, r.spot FROM rentals r"
+			   " JOIN nodes n ON n.rental = r.id WHERE n.id = ?",
+			   &s)) {
+		sqlite3_bind_int64(s, 1, id);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			n->order = sqlite3_column_int64(s, 1);
+			n->server = sqlite3_column_int64(s, 2);
+			n->spot = sqlite3_column_int(s, 3);
+			n->spent = money_rental_cost(st, sqlite3_column_int64(s, 0), util_now_ms());
+		}
+		sqlite3_finalize(s);
+	}
+	return 0;
+}
+
+static void node_text(const struct node_facts *n, struct util_sb *out)
+{
+	char a[32];
+
+	util_sb_printf(out, "node: %s\nprovider: %s\naddress: %s\n", n->name, n->provider, n->address);
+	util_sb_printf(out, "gpus: %d%s%s%s\n", n->gpus, n->gpus ? " (" : "", n->gpu_names,
+		       n->gpus ? ")" : "");
+	util_sb_printf(out, "device: %s%s%s%s\n", n->device[0] ? n->device : "unknown",
+		       n->device_why[0] ? " (" : "", n->device_why, n->device_why[0] ? ")" : "");
+	util_sb_printf(out, "blender: %s\n", n->blender[0] ? n->blender : "unknown");
+	if (n->order)
+		util_sb_printf(out, "order: %lld\nserver: %lld\nspot: %s\nspent: %s\n", (long long)n->order,
+			       (long long)n->server, n->spot ? "yes" : "no",
+			       util_fmt_money(a, sizeof(a), n->spent));
+	util_sb_printf(out, "price: %s/h\nstate: %s\nslots: %d\ndone: %lld\nfailed: %lld\n",
+		       util_fmt_money(a, sizeof(a), n->price_h), n->state, n->slots, (long long)n->done,
+		       (long long)n->failed);
+	if (n->error && n->error[0]) {
+		util_sb_printf(out, "error: ");
+		print_value(out, n->error);
+		util_sb_printf(out, "\n");
+	}
+}
+
+static cJSON *node_json(const struct node_facts *n)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "node", n->name);
+	cJSON_AddStringToObject(o, "provider", n->provider);
+	cJSON_AddStringToObject(o, "address", n->address);
+	cJSON_AddNumberToObject(o, "gpus", n->gpus);
+	cJSON_AddStringToObject(o, "gpu_names", n->gpu_names);
+	cJSON_AddStringToObject(o, "device", n->device[0] ? n->device : "unknown");
+	cJSON_AddStringToObject(o, "device_why", n->device_why);
+	cJSON_AddStringToObject(o, "blender", n->blender[0] ? n->blender : "unknown");
+	cJSON_AddNumberToObject(o, "price", n->price_h);
+	if (n->order) {
+		cJSON_AddNumberToObject(o, "order", (double)n->order);
+		cJSON_AddNumberToObject(o, "server", (double)n->server);
+		cJSON_AddBoolToObject(o, "spot", n->spot);
+		cJSON_AddNumberToObject(o, "spent", n->spent);
+	}
+	cJSON_AddStringToObject(o, "state", n->state);
+	cJSON_AddNumberToObject(o, "slots", n->slots);
+	cJSON_AddNumberToObject(o, "done", (double)n->done);
+	cJSON_AddNumberToObject(o, "failed", (double)n->failed);
+	if (n->error && n->error[0])
+		cJSON_AddStringToObject(o, "error", n->error);
+	return o;
+}
+
+int status_node(struct store *st, int64_t node, int json, struct util_sb *out)
+{
+	struct node_facts n;
+	int rc = read_begin(st);
+
+	if (rc)
+		return rc;
+	rc = node_facts_get(st, node, &n);
+	read_end(st);
+	if (!rc) {
+		if (json)
+			rc = print_json(node_json(&n), out);
+		else
+			node_text(&n, out);
+	}
+	free(n.error);
+	return rc ? rc : out->oom ? -ENOMEM : 0;
+}
+
+struct farm_ctx {
+	struct store *st;
+	struct job_facts *jobs;
+	size_t n, cap;
+	struct node_facts *nodes;
+	size_t nnodes, nodes_cap;
+};
+
+static int farm_node(void *arg, const struct node_row *n)
+{
+	struct farm_ctx *c = arg;
+
+	if (c->nnodes == c->nodes_cap) {
+		size_t ncap = c->nodes_cap ? c->nodes_cap * 2 : 8;
+		struct node_facts *nn = realloc(c->nodes, ncap * sizeof(*nn));
+
+		if (!nn)
+			return 1;
+		c->nodes = nn;
+		c->nodes_cap = ncap;
+	}
+	if (node_facts_get(c->st, n->id, &c->nodes[c->nnodes]) == 0)
+		c->nnodes++;
+	return 0;
+}
+
+static int farm_job(void *arg, const struct job_row *j)
+{
+	struct farm_ctx *c = arg;
+
+	if (c->n == c->cap) {
+		struct job_facts *nj = realloc(c->jobs, (c->cap = c->cap ? c->cap * 2 : 16) * sizeof(*nj));
+
+		if (!nj)
+			return 1;
+		c->jobs = nj;
+	}
+	if (job_facts_get(c->st, j->id, &c->jobs[c->n]) == 0)
+		c->n++;
+	return 0;
+}
+
+struct order_facts {
+	int64_t id, server;
+	char state[16], node[64];
+	int spot;
+	double price_h, spent;
+};
+
+/* The orders held now (intent rows have no order yet and are not shown). */
+static size_t orders_get(struct store *st, int64_t now, struct order_facts **out)
+{
+	sqlite3_stmt *s;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	if (store_prepare(
+		st,
+		"SELECT r.id, r.order_id, r.server, r.state, r.spot, r.price_day * r.usd_rate / 24.0,"
+		" coalesce((SELECT name FROM nodes WHERE rental = r.id), '')"
+		" FROM rentals r WHERE r.order_id IS NOT NULL"
+		" AND r.state IN ('booting', 'ready', 'releasing') ORDER BY r.id",
+		&s))
+		return 0;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		struct order_facts *o;
+
+		if (n == cap) {
+			struct order_facts *no = realloc(*out, (cap = cap ? cap * 2 : 8) * sizeof(*no));
+
+			if (!no)
+				break;
+			*out = no;
+		}
+		o = &(*out)[n++];
+		o->id = sqlite3_column_int64(s, 1);
+		o->server = sqlite3_column_int64(s, 2);
+		snprintf(o->state, sizeof(o->state), "%s", (const char *)sqlite3_column_text(s, 3));
+		o->spot = sqlite3_column_int(s, 4);
+		o->price_h = sqlite3_column_double(s, 5);
+		snprintf(o->node, sizeof(o->node), "%s", (const char *)sqlite3_column_text(s, 6));
+		o->spent = money_rental_cost(st, sqlite3_column_int64(s, 0), now);
+	}
+	sqlite3_finalize(s);
+	return n;
+}
+
+int status_farm(struct store *st, int json, struct util_sb *out)
+{
+	struct farm_ctx c = {.st = st};
+	int64_t frames = 0, done = 0, rendering = 0, queued = 0, failed = 0;
+	int nodes, gpus, slots, active = 0, rc;
+	double rate = 0, spent = 0, estimate = 0;
+	char a[32], b[32], d[32], key[4096] = "", clore[600] = "";
+	struct money_farm money;
+	struct order_facts *orders = NULL;
+	size_t norders = 0;
+	int64_t now = util_now_ms();
+
+	rc = read_begin(st);
+	if (rc)
+		return rc;
+	jobs_list(st, farm_job, &c);
+	nodes_list(st, farm_node, &c);
+	farm_capacity(st, &nodes, &gpus, &slots);
+	store_meta_get(st, "ssh_public_key", key, sizeof(key));
+	store_meta_get(st, "clore_status", clore, sizeof(clore));
+	money_farm_get(st, now, &money);
+	norders = orders_get(st, now, &orders);
+	read_end(st);
+	for (size_t i = 0; i < c.n; i++) {
+		struct job_facts *f = &c.jobs[i];
+
+		frames += f->frames;
+		done += f->done;
+		rendering += f->rendering;
+		queued += f->queued;
+		failed += f->failed;
+		estimate += f->estimate - f->spent;
+		active +=
+		    strcmp(f->state, "done") && strcmp(f->state, "failed") && strcmp(f->state, "cancelled");
+	}
+	/* The farm's money is every rental's, idle time included; the jobs'
+	 * estimates add what their remaining frames should cost. */
+	rate = money.rate_h;
+	spent = money.spent;
+	estimate += spent;
+	if (json) {
+		cJSON *o = cJSON_CreateObject(), *arr;
+
+		if (o) {
+			cJSON_AddNumberToObject(o, "jobs", (double)c.n);
+			cJSON_AddNumberToObject(o, "active", active);
+			cJSON_AddNumberToObject(o, "frames", (double)frames);
+			cJSON_AddNumberToObject(o, "done", (double)done);
+			cJSON_AddNumberToObject(o, "rendering", (double)rendering);
+			cJSON_AddNumberToObject(o, "queued", (double)queued);
+			cJSON_AddNumberToObject(o, "failed", (double)failed);
+			cJSON_AddNumberToObject(o, "progress", round(progress_of(done, frames) * 10) / 10);
+			cJSON_AddNumberToObject(o, "nodes", nodes);
+			cJSON_AddNumberToObject(o, "gpus", gpus);
+			cJSON_AddNumberToObject(o, "rate", rate);
+			cJSON_AddNumberToObject(o, "spent", spent);
+			cJSON_AddNumberToObject(o, "estimate", estimate);
+			cJSON_AddNumberToObject(o, "idle", money.idle);
+			if (clore[0])
+				cJSON_AddStringToObject(o, "clore", clore);
+			arr = cJSON_AddArrayToObject(o, "orders");
+			for (size_t i = 0; arr && i < norders; i++) {
+				cJSON *r = cJSON_CreateObject();
+
+				if (!r)
+					break;
+				cJSON_AddNumberToObject(r, "id", (double)orders[i].id);
+				cJSON_AddNumberToObject(r, "server", (double)orders[i].server);
+				cJSON_AddStringToObject(r, "state", orders[i].state);
+				cJSON_AddBoolToObject(r, "spot", orders[i].spot);
+				cJSON_AddNumberToObject(r, "price_h", orders[i].price_h);
+				cJSON_AddNumberToObject(r, "spent", orders[i].spent);
+				cJSON_AddStringToObject(r, "node", orders[i].node);
+				cJSON_AddItemToArray(arr, r);
+			}
+			if (key[0])
+				cJSON_AddStringToObject(o, "ssh_key", key);
+			arr = cJSON_AddArrayToObject(o, "job_list");
+			for (size_t i = 0; arr && i < c.n; i++)
+				cJSON_AddItemToArray(arr, job_json(&c.jobs[i]));
+			arr = cJSON_AddArrayToObject(o, "node_list");
+			for (size_t i = 0; arr && i < c.nnodes; i++)
+				cJSON_AddItemToArray(arr, node_json(&c.nodes[i]));
+		}
+		rc = print_json(o, out);
+	} else {
+		util_sb_printf(out,
+			       "jobs: %zu\nactive: %d\nframes: %lld\ndone: %lld\nrendering: %lld\n"
+			       "queued: %lld\nfailed: %lld\n",
+			       c.n, active, (long long)frames, (long long)done, (long long)rendering,
+			       (long long)queued, (long long)failed);
+		print_progress(out, progress_of(done, frames));
+		util_sb_printf(out, "nodes: %d (%d GPU%s)\nrate: %s/h\nspent: %s\nestimate: %s\n", nodes,
+			       gpus, gpus == 1 ? "" : "s", util_fmt_money(a, sizeof(a), rate),
+			       util_fmt_money(b, sizeof(b), spent), util_fmt_money(d, sizeof(d), estimate));
+		util_sb_printf(out, "idle: %s\n", util_fmt_money(a, sizeof(a), money.idle));
+		if (clore[0]) {
+			util_sb_printf(out, "clore: ");
+			print_value(out, clore);
+			util_sb_printf(out, "\n");
+		}
+		if (key[0])
+			util_sb_printf(out, "ssh_key: %s\n", key);
+		for (size_t i = 0; i < norders; i++) {
+			const struct order_facts *r = &orders[i];
+
+			util_sb_printf(out, "order: %lld server %lld %s %s %s/h spent %s node %s\n",
+				       (long long)r->id, (long long)r->server, r->state,
+				       r->spot ? "spot" : "on-demand",
+				       util_fmt_money(a, sizeof(a), r->price_h),
+				       util_fmt_money(b, sizeof(b), r->spent), r->node[0] ? r->node : "-");
+		}
+		for (size_t i = 0; i < c.nnodes; i++) {
+			const struct node_facts *n = &c.nodes[i];
+
+			util_sb_printf(out, "node: %s %s %s, %lld done, %lld failed\n", n->name, n->state,
+				       n->device[0] ? n->device : "unknown", (long long)n->done,
+				       (long long)n->failed);
+		}
+		for (size_t i = 0; i < c.n; i++) {
+			const struct job_facts *f = &c.jobs[i];
+
+			util_sb_printf(out, "job: ");
+			print_value(out, f->name);
+			util_sb_printf(out, " %s %lld/%lld %.1f%%\n", f->state, (long long)f->done,
+				       (long long)f->frames, progress_of(f->done, f->frames));
+		}
+	}
+	for (size_t i = 0; i < c.n; i++)
+		job_facts_free(&c.jobs[i]);
+	free(c.jobs);
+	free(orders);
+	for (size_t i = 0; i < c.nnodes; i++)
+		free(c.nodes[i].error);
+	free(c.nodes);
+	return rc ? rc : out->oom ? -ENOMEM : 0;
+}

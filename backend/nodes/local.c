@@ -1,0 +1,318 @@
+/*
+ * local: the transport for this machine.  Workers are child processes in
+ * their own process group, killed with the daemon (PR_SET_PDEATHSIG) so a
+ * crashed renderfs leaves no Blender rendering into a dead slot.  Files
+ * "on the node" are files here: put and get copy, except that get moves a
+ * rendered frame out of a work directory instead of copying it.
+ */
+#include "nodes/transport.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct local_node {
+	struct tnode base;       /* first: a tnode pointer is a local_node pointer */
+	struct tproc *procs[64]; /* for pollfds; owned by their callers */
+	int nprocs;
+};
+
+struct tproc {
+	struct local_node *node;
+	pid_t pid;  /* 0 once reaped */
+	int status; /* valid once reaped */
+	int in_fd, out_fd, err_fd;
+};
+
+static int local_open(struct tnode *n)
+{
+	n->error[0] = '\0';
+	return 0;
+}
+
+static void local_close(struct tnode *n)
+{
+	(void)n;
+}
+
+static void track(struct local_node *ln, struct tproc *p, int add)
+{
+	if (add) {
+		if (ln->nprocs < (int)ARRAY_SIZE(ln->procs))
+			ln->procs[ln->nprocs++] = p;
+		return;
+	}
+	for (int i = 0; i < ln->nprocs; i++) {
+		if (ln->procs[i] == p) {
+			ln->procs[i] = ln->procs[--ln->nprocs];
+			return;
+		}
+	}
+}
+
+static int local_spawn(struct tnode *n, char *const argv[], const char *cwd, struct tproc **out)
+{
+	struct local_node *ln = (struct local_node *)n;
+	int in[2], outp[2], errp[2], rc;
+	pid_t parent = getpid(), pid;
+	struct tproc *p;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	if (pipe2(in, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	if (pipe2(outp, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto out_close_in;
+	}
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto out_close_out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		goto out_close_err;
+	}
+	if (pid == 0) {
+		/* Only async-signal-safe calls between fork and exec. */
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		dup2(in[0], 0);
+		dup2(outp[1], 1);
+		dup2(errp[1], 2);
+		if (cwd && chdir(cwd) < 0)
+			_exit(126);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(outp[1]);
+	close(errp[1]);
+	fcntl(in[1], F_SETFL, O_NONBLOCK);
+	fcntl(outp[0], F_SETFL, O_NONBLOCK);
+	fcntl(errp[0], F_SETFL, O_NONBLOCK);
+	p->node = ln;
+	p->pid = pid;
+	p->in_fd = in[1];
+	p->out_fd = outp[0];
+	p->err_fd = errp[0];
+	track(ln, p, 1);
+	*out = p;
+	return 0;
+
+out_close_err:
+	close(errp[0]);
+	close(errp[1]);
+out_close_out:
+	close(outp[0]);
+	close(outp[1]);
+out_close_in:
+	close(in[0]);
+	close(in[1]);
+out_free:
+	free(p);
+	return rc;
+}
+
+static ssize_t local_read(struct tproc *p, enum tstream which, void *buf, size_t len)
+{
+	int fd = which == TS_OUT ? p->out_fd : p->err_fd;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, len);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+	return n;
+}
+
+static ssize_t local_write(struct tproc *p, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (p->in_fd < 0)
+		return -EPIPE;
+	n = write(p->in_fd, buf, len);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+	return n;
+}
+
+static int local_exited(struct tproc *p, int *status)
+{
+	pid_t r;
+
+	if (p->pid > 0) {
+		r = waitpid(p->pid, &p->status, WNOHANG);
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return 0;
+		p->pid = 0;
+	}
+	*status = p->status;
+	return 1;
+}
+
+static void local_kill(struct tproc *p)
+{
+	if (p->pid > 0) {
+		kill(-p->pid, SIGKILL);
+		kill(p->pid, SIGKILL);
+		if (waitpid(p->pid, &p->status, 0) == p->pid)
+			p->pid = 0;
+	}
+}
+
+static void local_free(struct tproc *p)
+{
+	if (!p)
+		return;
+	local_kill(p);
+	if (p->in_fd >= 0)
+		close(p->in_fd);
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	track(p->node, p, 0);
+	free(p);
+}
+
+static int local_pollfds(struct tnode *n, struct pollfd *fds, int max)
+{
+	struct local_node *ln = (struct local_node *)n;
+	int k = 0;
+
+	for (int i = 0; i < ln->nprocs && k + 2 <= max; i++) {
+		if (ln->procs[i]->out_fd >= 0)
+			fds[k++] = (struct pollfd){.fd = ln->procs[i]->out_fd, .events = POLLIN};
+		if (ln->procs[i]->err_fd >= 0)
+			fds[k++] = (struct pollfd){.fd = ln->procs[i]->err_fd, .events = POLLIN};
+	}
+	return k;
+}
+
+static int local_put(struct tnode *n, const char *local, const char *remote)
+{
+	(void)n;
+	return util_copy_file(local, remote, NULL);
+}
+
+static int local_get(struct tnode *n, const char *remote, const char *local)
+{
+	(void)n;
+	/* A rendered frame is moved, not copied: the node is this machine. */
+	if (rename(remote, local) == 0)
+		return 0;
+	if (errno != EXDEV)
+		return -errno;
+	return util_copy_file(remote, local, NULL);
+}
+
+static int local_run(struct tnode *n, char *const argv[], char *out, size_t outsz, int *status,
+		     int timeout_ms)
+{
+	struct tproc *p;
+	size_t got = 0;
+	int64_t deadline = util_mono_ms() + timeout_ms;
+	int rc;
+
+	rc = local_spawn(n, argv, NULL, &p);
+	if (rc)
+		return rc;
+	close(p->in_fd);
+	p->in_fd = -1;
+	for (;;) {
+		struct pollfd fds[2] = {{.fd = p->out_fd, .events = POLLIN},
+					{.fd = p->err_fd, .events = POLLIN}};
+		char sink[4096];
+		ssize_t r;
+		int64_t left = deadline - util_mono_ms();
+
+		if (left <= 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		poll(fds, 2, (int)(left > 200 ? 200 : left));
+		r = local_read(p, TS_OUT, out ? out + got : sink,
+			       out && outsz > 1 ? outsz - 1 - got : sizeof(sink));
+		if (r > 0 && out)
+			got += (size_t)r;
+		while (local_read(p, TS_ERR, sink, sizeof(sink)) > 0)
+			;
+		if (out && got >= outsz - 1) {
+			/* Output over the cap: keep reading it away. */
+			while (local_read(p, TS_OUT, sink, sizeof(sink)) > 0)
+				;
+		}
+		if (r == 0 && local_exited(p, status) == 1) {
+			rc = 0;
+			break;
+		}
+		if (r < 0 && r != -EAGAIN) {
+			rc = (int)r;
+			break;
+		}
+	}
+	if (out && outsz)
+		out[got] = '\0';
+	local_free(p);
+	return rc;
+}
+
+static int local_keepalive(struct tnode *n)
+{
+	(void)n;
+	return 0;
+}
+
+static const struct transport_ops local_ops = {
+    .name = "local",
+    .open = local_open,
+    .close = local_close,
+    .spawn = local_spawn,
+    .proc_read = local_read,
+    .proc_write = local_write,
+    .proc_exited = local_exited,
+    .proc_kill = local_kill,
+    .proc_free = local_free,
+    .pollfds = local_pollfds,
+    .put = local_put,
+    .get = local_get,
+    .run = local_run,
+    .keepalive = local_keepalive,
+};
+
+struct tnode *local_node_new(const char *state_dir)
+{
+	struct local_node *ln = calloc(1, sizeof(*ln));
+
+	if (!ln)
+		return NULL;
+	ln->base.ops = &local_ops;
+	snprintf(ln->base.name, sizeof(ln->base.name), "local");
+	snprintf(ln->base.address, sizeof(ln->base.address), "localhost");
+	snprintf(ln->base.home, sizeof(ln->base.home), "%s", state_dir);
+	return &ln->base;
+}
+
+void local_node_free(struct tnode *n)
+{
+	free(n);
+}

@@ -1,0 +1,798 @@
+/*
+ * store: the database, its schema and migrations, and the two state
+ * machines (frames and jobs).  The rules of the frame machine live in
+ * frame_next_state(); store_frame_transition() turns each rule into one
+ * guarded UPDATE, so the database is where a race is decided.
+ */
+#include "store/store.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const frame_state_names[FS__COUNT] = {
+    "queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
+};
+static const char *const frame_event_names[FE__COUNT] = {
+    "dispatch", "start",  "heartbeat", "rendered", "collected", "interrupt",
+    "fail",     "cancel", "retry",     "abandon",  "won",
+};
+static const char *const job_state_names[JS__COUNT] = {
+    "waiting", "provisioning", "rendering", "assembling", "done", "failed", "cancelled", "paused",
+};
+
+const char *frame_state_name(enum frame_state s)
+{
+	return (unsigned)s < FS__COUNT ? frame_state_names[s] : "?";
+}
+
+const char *frame_event_name(enum frame_event e)
+{
+	return (unsigned)e < FE__COUNT ? frame_event_names[e] : "?";
+}
+
+const char *job_state_name(enum job_state s)
+{
+	return (unsigned)s < JS__COUNT ? job_state_names[s] : "?";
+}
+
+int frame_state_parse(const char *s)
+{
+	for (int i = 0; i < FS__COUNT; i++)
+		if (!strcmp(s, frame_state_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+int job_state_parse(const char *s)
+{
+	for (int i = 0; i < JS__COUNT; i++)
+		if (!strcmp(s, job_state_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+int job_state_active(enum job_state s)
+{
+	return s == JS_WAITING || s == JS_PROVISIONING || s == JS_RENDERING || s == JS_ASSEMBLING ||
+	       s == JS_PAUSED;
+}
+
+int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempts_left)
+{
+	int inflight = from == FS_LEASED || from == FS_RENDERING || from == FS_RENDERED;
+
+	switch (ev) {
+	case FE_DISPATCH: return from == FS_QUEUED ? FS_LEASED : -EINVAL;
+	case FE_START: return from == FS_LEASED ? FS_RENDERING : -EINVAL;
+	case FE_HEARTBEAT: return from == FS_LEASED || from == FS_RENDERING ? (int)from : -EINVAL;
+	case FE_RENDERED: return from == FS_RENDERING ? FS_RENDERED : -EINVAL;
+	case FE_COLLECTED: return from == FS_RENDERED ? FS_DONE : -EINVAL;
+	case FE_INTERRUPT: return inflight ? FS_QUEUED : -EINVAL;
+	case FE_FAIL:
+		if (!inflight)
+			return -EINVAL;
+		return has_attempts_left ? FS_QUEUED : FS_FAILED;
+	case FE_CANCEL: return inflight || from == FS_QUEUED ? FS_CANCELLED : -EINVAL;
+	case FE_RETRY: return from == FS_FAILED ? FS_QUEUED : -EINVAL;
+	case FE_ABANDON: return from == FS_QUEUED ? FS_FAILED : -EINVAL;
+	case FE_WON: return inflight ? FS_DONE : -EINVAL;
+	case FE__COUNT: break;
+	}
+	return -EINVAL;
+}
+
+int store_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE: return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_READONLY: return -EROFS;
+	case SQLITE_CONSTRAINT: return -EEXIST;
+	case SQLITE_CANTOPEN: return -ENOENT;
+	case SQLITE_PERM:
+	case SQLITE_AUTH: return -EACCES;
+	default: return -EIO;
+	}
+}
+
+int store_prepare(struct store *st, const char *sql, sqlite3_stmt **stmt)
+{
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL);
+
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "renderfs: sql error: %s in: %.120s\n", sqlite3_errmsg(st->db), sql);
+		return store_errno(rc);
+	}
+	return 0;
+}
+
+int store_cached(struct store *st, const char *sql, sqlite3_stmt **stmt)
+{
+	int free_slot = -1, rc;
+
+	for (int i = 0; i < STORE_CACHE_SLOTS; i++) {
+		if (st->cache[i].sql == sql) {
+			*stmt = st->cache[i].stmt;
+			return 0;
+		}
+		if (!st->cache[i].sql && free_slot < 0)
+			free_slot = i;
+	}
+	rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL);
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "renderfs: sql error: %s in: %.120s\n", sqlite3_errmsg(st->db), sql);
+		return store_errno(rc);
+	}
+	if (free_slot < 0) {
+		/* Full: the oldest entry makes room (the cache is small and
+		 * its users few, so this is rare). */
+		sqlite3_finalize(st->cache[0].stmt);
+		memmove(&st->cache[0], &st->cache[1], sizeof(st->cache[0]) * (STORE_CACHE_SLOTS - 1));
+		free_slot = STORE_CACHE_SLOTS - 1;
+	}
+	st->cache[free_slot].sql = sql;
+	st->cache[free_slot].stmt = *stmt;
+	return 0;
+}
+
+void store_release(sqlite3_stmt *stmt)
+{
+	if (!stmt)
+		return;
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+}
+
+int store_exec(struct store *st, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "renderfs: sql error: %s\n", msg ? msg : sqlite3_errmsg(st->db));
+		sqlite3_free(msg);
+		return store_errno(rc);
+	}
+	return 0;
+}
+
+int store_begin(struct store *st)
+{
+	return store_exec(st, "BEGIN IMMEDIATE");
+}
+
+int store_commit(struct store *st)
+{
+	return store_exec(st, "COMMIT");
+}
+
+void store_rollback(struct store *st)
+{
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/*
+ * Migrations: element i takes user_version i to i+1.  Never edit a step
+ * that has shipped; add one.
+ */
+static const char *const migrations[] = {
+    /* 0 -> 1: the first schema */
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"      /* the out/ directory name */
+    "  drop_name TEXT NOT NULL," /* NAME of queue/NAME.blend */
+    "  state TEXT NOT NULL DEFAULT 'waiting',"
+    "  blend_sha TEXT NOT NULL,"
+    "  sidecar TEXT NOT NULL," /* the sidecar text as dropped */
+    "  scene TEXT NOT NULL DEFAULT '',"
+    "  engine TEXT NOT NULL DEFAULT '',"
+    "  device TEXT NOT NULL DEFAULT 'auto',"
+    "  samples INTEGER NOT NULL DEFAULT 0,"
+    "  res_w INTEGER NOT NULL DEFAULT 0, res_h INTEGER NOT NULL DEFAULT 0,"
+    "  res_pct INTEGER NOT NULL DEFAULT 0,"
+    "  format TEXT NOT NULL DEFAULT 'png',"
+    "  video INTEGER NOT NULL DEFAULT 1,"
+    "  fps REAL NOT NULL DEFAULT 0,"       /* 0: the scene's */
+    "  scene_fps REAL NOT NULL DEFAULT 0," /* reported by a worker */
+    "  retries INTEGER NOT NULL DEFAULT 3,"
+    "  timeout_ms INTEGER NOT NULL DEFAULT 0,"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  budget REAL NOT NULL DEFAULT -1,"
+    "  nframes INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  started INTEGER, ended INTEGER,"
+    "  paused_from TEXT,"
+    "  error TEXT,"
+    "  removed INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE UNIQUE INDEX jobs_name ON jobs(name) WHERE removed = 0;"
+    "CREATE TABLE nodes ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  provider TEXT NOT NULL,"
+    "  address TEXT NOT NULL DEFAULT '',"
+    "  gpus INTEGER NOT NULL DEFAULT 0,"
+    "  gpu_names TEXT NOT NULL DEFAULT '',"
+    "  device TEXT NOT NULL DEFAULT '',"
+    "  device_why TEXT NOT NULL DEFAULT '',"
+    "  blender TEXT NOT NULL DEFAULT '',"
+    "  slots INTEGER NOT NULL DEFAULT 1,"
+    "  state TEXT NOT NULL DEFAULT 'idle',"
+    "  price_h REAL NOT NULL DEFAULT 0,"
+    "  done INTEGER NOT NULL DEFAULT 0,"
+    "  failed INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  removed INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE frames ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    "  frame INTEGER NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN"
+    "    ('queued','leased','rendering','rendered','done','failed','cancelled')),"
+    "  lease INTEGER NOT NULL DEFAULT 0,"
+    "  node INTEGER REFERENCES nodes(id),"
+    "  slot INTEGER,"
+    "  lease_until INTEGER,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  interrupts INTEGER NOT NULL DEFAULT 0,"
+    "  started INTEGER, progress_at INTEGER,"
+    "  secs REAL, size INTEGER, mtime INTEGER,"
+    "  error TEXT,"
+    "  logged INTEGER NOT NULL DEFAULT 0," /* a log file exists */
+    "  removed INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (job, frame)"
+    ");"
+    "CREATE INDEX frames_by_state ON frames(state, job, frame);"
+    "CREATE TABLE qfiles (" /* the files in queue/ */
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  job INTEGER REFERENCES jobs(id)," /* set once the drop became a job */
+    "  writers INTEGER NOT NULL DEFAULT 0,"
+    "  changed INTEGER NOT NULL," /* last create/close/rename/truncate, ms */
+    "  mode INTEGER NOT NULL DEFAULT 420"
+    ");"
+    "CREATE TABLE drops (" /* refused drops: queue/NAME.error */
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  error TEXT NOT NULL,"
+    "  sig TEXT NOT NULL," /* the inputs' state the error is about */
+    "  at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  job INTEGER, node INTEGER, frame INTEGER,"
+    "  kind TEXT NOT NULL,"
+    "  msg TEXT NOT NULL"
+    ");"
+    "CREATE TABLE blocklist (" /* nodes that failed a job's frames */
+    "  node INTEGER NOT NULL,"
+    "  job INTEGER NOT NULL,"
+    "  failures INTEGER NOT NULL DEFAULT 0,"
+    "  until INTEGER NOT NULL DEFAULT 0," /* blocked before this time, ms */
+    "  reason TEXT,"
+    "  PRIMARY KEY (node, job)"
+    ");"
+    "CREATE TABLE changes ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind INTEGER NOT NULL,"
+    "  id INTEGER NOT NULL"
+    ");",
+    /* 1 -> 2: SSH host keys pinned on first contact */
+    "CREATE TABLE hostkeys ("
+    "  node TEXT PRIMARY KEY,"
+    "  fingerprint TEXT NOT NULL,"
+    "  first_seen INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL"
+    ");",
+    /* 2 -> 3: a second slot may race the holder on a frame at the tail */
+    "ALTER TABLE frames ADD COLUMN dup_node INTEGER;",
+    /* 3 -> 4: rented nodes (clore), slot time per node and job, and the
+     * jobs' own [clore] settings */
+    "CREATE TABLE rentals ("
+    "  id INTEGER PRIMARY KEY,"
+    "  server INTEGER NOT NULL,"    /* the marketplace server id (si) */
+    "  order_id INTEGER,"           /* NULL until found in my_orders */
+    "  intent_at INTEGER NOT NULL," /* ms, written before create_order */
+    "  state TEXT NOT NULL DEFAULT 'intent' CHECK (state IN"
+    "    ('intent','booting','ready','releasing','ended','void')),"
+    "  job INTEGER," /* the job it was rented for */
+    "  spot INTEGER NOT NULL DEFAULT 0,"
+    "  currency TEXT NOT NULL DEFAULT '',"
+    "  price_day REAL NOT NULL DEFAULT 0," /* per day, in currency */
+    "  usd_rate REAL NOT NULL DEFAULT 0,"  /* USD per unit of currency */
+    "  fee REAL NOT NULL DEFAULT 0,"       /* creation fee, in currency */
+    "  gpu TEXT NOT NULL DEFAULT '',"
+    "  gpus INTEGER NOT NULL DEFAULT 0,"
+    "  score REAL NOT NULL DEFAULT 0,"
+    "  node INTEGER,"    /* nodes.id once it came up */
+    "  created INTEGER," /* ms: the order's ct */
+    "  online_at INTEGER, ended_at INTEGER,"
+    "  settled REAL," /* the final cost in USD, from Clore's own figures */
+    "  end_reason TEXT"
+    ");"
+    "CREATE UNIQUE INDEX rentals_order ON rentals(order_id) WHERE order_id IS NOT NULL;"
+    "CREATE TABLE usage (" /* slot time a job's frames used on a node */
+    "  node INTEGER NOT NULL,"
+    "  job INTEGER NOT NULL,"
+    "  ms INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (node, job)"
+    ");"
+    "ALTER TABLE nodes ADD COLUMN rental INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN clore_nodes INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN clore_gpu TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN clore_min_vram REAL NOT NULL DEFAULT -1;"
+    "ALTER TABLE jobs ADD COLUMN clore_max_price REAL NOT NULL DEFAULT -1;"
+    "ALTER TABLE jobs ADD COLUMN clore_spot INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE jobs ADD COLUMN over_budget INTEGER NOT NULL DEFAULT 0;",
+    /* 4 -> 5: a job's status counts its frames from the index alone */
+    "CREATE INDEX frames_counts ON frames(job, state, node, secs, interrupts, attempts);",
+};
+
+static int migrate(struct store *st)
+{
+	sqlite3_stmt *s;
+	int version = 0, rc;
+
+	rc = store_prepare(st, "PRAGMA user_version", &s);
+	if (rc)
+		return rc;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (version > (int)ARRAY_SIZE(migrations)) {
+		fprintf(
+		    stderr,
+		    "renderfs: the state database is from a newer renderfs (schema %d, this one knows %zu)\n",
+		    version, ARRAY_SIZE(migrations));
+		return -EPROTO;
+	}
+	for (; version < (int)ARRAY_SIZE(migrations); version++) {
+		char bump[64];
+
+		rc = store_begin(st);
+		if (rc)
+			return rc;
+		rc = store_exec(st, migrations[version]);
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", version + 1);
+		if (!rc)
+			rc = store_exec(st, bump);
+		if (rc) {
+			store_rollback(st);
+			return rc;
+		}
+		rc = store_commit(st);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int store_open(const char *dir, struct store **out)
+{
+	struct store *st;
+	char path[4096];
+	int rc;
+
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->dir = strdup(dir);
+	if (!st->dir) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	snprintf(path, sizeof(path), "%s/renderfs.db", dir);
+	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = store_errno(rc);
+		goto out_close_db;
+	}
+	sqlite3_busy_timeout(st->db, 10000);
+	rc = store_exec(st, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+			    "PRAGMA foreign_keys = ON;");
+	if (rc)
+		goto out_close_db;
+	rc = migrate(st);
+	if (rc)
+		goto out_close_db;
+	*out = st;
+	return 0;
+
+out_close_db:
+	sqlite3_close(st->db);
+	free(st->dir);
+out_free:
+	free(st);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < STORE_CACHE_SLOTS; i++)
+		sqlite3_finalize(st->cache[i].stmt);
+	sqlite3_close(st->db);
+	free(st->dir);
+	free(st);
+}
+
+int store_one_row(struct store *st, const char *sql, const char *key, int64_t id,
+		  void (*fill)(void *arg, sqlite3_stmt *row), void *arg)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, sql, &s);
+
+	if (rc)
+		return rc;
+	if (key)
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		fill(arg, s);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_meta_set(struct store *st, const char *key, const char *value)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st,
+			       "INSERT INTO meta(key, value) VALUES (?1, ?2)"
+			       " ON CONFLICT(key) DO UPDATE SET value = ?2",
+			       &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_usage_add(struct store *st, int64_t node, int64_t job, int64_t ms)
+{
+	static const char sql[] = "INSERT INTO usage(node, job, ms) VALUES (?1, ?2, ?3)"
+				  " ON CONFLICT(node, job) DO UPDATE SET ms = ms + ?3";
+	sqlite3_stmt *s;
+	int rc;
+
+	if (ms <= 0 || !node || !job)
+		return 0;
+	rc = store_cached(st, sql, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, node);
+	sqlite3_bind_int64(s, 2, job);
+	sqlite3_bind_int64(s, 3, ms);
+	rc = store_errno(sqlite3_step(s));
+	store_release(s);
+	return rc;
+}
+
+int store_meta_get(struct store *st, const char *key, char *out, size_t sz)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, "SELECT value FROM meta WHERE key = ?", &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = -ENOENT;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		snprintf(out, sz, "%s", (const char *)sqlite3_column_text(s, 0));
+		rc = 0;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, const char *kind, const char *msg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = store_prepare(st,
+			   "INSERT INTO events(at, job, node, frame, kind, msg) "
+			   "VALUES (?, ?, ?, ?, ?, ?)",
+			   &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, util_now_ms());
+	if (job)
+		sqlite3_bind_int64(s, 2, job);
+	if (node)
+		sqlite3_bind_int64(s, 3, node);
+	if (frame)
+		sqlite3_bind_int64(s, 4, frame);
+	sqlite3_bind_text(s, 5, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, msg, -1, SQLITE_STATIC);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_change(struct store *st, enum change_kind kind, int64_t id)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = store_prepare(st, "INSERT INTO changes(kind, id) VALUES (?, ?)", &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int(s, 1, kind);
+	sqlite3_bind_int64(s, 2, id);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, int kind, int64_t id),
+			void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = store_prepare(st, "SELECT seq, kind, id FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000", &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, *seq);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(s, 0);
+		fn(arg, sqlite3_column_int(s, 1), sqlite3_column_int64(s, 2));
+	}
+	sqlite3_finalize(s);
+	/* The feed only needs to reach readers that are running now. */
+	rc = store_prepare(st, "DELETE FROM changes WHERE seq < ? - 10000", &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, *seq);
+	sqlite3_step(s);
+	sqlite3_finalize(s);
+	return 0;
+}
+
+/*
+ * The one place frame rows change state.  The WHERE clause is the guard:
+ * the state the event leaves from, and the caller's lease.  FE_FAIL decides
+ * between queued and failed inside the same statement, from the row's own
+ * attempts and its job's retries, so no read-then-write race exists.
+ */
+int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev,
+			   struct frame_move *m)
+{
+	static const char *const sql[FE__COUNT] = {
+	    [FE_DISPATCH] = "UPDATE frames SET state = 'leased', lease = lease + 1, node = :node,"
+			    " slot = :slot, lease_until = :until, started = NULL, progress_at = :now,"
+			    " error = NULL WHERE id = :id AND state = 'queued' RETURNING state, job, lease",
+	    [FE_START] =
+		"UPDATE frames SET state = 'rendering', started = :now, progress_at = :now,"
+		" lease_until = :until"
+		" WHERE id = :id AND state = 'leased' AND lease = :lease RETURNING state, job, lease",
+	    [FE_HEARTBEAT] = "UPDATE frames SET lease_until = :until, progress_at = :now"
+			     " WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease "
+			     "RETURNING state, job, lease",
+	    [FE_RENDERED] =
+		"UPDATE frames SET state = 'rendered', secs = :secs"
+		" WHERE id = :id AND state = 'rendering' AND lease = :lease RETURNING state, job, lease",
+	    [FE_COLLECTED] = "UPDATE frames SET state = 'done', size = :size, mtime = :mtime,"
+			     " error = NULL, removed = 0, dup_node = NULL WHERE id = :id AND state = "
+			     "'rendered' AND lease = :lease RETURNING state, job, lease",
+	    [FE_INTERRUPT] = "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
+			     " node = NULL, slot = NULL, lease_until = NULL"
+			     " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = "
+			     ":lease RETURNING state, job, lease",
+	    [FE_FAIL] =
+		"UPDATE frames SET attempts = attempts + 1, error = :error,"
+		" state = CASE WHEN attempts + 1 < 1 + (SELECT retries FROM jobs WHERE jobs.id = frames.job)"
+		"   THEN 'queued' ELSE 'failed' END,"
+		" node = NULL, slot = NULL, lease_until = NULL"
+		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease "
+		"RETURNING state, job, lease",
+	    [FE_CANCEL] = "UPDATE frames SET state = 'cancelled', node = NULL, slot = NULL,"
+			  " lease_until = NULL, dup_node = NULL WHERE id = :id AND state IN"
+			  " ('queued', 'leased', 'rendering', 'rendered') RETURNING state, job, lease",
+	    [FE_RETRY] = "UPDATE frames SET state = 'queued', attempts = 0, error = NULL"
+			 " WHERE id = :id AND state = 'failed' RETURNING state, job, lease",
+	    [FE_ABANDON] = "UPDATE frames SET state = 'failed', error = :error WHERE id = :id AND state = "
+			   "'queued' RETURNING state, job, lease",
+	    [FE_WON] = "UPDATE frames SET state = 'done', lease = lease + 1, node = :node, size = :size, "
+		       "secs = :secs,"
+		       " mtime = :mtime, error = NULL, removed = 0, dup_node = NULL"
+		       " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') RETURNING state, "
+		       "job, lease",
+	};
+	sqlite3_stmt *s;
+	int rc, idx;
+
+	if ((unsigned)ev >= FE__COUNT)
+		return -EINVAL;
+	rc = store_cached(st, sql[ev], &s);
+	if (rc)
+		return rc;
+#define BIND_I64(name, v)                                    \
+	do {                                                 \
+		idx = sqlite3_bind_parameter_index(s, name); \
+		if (idx)                                     \
+			sqlite3_bind_int64(s, idx, (v));     \
+	} while (0)
+	BIND_I64(":id", frame_id);
+	BIND_I64(":lease", lease);
+	BIND_I64(":now", m ? m->now : util_now_ms());
+	if (m) {
+		BIND_I64(":node", m->node);
+		BIND_I64(":slot", m->slot);
+		BIND_I64(":until", m->lease_until);
+		BIND_I64(":size", m->size);
+		BIND_I64(":mtime", m->mtime);
+		idx = sqlite3_bind_parameter_index(s, ":secs");
+		if (idx)
+			sqlite3_bind_double(s, idx, m->secs);
+		idx = sqlite3_bind_parameter_index(s, ":error");
+		if (idx && m->error)
+			sqlite3_bind_text(s, idx, m->error, -1, SQLITE_TRANSIENT);
+	}
+#undef BIND_I64
+	/* RETURNING: one row when the guard let the change through, none
+	 * when the caller lost a race. */
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		int64_t job = sqlite3_column_int64(s, 1);
+		int state = frame_state_parse((const char *)sqlite3_column_text(s, 0));
+
+		if (m)
+			m->lease_out = sqlite3_column_int64(s, 2);
+		rc = sqlite3_step(s);
+		store_release(s);
+		if (rc != SQLITE_DONE)
+			return store_errno(rc);
+		if (ev == FE_COLLECTED || ev == FE_WON)
+			store_change(st, CH_JOBDIR, job);
+		if (ev == FE_FAIL || ev == FE_COLLECTED)
+			store_change(st, CH_JOBLOGS, job);
+		return ev == FE_HEARTBEAT ? 0 : state;
+	}
+	store_release(s);
+	return rc == SQLITE_DONE ? -ESTALE : store_errno(rc);
+}
+
+int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_state to, int64_t now)
+{
+	char in[256] = "";
+	char sql[512];
+	sqlite3_stmt *s;
+	int rc;
+
+	for (int i = 0; i < JS__COUNT; i++) {
+		if (!(from_mask & (1u << i)))
+			continue;
+		size_t l = strlen(in);
+		snprintf(in + l, sizeof(in) - l, "%s'%s'", l ? "," : "", job_state_names[i]);
+	}
+	if (!in[0])
+		return -EINVAL;
+	/* started is the first time work began; ended the last time it stopped. */
+	snprintf(sql, sizeof(sql),
+		 "UPDATE jobs SET state = ?1,"
+		 " started = CASE WHEN ?1 = 'rendering' THEN coalesce(started, ?3) ELSE started END,"
+		 " ended = CASE WHEN ?1 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,"
+		 " paused_from = CASE WHEN ?1 = 'paused' THEN state ELSE NULL END"
+		 " WHERE id = ?2 AND removed = 0 AND state IN (%s)",
+		 in);
+	rc = store_prepare(st, sql, &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, job_state_names[to], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, job);
+	sqlite3_bind_int64(s, 3, now);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return store_errno(rc);
+	if (sqlite3_changes(st->db) == 0)
+		return -ESTALE;
+	store_change(st, CH_JOBDIR, job);
+	store_change(st, CH_JOBSTATE, job);
+	return 0;
+}
+
+int store_recover(struct store *st, int64_t now)
+{
+	int rc, n;
+	sqlite3_stmt *s;
+
+	rc = store_begin(st);
+	if (rc)
+		return rc;
+	rc = store_prepare(st,
+			   "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
+			   " node = NULL, slot = NULL, lease_until = NULL"
+			   " WHERE state IN ('leased', 'rendering', 'rendered')",
+			   &s);
+	if (rc)
+		goto out_rollback;
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	if (rc)
+		goto out_rollback;
+	n = sqlite3_changes(st->db);
+	rc = store_exec(st, "UPDATE qfiles SET writers = 0;"
+			    "UPDATE frames SET dup_node = NULL WHERE dup_node IS NOT NULL;"
+			    "UPDATE nodes SET state = 'offline' WHERE state != 'offline';"
+			    "DELETE FROM changes;");
+	if (rc)
+		goto out_rollback;
+	if (n > 0) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "%d frames in flight at the last stop were queued again", n);
+		store_event(st, 0, 0, 0, "recover", msg);
+	}
+	(void)now;
+	rc = store_commit(st);
+	return rc ? rc : n;
+
+out_rollback:
+	store_rollback(st);
+	return rc;
+}
+
+void store_path_job(const struct store *st, int64_t job, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "%s/jobs/%lld", st->dir, (long long)job);
+}
+
+void frame_file_name(uint32_t frame, const char *ext, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "frame_%04u%s", frame, ext);
+}
+
+void store_path_frame(const struct store *st, int64_t job, uint32_t frame, const char *ext, char *buf,
+		      size_t sz)
+{
+	snprintf(buf, sz, "%s/jobs/%lld/frames/frame_%04u%s", st->dir, (long long)job, frame, ext);
+}
+
+void store_path_log(const struct store *st, int64_t job, uint32_t frame, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "%s/jobs/%lld/logs/frame_%04u.log", st->dir, (long long)job, frame);
+}
+
+void store_path_video(const struct store *st, int64_t job, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "%s/jobs/%lld/video.mp4", st->dir, (long long)job);
+}
+
+void store_path_spool(const struct store *st, int64_t qfile, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "%s/spool/%lld", st->dir, (long long)qfile);
+}
+
+void store_path_blob(const struct store *st, const char *sha, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "%s/blobs/%s.blend", st->dir, sha);
+}
