@@ -7,10 +7,9 @@
  * until unmount or a signal.
  */
 #include "fs.h"
-#include "clore/clore.h"
 #include "core/config.h"
 #include "engine/engine.h"
-#include "nodes/keys.h"
+#include "engine/provider.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -185,7 +184,11 @@ int main(int argc, char *argv[])
 	struct fuse_session *se;
 	struct store *st;
 	char err[512], *config_file = NULL;
-	static char clore_key[CLORE_KEY_MAX];
+	/* A provider's secret (the Clore API key); wiped after the engine
+	 * starts and on every way out.  Static: not on a stack that later
+	 * calls would leave it in. */
+	static char secret[512];
+	const struct provider *prov;
 	int ret = 1, lock_fd = -1, rc;
 
 	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0 || cli.bad) {
@@ -239,37 +242,12 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "renderfs: %s\n", err);
 		goto out_free_cfg;
 	}
-	if (!strcmp(cfg.backend, "clore")) {
-		/* The key is read before mounting, so a bad key file stops the
-		 * mount with a reason; the variable is dropped so that no child
-		 * (Blender, ffmpeg) inherits it. */
-		if (clore_load_key(cfg.clore_api_key_file ? cfg.clore_api_key_file
-							  : "~/.config/renderfs/clore.key",
-				   clore_key, sizeof(clore_key), err, sizeof(err))) {
-			fprintf(stderr, "renderfs: %s\n", err);
-			goto out_free_cfg;
-		}
-		unsetenv("CLORE_API_KEY");
-		{
-			/* A bad api_url (plain http to a remote host) stops the
-			 * mount here, not after it. */
-			struct clore_client *cc = clore_new(cfg.clore_api_url, clore_key, err, sizeof(err));
+	prov = provider_find(cfg.backend);
+	if (!prov) {
+		char names[128];
 
-			if (!cc) {
-				fprintf(stderr, "renderfs: [clore] api_url: %s\n", err);
-				goto out_free_cfg;
-			}
-			clore_free(cc);
-		}
-		if (!cfg.clore_image || !*cfg.clore_image) {
-			fprintf(stderr,
-				"renderfs: backend clore needs [clore] image = a container image with "
-				"Blender and sshd\n");
-			goto out_free_cfg;
-		}
-	}
-	if (!strcmp(cfg.backend, "ssh") && cfg.n_ssh_nodes == 0) {
-		fprintf(stderr, "renderfs: backend ssh needs at least one [ssh] node = HOST\n");
+		provider_names(names, sizeof(names));
+		fprintf(stderr, "renderfs: unknown backend '%.64s' (one of %s)\n", cfg.backend, names);
 		goto out_free_cfg;
 	}
 
@@ -294,19 +272,12 @@ int main(int argc, char *argv[])
 			strerror(-rc));
 		goto out_free_cfg;
 	}
-	if (!strcmp(cfg.backend, "ssh") || !strcmp(cfg.backend, "clore")) {
-		char priv[4096], pub[4096];
-
-		if (keys_identity(rfs.state_dir, cfg.ssh_identity, priv, sizeof(priv), pub, sizeof(pub), err,
-				  sizeof(err))) {
-			fprintf(stderr, "renderfs: %s\n", err);
-			goto out_free_cfg;
-		}
-		if (!strcmp(cfg.backend, "ssh"))
-			fprintf(
-			    stderr,
-			    "renderfs: SSH nodes must accept the key %s (add it to their authorized_keys)\n",
-			    pub);
+	/* The provider's own checks (a key file, its nodes, the SSH key they
+	 * must accept) stop the mount with one line before anything is
+	 * mounted; a secret it reads goes to the engine and is then wiped. */
+	if (prov->check(&cfg, rfs.state_dir, secret, sizeof(secret), err, sizeof(err))) {
+		fprintf(stderr, "renderfs: %s\n", err);
+		goto out_free_cfg;
 	}
 	if (pool_init(rfs.state_dir))
 		goto out_free_cfg;
@@ -324,8 +295,8 @@ int main(int argc, char *argv[])
 	}
 	fuse_daemonize(opts.foreground);
 
-	rc = engine_start(rfs.state_dir, &cfg, clore_key[0] ? clore_key : NULL, &engine);
-	explicit_bzero(clore_key, sizeof(clore_key));
+	rc = engine_start(rfs.state_dir, &cfg, secret[0] ? secret : NULL, &engine);
+	explicit_bzero(secret, sizeof(secret));
 	if (rc) {
 		fprintf(stderr, "renderfs: cannot start the engine: %s\n", strerror(-rc));
 		goto out_unmount;
@@ -363,7 +334,7 @@ out_destroy:
 out_pool:
 	pool_fini();
 out_free_cfg:
-	explicit_bzero(clore_key, sizeof(clore_key));
+	explicit_bzero(secret, sizeof(secret));
 	config_free(&cfg);
 out_free_args:
 	if (lock_fd >= 0)

@@ -15,7 +15,7 @@
 
 struct config {
 	/* [renderfs] */
-	char *backend;    /* "local" | "ssh" | "clore" */
+	char *backend;    /* a provider name (engine/provider.c) */
 	int64_t quiet_ms; /* a drop is complete after this long untouched */
 	int64_t stall_ms; /* a frame with no output for this long is hung */
 	int64_t lease_ms; /* a frame's lease lasts this long unless renewed */

@@ -1,27 +1,26 @@
 /*
  * engine: the backend's coordinating thread.  It turns complete drops into
  * jobs, expires leases nobody renews, ends jobs and assembles their videos,
- * and owns the runners -- one per node, each on its own thread, which pull
- * and render the frames (runner.c).
+ * and starts and stops the provider (provider.h) whose runners -- one per
+ * node, each on its own thread -- pull and render the frames.
  *
  * Every decision goes to the store first (a guarded transition) and is
  * acted on only when it committed; a lost race (-ESTALE) means another
  * thread got there first, never that something happens twice.
  *
- * Threads: the engine thread owns its store connection, the video child
- * and the runner handles; only `stop` is shared (atomic).
+ * Threads: the engine thread owns its store connection and the video
+ * child; the provider's state belongs to whoever calls engine_start and
+ * engine_stop (the provider's own threads are its business); only `stop`
+ * is shared with the engine thread (atomic).
  */
 #include "engine/engine.h"
+#include "engine/provider.h"
 #include "sched/collect.h"
 #include "jobs/intake.h"
 #include "jobs/jobs.h"
-#include "nodes/keys.h"
 #include "sched/poke.h"
-#include "sched/runner.h"
 #include "sched/policy.h"
-#include "clore/provision.h"
 #include "store/store.h"
-#include "nodes/transport.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -38,8 +37,6 @@
 extern const unsigned char worker_script[];
 extern const size_t worker_script_len;
 
-#define MAX_RUNNERS CONFIG_MAX_SSH_NODES
-
 struct engine {
 	char *dir;
 	const struct config *cfg;
@@ -47,11 +44,8 @@ struct engine {
 	pthread_t thread;
 	atomic_int stop;
 	char worker_path[4096];
-	struct runner *runners[MAX_RUNNERS];
-	struct tnode *nodes[MAX_RUNNERS]; /* runners[i] drives nodes[i] */
-	int nrunners;
-	struct provision *prov; /* the clore backend's provider */
-	const char *clore_key;  /* the caller's; used only while starting */
+	const struct provider *prov; /* the row for [renderfs] backend */
+	void *prov_state;            /* the provider's, from its start() */
 	pid_t video_pid;
 	int64_t video_job;
 	int64_t last_scan, last_jobs;
@@ -267,18 +261,15 @@ static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct c
 		}
 		return;
 	}
-	if (!strcmp(e->cfg->backend, "clore")) {
-		/* Rented nodes come and go: the provider rents more while
-		 * frames wait, or says in clore_status why it cannot. */
-		char why[600] = "", msg[700];
+	if (e->prov->job_waits) {
+		char msg[700];
 
 		if (job_over_budget(e->st, job))
 			return;
-		store_meta_get(e->st, "clore_status", why, sizeof(why));
-		snprintf(msg, sizeof(msg), "waiting for a node: %s",
-			 !why[0] || !strncmp(why, "ok", 2) ? "renting servers on Clore" : why);
-		job_set_error(e->st, job, msg);
-		return;
+		if (e->prov->job_waits(e->st, job, msg, sizeof(msg))) {
+			job_set_error(e->st, job, msg);
+			return;
+		}
 	}
 	if (nodes && away) {
 		char msg[700];
@@ -384,107 +375,7 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
-/* The SSH key pair nodes are driven with (priv and pub hold PATH_MAX-sized
- * paths), shown in MOUNT/status; clore_status starts as given. */
-static int identity(struct engine *e, char *priv, char *pub, const char *clore_status)
-{
-	char err[512];
-	int rc = keys_identity(e->dir, e->cfg->ssh_identity, priv, 4096, pub, 4096, err, sizeof(err));
-
-	if (rc) {
-		fprintf(stderr, "renderfs: %s\n", err);
-		return rc;
-	}
-	store_meta_set(e->st, "ssh_public_key", pub);
-	store_meta_set(e->st, "clore_status", clore_status);
-	return 0;
-}
-
-/* The nodes this mount renders on, from the configuration. */
-static int start_runners(struct engine *e)
-{
-	const struct config *cfg = e->cfg;
-	struct tnode *node;
-	int rc;
-
-	if (!strcmp(cfg->backend, "local")) {
-		node = local_node_new(e->dir);
-		if (!node)
-			return -ENOMEM;
-		rc = runner_start(e->dir, cfg, node, cfg->workers, cfg->blender, e->worker_path,
-				  &e->runners[0]);
-		if (rc) {
-			local_node_free(node);
-			return rc;
-		}
-		e->nodes[0] = node;
-		e->nrunners = 1;
-		store_meta_set(e->st, "ssh_public_key", "");
-		store_meta_set(e->st, "clore_status", "");
-		return 0;
-	}
-	if (!strcmp(cfg->backend, "ssh")) {
-		char priv[4096], pub[4096];
-
-		rc = identity(e, priv, pub, "");
-		if (rc)
-			return rc;
-		for (int i = 0; i < cfg->n_ssh_nodes && i < MAX_RUNNERS; i++) {
-			struct ssh_opts o = {
-			    .target = cfg->ssh_nodes[i],
-			    .identity = priv,
-			    .identity_pub = pub,
-			    .check_hostkey = keys_check_hostkey,
-			    .check_arg = e->dir,
-			    .connect_timeout_ms = 10000,
-			};
-
-			node = ssh_node_new(&o);
-			if (!node)
-				return -ENOMEM;
-			rc = runner_start(e->dir, cfg, node, cfg->ssh_slots, cfg->ssh_blender, e->worker_path,
-					  &e->runners[e->nrunners]);
-			if (rc) {
-				ssh_node_free(node);
-				return rc;
-			}
-			e->nodes[e->nrunners++] = node;
-		}
-		return 0;
-	}
-	if (!strcmp(cfg->backend, "clore")) {
-		char priv[4096], pub[4096];
-
-		rc = identity(e, priv, pub, "starting");
-		if (rc)
-			return rc;
-		return provision_start(e->dir, cfg, e->clore_key, priv, pub, e->worker_path, &e->prov);
-	}
-	return -ENOTSUP;
-}
-
-static void free_node(struct tnode *n)
-{
-	if (!strcmp(n->ops->name, "local"))
-		local_node_free(n);
-	else
-		ssh_node_free(n);
-}
-
-static void stop_runners(struct engine *e)
-{
-	provision_stop(e->prov);
-	e->prov = NULL;
-	for (int i = 0; i < e->nrunners; i++)
-		runner_signal_stop(e->runners[i]);
-	for (int i = 0; i < e->nrunners; i++) {
-		runner_stop(e->runners[i]);
-		free_node(e->nodes[i]);
-	}
-	e->nrunners = 0;
-}
-
-int engine_start(const char *state_dir, const struct config *cfg, const char *clore_key, struct engine **out)
+int engine_start(const char *state_dir, const struct config *cfg, const char *secret, struct engine **out)
 {
 	struct engine *e;
 	char sub[4096];
@@ -494,7 +385,11 @@ int engine_start(const char *state_dir, const struct config *cfg, const char *cl
 	if (!e)
 		return -ENOMEM;
 	e->cfg = cfg;
-	e->clore_key = clore_key;
+	e->prov = provider_find(cfg->backend);
+	if (!e->prov) {
+		rc = -ENOTSUP;
+		goto out_free;
+	}
 	e->dir = strdup(state_dir);
 	if (!e->dir) {
 		rc = -ENOMEM;
@@ -508,8 +403,17 @@ int engine_start(const char *state_dir, const struct config *cfg, const char *cl
 	rc = util_mkdirs(sub);
 	if (!rc)
 		rc = write_worker(e);
-	if (!rc)
-		rc = start_runners(e);
+	if (!rc) {
+		struct provider_env env = {
+		    .state_dir = e->dir,
+		    .cfg = cfg,
+		    .st = e->st,
+		    .worker_path = e->worker_path,
+		    .secret = secret,
+		};
+
+		rc = e->prov->start(&env, &e->prov_state);
+	}
 	if (rc)
 		goto out_close_store;
 	rc = pthread_create(&e->thread, NULL, engine_main, e);
@@ -517,12 +421,11 @@ int engine_start(const char *state_dir, const struct config *cfg, const char *cl
 		rc = -rc;
 		goto out_stop_runners;
 	}
-	e->clore_key = NULL;
 	*out = e;
 	return 0;
 
 out_stop_runners:
-	stop_runners(e);
+	e->prov->stop(e->prov_state);
 out_close_store:
 	store_close(e->st);
 out_free:
@@ -535,7 +438,7 @@ void engine_stop(struct engine *e)
 {
 	if (!e)
 		return;
-	stop_runners(e);
+	e->prov->stop(e->prov_state);
 	atomic_store(&e->stop, 1);
 	pthread_join(e->thread, NULL);
 	store_close(e->st);
