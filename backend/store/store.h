@@ -66,7 +66,8 @@
  *
  *   waiting → rendering → assembling → done | failed
  *   waiting|rendering ⇄ paused; any state before done|failed → cancelled;
- *   failed → rendering (retry-failed).  Changed only by job_set_state().
+ *   failed → rendering (retry-failed).  Changed only by job_set_state() and
+ *   store_job_resume() (jobs_rows.c).
  *
  * Files: store.c (connection, migrations, transactions, the change feed,
  * events, meta, paths), frames.c (this machine), jobs_rows.c (the job
