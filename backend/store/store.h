@@ -72,7 +72,8 @@
  * Files: store.c (connection, migrations, transactions, the change feed,
  * events, meta, paths), frames.c (this machine), jobs_rows.c (the job
  * machine and job rows), queue_rows.c, usage_rows.c, status_rows.c,
- * hostkeys.c.  SQL text and sqlite3_* calls live in these files only.
+ * hostkeys.c.  jobs/, engine/, nodes/ and fs/ hold no SQL text and call no
+ * sqlite3_* function: they call these files' typed functions.
  *
  * Threads: a struct store is one SQLite connection and belongs to one
  * thread at a time.  Every thread opens its own (WAL lets readers run
