@@ -54,16 +54,11 @@ static void on_change(void *arg, int kind, int64_t id)
 static void *notify_main(void *arg)
 {
 	int64_t seq = 0;
-	sqlite3_stmt *s;
 
 	(void)arg;
 	/* Start after whatever is in the feed now: the kernel has no cache
 	 * from before this mount. */
-	if (!store_prepare(notify_st, "SELECT coalesce(max(seq), 0) FROM changes", &s)) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			seq = sqlite3_column_int64(s, 0);
-		sqlite3_finalize(s);
-	}
+	store_changes_head(notify_st, &seq);
 	while (!atomic_load(&notify_stopping)) {
 		store_changes_since(notify_st, &seq, on_change, NULL);
 		usleep(100 * 1000);

@@ -17,6 +17,7 @@
 #include "engine/provider.h"
 #include "sched/collect.h"
 #include "jobs/intake.h"
+#include "store/queue_rows.h"
 #include "jobs/jobs.h"
 #include "sched/poke.h"
 #include "sched/policy.h"
@@ -54,21 +55,9 @@ struct engine {
 /* Leases nobody renews (a slot that vanished) give their frames back. */
 static void expire_leases(struct engine *e, int64_t now)
 {
-	sqlite3_stmt *s;
 	int64_t ids[64], leases[64];
-	int n = 0;
+	int n = store_frames_lease_expired(e->st, now, ids, leases, 64);
 
-	if (store_prepare(e->st,
-			  "SELECT id, lease FROM frames WHERE state IN ('leased', 'rendering')"
-			  " AND lease_until < ? LIMIT 64",
-			  &s))
-		return;
-	sqlite3_bind_int64(s, 1, now);
-	while (n < 64 && sqlite3_step(s) == SQLITE_ROW) {
-		ids[n] = sqlite3_column_int64(s, 0);
-		leases[n++] = sqlite3_column_int64(s, 1);
-	}
-	sqlite3_finalize(s);
 	for (int i = 0; i < n; i++) {
 		struct frame_move m = {.now = now, .error = "lease expired"};
 
@@ -78,58 +67,22 @@ static void expire_leases(struct engine *e, int64_t now)
 
 /* ---- jobs ---- */
 
-struct counts {
-	int64_t queued, inflight, done, failed, cancelled, total;
-};
-
-static void job_counts(struct store *st, int64_t job, struct counts *c)
-{
-	sqlite3_stmt *s;
-
-	memset(c, 0, sizeof(*c));
-	if (store_prepare(st, "SELECT state, count(*) FROM frames WHERE job = ? GROUP BY state", &s))
-		return;
-	sqlite3_bind_int64(s, 1, job);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		int fs = frame_state_parse((const char *)sqlite3_column_text(s, 0));
-		int64_t n = sqlite3_column_int64(s, 1);
-
-		c->total += n;
-		if (fs == FS_QUEUED)
-			c->queued += n;
-		else if (fs == FS_DONE)
-			c->done += n;
-		else if (fs == FS_FAILED)
-			c->failed += n;
-		else if (fs == FS_CANCELLED)
-			c->cancelled += n;
-		else
-			c->inflight += n;
-	}
-	sqlite3_finalize(s);
-}
-
 static void job_end(struct engine *e, int64_t job)
 {
-	struct counts c;
+	struct job_counts c;
 	int64_t now = util_now_ms();
 	int rc;
 
-	job_counts(e->st, job, &c);
+	store_job_counts(e->st, job, &c);
 	if (store_begin(e->st))
 		return;
 	rc = job_set_state(e->st, job, (1u << JS_WAITING) | (1u << JS_RENDERING) | (1u << JS_ASSEMBLING),
 			   c.failed ? JS_FAILED : JS_DONE, now);
 	if (!rc) {
 		char msg[96];
-		sqlite3_stmt *s;
 
-		intake_release_inputs(e->st, job);
-		if (!store_prepare(e->st, "DELETE FROM blocklist WHERE job = ?", &s)) {
-			sqlite3_bind_int64(s, 1, job);
-			sqlite3_step(s);
-			sqlite3_finalize(s);
-		}
+		store_release_inputs(e->st, job);
+		store_blocklist_clear_job(e->st, job);
 		snprintf(msg, sizeof(msg), "%s: %lld frames done, %lld failed", c.failed ? "failed" : "done",
 			 (long long)c.done, (long long)c.failed);
 		store_event(e->st, job, 0, 0, "job", msg);
@@ -142,67 +95,32 @@ static void job_end(struct engine *e, int64_t job)
 static void job_no_node(struct engine *e, int64_t job, const char *reason)
 {
 	struct frame_move m = {.now = util_now_ms()};
-	sqlite3_stmt *s;
 	char msg[700];
-	int64_t *ids = NULL;
-	size_t n = 0, cap = 0;
 
 	snprintf(msg, sizeof(msg), "no usable node left: %s", reason);
 	m.error = msg;
-	if (store_prepare(e->st, "SELECT id FROM frames WHERE job = ? AND state = 'queued'", &s))
+	if (store_begin(e->st))
 		return;
-	sqlite3_bind_int64(s, 1, job);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (n == cap) {
-			int64_t *ni = realloc(ids, (cap = cap ? cap * 2 : 256) * sizeof(*ni));
-
-			if (!ni)
-				break;
-			ids = ni;
-		}
-		ids[n++] = sqlite3_column_int64(s, 0);
-	}
-	sqlite3_finalize(s);
-	if (store_begin(e->st)) {
-		free(ids);
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		store_frame_transition(e->st, ids[i], 0, FE_ABANDON, &m);
+	store_frames_apply(e->st, job, 1u << FS_QUEUED, FE_ABANDON, &m);
 	job_set_error(e->st, job, msg);
 	store_event(e->st, job, 0, 0, "error", msg);
 	store_commit(e->st);
-	free(ids);
 }
 
 static double job_fps(struct store *st, int64_t job)
 {
-	sqlite3_stmt *s;
-	double fps = 24;
+	double want, scene;
 
-	if (store_prepare(st, "SELECT fps, scene_fps FROM jobs WHERE id = ?", &s))
-		return fps;
-	sqlite3_bind_int64(s, 1, job);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		double want = sqlite3_column_double(s, 0), scene = sqlite3_column_double(s, 1);
-
-		fps = want > 0 ? want : scene > 0 ? scene : 24;
-	}
-	sqlite3_finalize(s);
-	return fps;
+	if (store_job_fps(st, job, &want, &scene))
+		return 24;
+	return want > 0 ? want : scene > 0 ? scene : 24;
 }
 
 static int job_over_budget(struct store *st, int64_t job)
 {
-	sqlite3_stmt *s;
 	int over = 0;
 
-	if (store_prepare(st, "SELECT over_budget FROM jobs WHERE id = ?", &s))
-		return 0;
-	sqlite3_bind_int64(s, 1, job);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		over = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
+	store_job_over_budget(st, job, &over);
 	return over;
 }
 
@@ -213,52 +131,43 @@ static int job_over_budget(struct store *st, int64_t job)
  * with its frames failed and says why; when nodes are only away, the job
  * waits and says that.
  */
-static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct counts *c)
+struct node_tally {
+	int64_t now;
+	int usable, away, nodes;
+	char reason[600];
+};
+
+static void tally_node(void *arg, const struct node_for_job *n)
 {
-	sqlite3_stmt *s;
-	int usable = 0, away = 0, nodes = 0;
-	char reason[600] = "";
+	struct node_tally *t = arg;
+	size_t l = strlen(t->reason);
 
-	if (store_prepare(
-		e->st,
-		"SELECT n.name, n.state, coalesce(n.error, ''),"
-		" coalesce((SELECT b.until FROM blocklist b WHERE b.node = n.id AND b.job = ?1), 0),"
-		" coalesce((SELECT b.reason FROM blocklist b WHERE b.node = n.id AND b.job = ?1), '')"
-		" FROM nodes n WHERE n.removed = 0",
-		&s))
-		return;
-	sqlite3_bind_int64(s, 1, job);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		const char *name = (const char *)sqlite3_column_text(s, 0);
-		const char *state = (const char *)sqlite3_column_text(s, 1);
-		const char *err = (const char *)sqlite3_column_text(s, 2);
-		int64_t until = sqlite3_column_int64(s, 3);
-		size_t l = strlen(reason);
-
-		nodes++;
-		if (until > now) {
-			snprintf(reason + l, sizeof(reason) - l,
-				 "%s%s failed %d frames of this job (last: %s)", l ? "; " : "", name,
-				 SCHED_BLOCK_AFTER, (const char *)sqlite3_column_text(s, 4));
-		} else if (!strcmp(state, "error")) {
-			snprintf(reason + l, sizeof(reason) - l, "%s%s: %s", l ? "; " : "", name, err);
-		} else if (!strcmp(state, "offline") || !strcmp(state, "connecting")) {
-			away++;
-		} else {
-			usable++;
-		}
+	t->nodes++;
+	if (n->block_until > t->now) {
+		snprintf(t->reason + l, sizeof(t->reason) - l, "%s%s failed %d frames of this job (last: %s)",
+			 l ? "; " : "", n->name, SCHED_BLOCK_AFTER, n->reason);
+	} else if (!strcmp(n->state, "error")) {
+		snprintf(t->reason + l, sizeof(t->reason) - l, "%s%s: %s", l ? "; " : "", n->name, n->error);
+	} else if (!strcmp(n->state, "offline") || !strcmp(n->state, "connecting")) {
+		t->away++;
+	} else {
+		t->usable++;
 	}
-	sqlite3_finalize(s);
-	if (usable) {
+}
+
+static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct job_counts *c)
+{
+	struct node_tally t = {.now = now};
+	int away, nodes;
+	char *reason = t.reason;
+
+	if (store_nodes_for_job(e->st, job, tally_node, &t))
+		return;
+	away = t.away;
+	nodes = t.nodes;
+	if (t.usable) {
 		/* A node is back: the job no longer waits. */
-		if (!store_prepare(
-			e->st,
-			"UPDATE jobs SET error = NULL WHERE id = ? AND error LIKE 'waiting for a node%'",
-			&s)) {
-			sqlite3_bind_int64(s, 1, job);
-			sqlite3_step(s);
-			sqlite3_finalize(s);
-		}
+		store_job_clear_waiting_error(e->st, job);
 		return;
 	}
 	if (e->prov->job_waits) {
@@ -280,50 +189,40 @@ static void check_nodes_for(struct engine *e, int64_t job, int64_t now, struct c
 		return;
 	}
 	job_no_node(e, job, reason[0] ? reason : "no node is configured");
-	job_counts(e->st, job, c);
+	store_job_counts(e->st, job, c);
 }
 
 static void advance_jobs(struct engine *e)
 {
-	sqlite3_stmt *s;
-	int64_t jobs[256];
-	int video[256], states[256], n = 0;
+	struct job_step steps[256];
 	int64_t now = util_now_ms();
+	int n = store_jobs_to_advance(e->st, steps, 256);
 
-	if (store_prepare(e->st,
-			  "SELECT id, video, state FROM jobs WHERE removed = 0"
-			  " AND state IN ('waiting', 'rendering', 'assembling') ORDER BY id LIMIT 256",
-			  &s))
-		return;
-	while (n < 256 && sqlite3_step(s) == SQLITE_ROW) {
-		jobs[n] = sqlite3_column_int64(s, 0);
-		video[n] = sqlite3_column_int(s, 1);
-		states[n++] = job_state_parse((const char *)sqlite3_column_text(s, 2));
-	}
-	sqlite3_finalize(s);
 	for (int i = 0; i < n; i++) {
-		struct counts c;
+		int64_t job = steps[i].id;
+		int state = steps[i].state;
+		struct job_counts c;
 
-		job_counts(e->st, jobs[i], &c);
-		if (states[i] != JS_ASSEMBLING && c.queued > 0 && c.inflight == 0)
-			check_nodes_for(e, jobs[i], now, &c);
+		store_job_counts(e->st, job, &c);
+		if (state != JS_ASSEMBLING && c.queued > 0 && c.inflight == 0)
+			check_nodes_for(e, job, now, &c);
 		if (c.queued || c.inflight)
 			continue;
-		if (video[i] && c.done > 0) {
+		if (steps[i].video && c.done > 0) {
 			if (e->video_pid > 0)
 				continue; /* one assembly at a time */
-			if (states[i] != JS_ASSEMBLING &&
-			    job_set_state(e->st, jobs[i], (1u << JS_WAITING) | (1u << JS_RENDERING),
+			if (state != JS_ASSEMBLING &&
+			    job_set_state(e->st, job, (1u << JS_WAITING) | (1u << JS_RENDERING),
 					  JS_ASSEMBLING, now))
 				continue;
-			if (video_start(e->st, jobs[i], job_fps(e->st, jobs[i]), &e->video_pid) == 0) {
-				e->video_job = jobs[i];
+			if (video_start(e->st, job, job_fps(e->st, job), &e->video_pid) == 0) {
+				e->video_job = job;
 				continue;
 			}
 			e->video_pid = 0;
-			job_set_error(e->st, jobs[i], "video: could not start ffmpeg");
+			job_set_error(e->st, job, "video: could not start ffmpeg");
 		}
-		job_end(e, jobs[i]);
+		job_end(e, job);
 	}
 }
 

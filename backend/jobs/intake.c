@@ -1,6 +1,7 @@
 /*
- * intake: queue/ as rows plus spool files, and the scan that turns complete
- * drops into jobs.  The scan copies the .blend into the content-addressed
+ * intake: what queue/ means -- names, renames, removals that cancel -- and
+ * the scan that turns complete drops into jobs; the rows and spool files
+ * themselves are store/queue_rows.c's.  The scan copies the .blend into the content-addressed
  * blob store before it commits the job, so the job never depends on a file
  * the user may rewrite or remove later.
  */
@@ -23,55 +24,6 @@
 #define RENAME_EXCHANGE  (1 << 1)
 #endif
 
-static void row_to_qfile(sqlite3_stmt *s, struct qfile *q)
-{
-	q->id = sqlite3_column_int64(s, 0);
-	snprintf(q->name, sizeof(q->name), "%s", (const char *)sqlite3_column_text(s, 1));
-	q->job = sqlite3_column_int64(s, 2);
-	q->writers = sqlite3_column_int(s, 3);
-	q->changed = sqlite3_column_int64(s, 4);
-	q->mode = (uint32_t)sqlite3_column_int(s, 5);
-}
-
-#define QCOLS "id, name, coalesce(job, 0), writers, changed, mode"
-
-static void fill_qfile(void *arg, sqlite3_stmt *row)
-{
-	row_to_qfile(row, arg);
-}
-
-static int queue_one(struct store *st, const char *sql, const char *name, int64_t id, struct qfile *out)
-{
-	return store_one_row(st, sql, name, id, fill_qfile, out);
-}
-
-int queue_lookup(struct store *st, const char *name, struct qfile *out)
-{
-	return queue_one(st, "SELECT " QCOLS " FROM qfiles WHERE name = ?", name, 0, out);
-}
-
-int queue_get(struct store *st, int64_t id, struct qfile *out)
-{
-	return queue_one(st, "SELECT " QCOLS " FROM qfiles WHERE id = ?", NULL, id, out);
-}
-
-int queue_list(struct store *st, int (*fn)(void *arg, const struct qfile *q), void *arg)
-{
-	sqlite3_stmt *s;
-	struct qfile q;
-	int rc = store_prepare(st, "SELECT " QCOLS " FROM qfiles ORDER BY id", &s);
-
-	if (rc)
-		return rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		row_to_qfile(s, &q);
-		if (fn(arg, &q))
-			break;
-	}
-	sqlite3_finalize(s);
-	return 0;
-}
-
 static int name_ok(const char *name)
 {
 	size_t n = strlen(name);
@@ -81,90 +33,9 @@ static int name_ok(const char *name)
 
 int queue_create(struct store *st, const char *name, uint32_t mode, struct qfile *out)
 {
-	char path[4096];
-	sqlite3_stmt *s;
-	int64_t id;
-	int rc, fd;
-
 	if (!name_ok(name))
 		return strlen(name) > QUEUE_NAME_MAX ? -ENAMETOOLONG : -EINVAL;
-	rc = store_begin(st);
-	if (rc)
-		return rc;
-	rc = store_prepare(st, "INSERT INTO qfiles(name, changed, mode) VALUES (?, ?, ?)", &s);
-	if (rc)
-		goto out_rollback;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, util_now_ms());
-	sqlite3_bind_int(s, 3, (int)(mode & 07777));
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		rc = (rc & 0xff) == SQLITE_CONSTRAINT ? -EEXIST : store_errno(rc);
-		goto out_rollback;
-	}
-	id = sqlite3_last_insert_rowid(st->db);
-	store_path_spool(st, id, path, sizeof(path));
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto out_rollback;
-	}
-	close(fd);
-	store_change(st, CH_QUEUE, 0);
-	rc = store_commit(st);
-	if (rc) {
-		unlink(path);
-		goto out_rollback;
-	}
-	return queue_get(st, id, out);
-
-out_rollback:
-	store_rollback(st);
-	return rc;
-}
-
-static int queue_update(struct store *st, const char *sql, int64_t id, int64_t v)
-{
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, sql, &s);
-
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, v);
-	sqlite3_bind_int64(s, 2, util_now_ms());
-	sqlite3_bind_int64(s, 3, id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (!rc && sqlite3_changes(st->db) == 0)
-		rc = -ENOENT;
-	return rc;
-}
-
-int queue_writer(struct store *st, int64_t id, int delta)
-{
-	/* Closing a writer counts as the latest change: the last write came
-	 * before it, so quiet time measured from here is never too short. */
-	/* Opening a job's input for writing starts a new version of it: the
-	 * job keeps its own copy, and the file becomes a new drop (so the
-	 * end of the job does not take the new version away with it). */
-	return queue_update(st,
-			    "UPDATE qfiles SET writers = max(0, writers + ?1), changed = ?2,"
-			    " job = CASE WHEN ?1 > 0 THEN NULL ELSE job END WHERE id = ?3",
-			    id, delta);
-}
-
-/* A job's own input that is changed is no longer that job's input: the job
- * renders the copy it took, and the changed file is a new drop. */
-int queue_touch(struct store *st, int64_t id)
-{
-	return queue_update(st, "UPDATE qfiles SET changed = ?2, job = NULL WHERE id = ?3 AND ?1 = ?1", id,
-			    0);
-}
-
-int queue_chmod(struct store *st, int64_t id, uint32_t mode)
-{
-	return queue_update(st, "UPDATE qfiles SET mode = ?1 WHERE id = ?3 AND ?2 = ?2", id, mode & 07777);
+	return store_qfile_create(st, name, mode, util_now_ms(), out);
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -178,8 +49,6 @@ static int ends_with(const char *s, const char *suffix)
  * that job is cancelled (product.md: removing NAME.blend cancels). */
 static int drop_row(struct store *st, const struct qfile *q, int cancel)
 {
-	char path[4096];
-	sqlite3_stmt *s;
 	int rc;
 
 	if (cancel && q->job && ends_with(q->name, ".blend")) {
@@ -191,17 +60,7 @@ static int drop_row(struct store *st, const struct qfile *q, int cancel)
 				return rc;
 		}
 	}
-	rc = store_prepare(st, "DELETE FROM qfiles WHERE id = ?", &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, q->id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (rc)
-		return rc;
-	store_path_spool(st, q->id, path, sizeof(path));
-	unlink(path);
-	return 0;
+	return store_qfile_delete(st, q->id);
 }
 
 int queue_unlink(struct store *st, const char *name)
@@ -229,7 +88,6 @@ out_rollback:
 int queue_rename(struct store *st, const char *from, const char *to, unsigned flags)
 {
 	struct qfile src, dst;
-	sqlite3_stmt *s;
 	int rc, have_dst;
 
 	if (!name_ok(to))
@@ -256,30 +114,7 @@ int queue_rename(struct store *st, const char *from, const char *to, unsigned fl
 		goto out_rollback;
 	}
 	if (flags & RENAME_EXCHANGE) {
-		/* A UNIQUE column cannot swap in one statement on every SQLite:
-		 * go through a name no file can have ('/' is never in a name). */
-		rc = store_prepare(st, "UPDATE qfiles SET name = '/' || id WHERE id IN (?1, ?2)", &s);
-		if (rc)
-			goto out_rollback;
-		sqlite3_bind_int64(s, 1, src.id);
-		sqlite3_bind_int64(s, 2, dst.id);
-		rc = store_errno(sqlite3_step(s));
-		sqlite3_finalize(s);
-		if (rc)
-			goto out_rollback;
-		rc = store_prepare(st,
-				   "UPDATE qfiles SET name = CASE id WHEN ?1 THEN ?3 ELSE ?4 END,"
-				   " changed = ?5, job = NULL WHERE id IN (?1, ?2)",
-				   &s);
-		if (rc)
-			goto out_rollback;
-		sqlite3_bind_int64(s, 1, src.id);
-		sqlite3_bind_int64(s, 2, dst.id);
-		sqlite3_bind_text(s, 3, to, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 4, from, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 5, util_now_ms());
-		rc = store_errno(sqlite3_step(s));
-		sqlite3_finalize(s);
+		rc = store_qfile_exchange(st, src.id, to, dst.id, from, util_now_ms());
 		if (rc)
 			goto out_rollback;
 		goto out_commit;
@@ -291,14 +126,7 @@ int queue_rename(struct store *st, const char *from, const char *to, unsigned fl
 		if (rc)
 			goto out_rollback;
 	}
-	rc = store_prepare(st, "UPDATE qfiles SET name = ?, changed = ?, job = NULL WHERE id = ?", &s);
-	if (rc)
-		goto out_rollback;
-	sqlite3_bind_text(s, 1, to, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, util_now_ms());
-	sqlite3_bind_int64(s, 3, src.id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
+	rc = store_qfile_rename(st, src.id, to, util_now_ms());
 	if (rc)
 		goto out_rollback;
 out_commit:
@@ -307,100 +135,6 @@ out_commit:
 
 out_rollback:
 	store_rollback(st);
-	return rc;
-}
-
-static void fill_qerror(void *arg, sqlite3_stmt *row)
-{
-	struct qerror *out = arg;
-
-	out->id = sqlite3_column_int64(row, 0);
-	snprintf(out->name, sizeof(out->name), "%s.error", (const char *)sqlite3_column_text(row, 1));
-	out->at = sqlite3_column_int64(row, 2);
-	out->len = (size_t)sqlite3_column_int64(row, 3);
-}
-
-static int qerror_one(struct store *st, const char *sql, const char *name, int64_t id, struct qerror *out)
-{
-	return store_one_row(st, sql, name, id, fill_qerror, out);
-}
-
-int queue_error_lookup(struct store *st, const char *name, struct qerror *out)
-{
-	char base[QUEUE_NAME_MAX + 1];
-
-	if (!ends_with(name, ".error"))
-		return -ENOENT;
-	snprintf(base, sizeof(base), "%.*s", (int)(strlen(name) - 6), name);
-	return qerror_one(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops WHERE name = ?",
-			  base, 0, out);
-}
-
-int queue_error_get(struct store *st, int64_t id, struct qerror *out)
-{
-	return qerror_one(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops WHERE id = ?",
-			  NULL, id, out);
-}
-
-int queue_error_list(struct store *st, int (*fn)(void *arg, const struct qerror *e), void *arg)
-{
-	sqlite3_stmt *s;
-	struct qerror e;
-	int rc =
-	    store_prepare(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops ORDER BY id", &s);
-
-	if (rc)
-		return rc;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		fill_qerror(&e, s);
-		if (fn(arg, &e))
-			break;
-	}
-	sqlite3_finalize(s);
-	return 0;
-}
-
-int queue_error_remove(struct store *st, int64_t id)
-{
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, "DELETE FROM drops WHERE id = ?", &s);
-
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (!rc && sqlite3_changes(st->db) == 0)
-		rc = -ENOENT;
-	if (!rc)
-		store_change(st, CH_QUEUE, 0);
-	return rc;
-}
-
-int queue_error_text(struct store *st, int64_t id, char **text, size_t *len)
-{
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, "SELECT error FROM drops WHERE id = ?", &s);
-
-	*text = NULL;
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, id);
-	rc = -ENOENT;
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		int n = sqlite3_column_bytes(s, 0);
-
-		*text = malloc((size_t)n + 1);
-		if (*text) {
-			memcpy(*text, sqlite3_column_text(s, 0), (size_t)n);
-			(*text)[n] = '\0';
-			*len = (size_t)n;
-			rc = 0;
-		} else {
-			rc = -ENOMEM;
-		}
-	}
-	sqlite3_finalize(s);
 	return rc;
 }
 
@@ -465,59 +199,6 @@ static int64_t spool_size(struct store *st, int64_t id)
 	return stat(path, &sb) < 0 ? -1 : (int64_t)sb.st_size;
 }
 
-static int set_drop_error(struct store *st, const char *name, const char *text, const char *sig)
-{
-	sqlite3_stmt *s;
-	int rc = store_prepare(st,
-			       "INSERT INTO drops(name, error, sig, at) VALUES (?1, ?2, ?3, ?4)"
-			       " ON CONFLICT(name) DO UPDATE SET error = ?2, sig = ?3, at = ?4",
-			       &s);
-
-	if (rc)
-		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, sig, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, util_now_ms());
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	store_change(st, CH_QUEUE, 0);
-	return rc;
-}
-
-static int drop_error_sig(struct store *st, const char *name, char *sig, size_t sz)
-{
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, "SELECT sig FROM drops WHERE name = ?", &s);
-
-	sig[0] = '\0';
-	if (rc)
-		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = -ENOENT;
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		snprintf(sig, sz, "%s", (const char *)sqlite3_column_text(s, 0));
-		rc = 0;
-	}
-	sqlite3_finalize(s);
-	return rc;
-}
-
-static int clear_drop_error(struct store *st, const char *name)
-{
-	sqlite3_stmt *s;
-	int rc = store_prepare(st, "DELETE FROM drops WHERE name = ?", &s);
-
-	if (rc)
-		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (!rc && sqlite3_changes(st->db))
-		store_change(st, CH_QUEUE, 0);
-	return rc;
-}
-
 /* Pick the job's name: NAME, else NAME-2, NAME-3 ... (never overwrite out/NAME). */
 static int pick_job_name(struct store *st, const char *base, char *out, size_t sz)
 {
@@ -544,7 +225,7 @@ static int create_job(struct store *st, const struct drop *d, const char *base, 
 		      const char *sidecar_text, const char *sha)
 {
 	char name[JOB_NAME_MAX + 1], dir[4096], sub[4200];
-	sqlite3_stmt *s;
+	struct job_insert ji;
 	int64_t job, now = util_now_ms();
 	struct qfile b2, r2;
 	int rc;
@@ -563,66 +244,16 @@ static int create_job(struct store *st, const struct drop *d, const char *base, 
 	rc = pick_job_name(st, base, name, sizeof(name));
 	if (rc)
 		goto out_rollback;
-	rc = store_prepare(
-	    st,
-	    "INSERT INTO jobs(name, drop_name, blend_sha, sidecar, scene, engine, device, samples,"
-	    " res_w, res_h, res_pct, format, video, fps, retries, timeout_ms, priority, budget,"
-	    " nframes, created, clore_nodes, clore_gpu, clore_min_vram, clore_max_price, clore_spot)"
-	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-	    &s);
-	if (rc)
-		goto out_rollback;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, base, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, sha, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, sidecar_text, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, sc->scene, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 6, sc_engine_name(sc->engine), -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 7, sc_device_name(sc->device), -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 8, sc->samples);
-	sqlite3_bind_int(s, 9, sc->res_w);
-	sqlite3_bind_int(s, 10, sc->res_h);
-	sqlite3_bind_int(s, 11, sc->res_pct);
-	sqlite3_bind_text(s, 12, sc_format_name(sc->format), -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 13, sc->video < 0 ? sc->nframes >= 2 : sc->video);
-	sqlite3_bind_double(s, 14, sc->fps);
-	sqlite3_bind_int(s, 15, sc->retries);
-	sqlite3_bind_int64(s, 16, sc->timeout_s * 1000);
-	sqlite3_bind_int(s, 17, sc->priority);
-	sqlite3_bind_double(s, 18, sc->budget);
-	sqlite3_bind_int64(s, 19, (int64_t)sc->nframes);
-	sqlite3_bind_int64(s, 20, now);
-	sqlite3_bind_int(s, 21, sc->nodes);
-	sqlite3_bind_text(s, 22, sc->gpu, -1, SQLITE_STATIC);
-	sqlite3_bind_double(s, 23, sc->min_vram);
-	sqlite3_bind_double(s, 24, sc->max_price);
-	sqlite3_bind_int(s, 25, sc->spot);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (rc)
-		goto out_rollback;
-	job = sqlite3_last_insert_rowid(st->db);
-
-	rc = store_prepare(st, "INSERT INTO frames(job, frame) VALUES (?, ?)", &s);
-	if (rc)
-		goto out_rollback;
-	for (size_t i = 0; i < sc->nframes && !rc; i++) {
-		sqlite3_bind_int64(s, 1, job);
-		sqlite3_bind_int64(s, 2, sc->frames[i]);
-		rc = store_errno(sqlite3_step(s));
-		sqlite3_reset(s);
-	}
-	sqlite3_finalize(s);
-	if (rc)
-		goto out_rollback;
-	rc = store_prepare(st, "UPDATE qfiles SET job = ? WHERE id IN (?, ?)", &s);
-	if (rc)
-		goto out_rollback;
-	sqlite3_bind_int64(s, 1, job);
-	sqlite3_bind_int64(s, 2, d->blend.id);
-	sqlite3_bind_int64(s, 3, d->range.id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
+	ji.name = name;
+	ji.drop_name = base;
+	ji.blend_sha = sha;
+	ji.sidecar_text = sidecar_text;
+	ji.sc = sc;
+	ji.video = sc->video < 0 ? sc->nframes >= 2 : sc->video;
+	ji.now = now;
+	rc = store_job_insert(st, &ji, &job);
+	if (!rc)
+		rc = store_qfile_claim(st, job, d->blend.id, d->range.id);
 	if (rc)
 		goto out_rollback;
 	store_path_job(st, job, dir, sizeof(dir));
@@ -633,7 +264,7 @@ static int create_job(struct store *st, const struct drop *d, const char *base, 
 		rc = util_mkdirs(sub);
 	if (rc)
 		goto out_rollback;
-	clear_drop_error(st, base);
+	store_drop_clear(st, base);
 	store_event(st, job, 0, 0, "job", "accepted from queue/");
 	store_change(st, CH_OUT, 0);
 	store_change(st, CH_QUEUE, 0);
@@ -678,7 +309,7 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 	}
 
 	if (err.len || err.oom) {
-		set_drop_error(st, base, err.oom ? "out of memory\n" : err.buf, sig);
+		store_drop_set(st, base, err.oom ? "out of memory\n" : err.buf, sig, util_now_ms());
 		goto out;
 	}
 	/* Content-addressed copy: the job renders this, whatever happens to
@@ -693,14 +324,14 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 	}
 	if (rc) {
 		snprintf(why, sizeof(why), "%s: cannot store a copy: %s\n", d->blend.name, strerror(-rc));
-		set_drop_error(st, base, why, sig);
+		store_drop_set(st, base, why, sig, util_now_ms());
 		goto out;
 	}
 	rc = create_job(st, d, base, &sc, text, sha);
 	created = rc == 0;
 	if (rc && rc != -EAGAIN) {
 		snprintf(why, sizeof(why), "%s: cannot create the job: %s\n", d->blend.name, strerror(-rc));
-		set_drop_error(st, base, why, sig);
+		store_drop_set(st, base, why, sig, util_now_ms());
 	}
 out:
 	util_sb_free(&err);
@@ -714,7 +345,6 @@ int intake_scan(struct store *st, int64_t quiet_ms, int64_t now)
 {
 	struct scan_ctx c = {.st = st};
 	int created = 0, rc;
-	sqlite3_stmt *s;
 
 	rc = queue_list(st, collect_pending, &c);
 	if (rc)
@@ -740,54 +370,13 @@ int intake_scan(struct store *st, int64_t quiet_ms, int64_t now)
 		snprintf(sig, sizeof(sig), "%lld:%lld:%lld|%lld:%lld:%lld", (long long)b->id,
 			 (long long)b->changed, (long long)d.blend_size, (long long)r->id,
 			 (long long)r->changed, (long long)d.range_size);
-		if (!drop_error_sig(st, base, old, sizeof(old)) && !strcmp(old, sig))
+		if (!store_drop_sig(st, base, old, sizeof(old)) && !strcmp(old, sig))
 			continue; /* refused already, and unchanged since */
 		created += check_drop(st, &d, base, sig);
 	}
 	/* An explanation outlives neither of the files it explains. */
-	rc = store_prepare(st,
-			   "DELETE FROM drops WHERE NOT EXISTS (SELECT 1 FROM qfiles q"
-			   " WHERE q.name = drops.name || '.blend' AND q.job IS NULL)"
-			   " OR NOT EXISTS (SELECT 1 FROM qfiles q"
-			   " WHERE q.name = drops.name || '.range' AND q.job IS NULL)",
-			   &s);
-	if (!rc) {
-		sqlite3_step(s);
-		if (sqlite3_changes(st->db))
-			store_change(st, CH_QUEUE, 0);
-		sqlite3_finalize(s);
-	}
+	rc = store_drops_prune(st);
 out:
 	free(c.files);
 	return rc ? rc : created;
-}
-
-int intake_release_inputs(struct store *st, int64_t job)
-{
-	sqlite3_stmt *s;
-	int64_t ids[2];
-	int n = 0, rc;
-
-	rc = store_prepare(st, "SELECT id FROM qfiles WHERE job = ? LIMIT 2", &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, job);
-	while (n < 2 && sqlite3_step(s) == SQLITE_ROW)
-		ids[n++] = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	for (int i = 0; i < n; i++) {
-		char path[4096];
-
-		rc = store_prepare(st, "DELETE FROM qfiles WHERE id = ?", &s);
-		if (rc)
-			return rc;
-		sqlite3_bind_int64(s, 1, ids[i]);
-		sqlite3_step(s);
-		sqlite3_finalize(s);
-		store_path_spool(st, ids[i], path, sizeof(path));
-		unlink(path);
-	}
-	if (n)
-		store_change(st, CH_QUEUE, 0);
-	return 0;
 }

@@ -6,6 +6,7 @@
 #include "jobs/status.h"
 #include "jobs/jobs.h"
 #include "jobs/money.h"
+#include "store/status_rows.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -37,130 +38,54 @@ struct job_facts {
 	int nper_node;
 };
 
-static char *dup_col(sqlite3_stmt *s, int col)
-{
-	const unsigned char *t = sqlite3_column_text(s, col);
-
-	return t ? strdup((const char *)t) : NULL;
-}
-
-/* Slots and GPUs of the nodes that can render now. */
-static void farm_capacity(struct store *st, int *nodes, int *gpus, int *slots)
-{
-	sqlite3_stmt *s;
-
-	*nodes = *gpus = *slots = 0;
-	if (store_prepare(st,
-			  "SELECT count(*), coalesce(sum(gpus), 0), coalesce(sum(slots), 0)"
-			  " FROM nodes WHERE removed = 0 AND state IN ('idle', 'rendering', 'starting')",
-			  &s))
-		return;
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		*nodes = sqlite3_column_int(s, 0);
-		*gpus = sqlite3_column_int(s, 1);
-		*slots = sqlite3_column_int(s, 2);
-	}
-	sqlite3_finalize(s);
-}
-
-static const char frame_counts_sql[] =
-    "SELECT f.state, count(*), coalesce(sum(f.secs), 0), count(f.secs), coalesce(sum(f.interrupts), 0),"
-    " coalesce(sum(CASE WHEN f.state = 'failed' THEN max(f.attempts - 1, 0) ELSE f.attempts END), 0),"
-    " (SELECT n.name FROM nodes n WHERE n.id = f.node)"
-    " FROM frames f WHERE f.job = ? GROUP BY f.state, f.node ORDER BY f.state, f.node";
-
 static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 {
-	sqlite3_stmt *s;
-	int64_t started = 0, ended = 0, now = util_now_ms(), timed = 0;
-	double secs = 0;
-	int video = 0, slots = 0, rc;
-	size_t cap = 0;
+	struct view_job v;
+	struct view_capacity cap;
+	int64_t now = util_now_ms();
+	int rc;
 
 	memset(f, 0, sizeof(*f));
-	rc = store_prepare(st,
-			   "SELECT name, state, coalesce(started, 0), coalesce(ended, 0), error,"
-			   " video, priority, nframes FROM jobs WHERE id = ? AND removed = 0",
-			   &s);
-	if (rc)
+	rc = store_view_job(st, job, &v);
+	if (rc) {
+		store_view_job_free(&v);
 		return rc;
-	sqlite3_bind_int64(s, 1, job);
-	if (sqlite3_step(s) != SQLITE_ROW) {
-		sqlite3_finalize(s);
-		return -ENOENT;
 	}
-	snprintf(f->name, sizeof(f->name), "%s", (const char *)sqlite3_column_text(s, 0));
-	snprintf(f->state, sizeof(f->state), "%s", (const char *)sqlite3_column_text(s, 1));
+	snprintf(f->name, sizeof(f->name), "%s", v.name);
+	snprintf(f->state, sizeof(f->state), "%s", v.state);
 	f->waiting = !strcmp(f->state, "waiting");
-	started = sqlite3_column_int64(s, 2);
-	ended = sqlite3_column_int64(s, 3);
-	f->error = dup_col(s, 4);
-	video = sqlite3_column_int(s, 5);
-	f->priority = sqlite3_column_int64(s, 6);
-	f->frames = sqlite3_column_int64(s, 7);
-	sqlite3_finalize(s);
-
-	/* One pass over the job's frames gives every count, the average frame
-	 * time, the interruptions and retries, and the frames each node did. */
-	rc = store_cached(st, frame_counts_sql, &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, job);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		int fs = frame_state_parse((const char *)sqlite3_column_text(s, 0));
-		int64_t n = sqlite3_column_int64(s, 1);
-
-		f->interrupted += sqlite3_column_int64(s, 4);
-		f->retried += sqlite3_column_int64(s, 5);
-		switch (fs) {
-		case FS_QUEUED: f->queued += n; break;
-		case FS_DONE:
-			f->done += n;
-			secs += sqlite3_column_double(s, 2);
-			timed += sqlite3_column_int64(s, 3);
-			if (sqlite3_column_type(s, 6) != SQLITE_NULL &&
-			    f->nper_node < (int)ARRAY_SIZE(f->per_node)) {
-				snprintf(f->per_node[f->nper_node].name, sizeof(f->per_node[0].name), "%s",
-					 (const char *)sqlite3_column_text(s, 6));
-				f->per_node[f->nper_node++].done = n;
-			}
-			break;
-		case FS_FAILED: f->failed += n; break;
-		case FS_CANCELLED: f->cancelled += n; break;
-		default: f->rendering += n; break;
-		}
+	f->error = v.error; /* ownership moves to f */
+	f->missing = v.missing;
+	f->nmissing = v.nmissing;
+	f->priority = v.priority;
+	f->frames = v.frames;
+	f->done = v.done;
+	f->rendering = v.inflight;
+	f->queued = v.queued;
+	f->failed = v.failed;
+	f->cancelled = v.cancelled;
+	f->interrupted = v.interrupted;
+	f->retried = v.retried;
+	for (int i = 0; i < v.nper_node && i < (int)ARRAY_SIZE(f->per_node); i++) {
+		snprintf(f->per_node[i].name, sizeof(f->per_node[i].name), "%s", v.per_node[i].name);
+		f->per_node[i].done = v.per_node[i].done;
+		f->nper_node = i + 1;
 	}
-	store_release(s);
-	if (timed > 0)
-		f->avg_frame = secs / (double)timed;
+	if (v.timed > 0)
+		f->avg_frame = v.done_secs / (double)v.timed;
 
-	rc = store_prepare(st, "SELECT frame FROM frames WHERE job = ? AND state = 'failed' ORDER BY frame",
-			   &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, job);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (f->nmissing == cap) {
-			uint32_t *nm = realloc(f->missing, (cap = cap ? cap * 2 : 64) * sizeof(*nm));
-
-			if (!nm)
-				break;
-			f->missing = nm;
-		}
-		f->missing[f->nmissing++] = (uint32_t)sqlite3_column_int64(s, 0);
-	}
-	sqlite3_finalize(s);
-
-	farm_capacity(st, &f->nodes, &f->gpus, &slots);
-	if (started)
-		f->elapsed = ((ended ? ended : now) - started) / 1000.0;
+	store_view_capacity(st, &cap);
+	f->nodes = cap.nodes;
+	f->gpus = cap.gpus;
+	if (v.started)
+		f->elapsed = ((v.ended ? v.ended : now) - v.started) / 1000.0;
 	if (!strcmp(f->state, "done") || !strcmp(f->state, "failed") || !strcmp(f->state, "cancelled"))
 		f->eta = 0;
-	else if (f->avg_frame > 0 && slots > 0)
-		f->eta = ceil((double)(f->queued + f->rendering) / slots) * f->avg_frame;
+	else if (f->avg_frame > 0 && cap.slots > 0)
+		f->eta = ceil((double)(f->queued + f->rendering) / cap.slots) * f->avg_frame;
 	else
 		f->eta = -1;
-	snprintf(f->video, sizeof(f->video), "%s", !video ? "no" : "yes");
+	snprintf(f->video, sizeof(f->video), "%s", !v.video ? "no" : "yes");
 	/* Rented nodes' cost, shared out by slot time (money.c); the local
 	 * and SSH backends cost nothing. */
 	{
@@ -177,15 +102,8 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 		f->per_dollar = f->spent > 0 ? (double)f->done / f->spent : -1;
 	}
 	/* Waiting while servers are being rented for it: provisioning. */
-	if (f->waiting && !store_prepare(st,
-					 "SELECT EXISTS (SELECT 1 FROM rentals WHERE job = ?"
-					 " AND state IN ('intent', 'booting'))",
-					 &s)) {
-		sqlite3_bind_int64(s, 1, job);
-		if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0))
-			snprintf(f->state, sizeof(f->state), "provisioning");
-		sqlite3_finalize(s);
-	}
+	if (f->waiting && v.renting)
+		snprintf(f->state, sizeof(f->state), "provisioning");
 	return 0;
 }
 
@@ -357,25 +275,15 @@ static int print_json(cJSON *o, struct util_sb *out)
 }
 
 /* One consistent snapshot: a read transaction around all the queries. */
-static int read_begin(struct store *st)
-{
-	return store_exec(st, "BEGIN");
-}
-
-static void read_end(struct store *st)
-{
-	store_exec(st, "COMMIT");
-}
-
 int status_job(struct store *st, int64_t job, int json, struct util_sb *out)
 {
 	struct job_facts f;
-	int rc = read_begin(st);
+	int rc = store_read_begin(st);
 
 	if (rc)
 		return rc;
 	rc = job_facts_get(st, job, &f);
-	read_end(st);
+	store_read_end(st);
 	if (rc) {
 		job_facts_free(&f);
 		return rc;
@@ -388,89 +296,43 @@ int status_job(struct store *st, int64_t job, int json, struct util_sb *out)
 	return rc ? rc : out->oom ? -ENOMEM : 0;
 }
 
+/* A node as its status shows it: the stored view, and what it cost so far
+ * when it is rented. */
 struct node_facts {
-	char name[128], provider[32], address[256], gpu_names[1024], device[64], device_why[256];
-	char blender[64], state[16];
-	int gpus, slots;
-	double price_h;
-	int64_t done, failed;
-	char *error;
-	/* rented nodes */
-	int64_t order, server;
-	int spot;
+	struct view_node v;
 	double spent;
 };
 
 static int node_facts_get(struct store *st, int64_t id, struct node_facts *n)
 {
-	sqlite3_stmt *s;
-	int rc = store_prepare(st,
-			       "SELECT name, provider, address, gpus, gpu_names, device, device_why,"
-			       " blender, state, slots, price_h, done, failed, error FROM nodes WHERE id = ?",
-			       &s);
+	int rc = store_view_node(st, id, &n->v);
 
-	memset(n, 0, sizeof(*n));
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, id);
-	if (sqlite3_step(s) != SQLITE_ROW) {
-		sqlite3_finalize(s);
-		return -ENOENT;
-	}
-#define COPY(field, col) snprintf(n->field, sizeof(n->field), "%s", (const char *)sqlite3_column_text(s, col))
-	COPY(name, 0);
-	COPY(provider, 1);
-	COPY(address, 2);
-	n->gpus = sqlite3_column_int(s, 3);
-	COPY(gpu_names, 4);
-	COPY(device, 5);
-	COPY(device_why, 6);
-	COPY(blender, 7);
-	COPY(state, 8);
-#undef COPY
-	n->slots = sqlite3_column_int(s, 9);
-	n->price_h = sqlite3_column_double(s, 10);
-	n->done = sqlite3_column_int64(s, 11);
-	n->failed = sqlite3_column_int64(s, 12);
-	n->error = dup_col(s, 13);
-	sqlite3_finalize(s);
-	if (!strcmp(n->provider, "clore") &&
-	    !store_prepare(st,
-			   "SELECT r.id, coalesce(r.order_id, 0), r.server, r.spot FROM rentals r"
-			   " JOIN nodes n ON n.rental = r.id WHERE n.id = ?",
-			   &s)) {
-		sqlite3_bind_int64(s, 1, id);
-		if (sqlite3_step(s) == SQLITE_ROW) {
-			n->order = sqlite3_column_int64(s, 1);
-			n->server = sqlite3_column_int64(s, 2);
-			n->spot = sqlite3_column_int(s, 3);
-			n->spent = money_rental_cost(st, sqlite3_column_int64(s, 0), util_now_ms());
-		}
-		sqlite3_finalize(s);
-	}
-	return 0;
+	n->spent = 0;
+	if (!rc && n->v.rented)
+		n->spent = money_rental_cost(st, n->v.rental, util_now_ms());
+	return rc;
 }
 
 static void node_text(const struct node_facts *n, struct util_sb *out)
 {
 	char a[32];
 
-	util_sb_printf(out, "node: %s\nprovider: %s\naddress: %s\n", n->name, n->provider, n->address);
-	util_sb_printf(out, "gpus: %d%s%s%s\n", n->gpus, n->gpus ? " (" : "", n->gpu_names,
-		       n->gpus ? ")" : "");
-	util_sb_printf(out, "device: %s%s%s%s\n", n->device[0] ? n->device : "unknown",
-		       n->device_why[0] ? " (" : "", n->device_why, n->device_why[0] ? ")" : "");
-	util_sb_printf(out, "blender: %s\n", n->blender[0] ? n->blender : "unknown");
-	if (n->order)
-		util_sb_printf(out, "order: %lld\nserver: %lld\nspot: %s\nspent: %s\n", (long long)n->order,
-			       (long long)n->server, n->spot ? "yes" : "no",
+	util_sb_printf(out, "node: %s\nprovider: %s\naddress: %s\n", n->v.name, n->v.provider, n->v.address);
+	util_sb_printf(out, "gpus: %d%s%s%s\n", n->v.gpus, n->v.gpus ? " (" : "", n->v.gpu_names,
+		       n->v.gpus ? ")" : "");
+	util_sb_printf(out, "device: %s%s%s%s\n", n->v.device[0] ? n->v.device : "unknown",
+		       n->v.device_why[0] ? " (" : "", n->v.device_why, n->v.device_why[0] ? ")" : "");
+	util_sb_printf(out, "blender: %s\n", n->v.blender[0] ? n->v.blender : "unknown");
+	if (n->v.order)
+		util_sb_printf(out, "order: %lld\nserver: %lld\nspot: %s\nspent: %s\n", (long long)n->v.order,
+			       (long long)n->v.server, n->v.spot ? "yes" : "no",
 			       util_fmt_money(a, sizeof(a), n->spent));
 	util_sb_printf(out, "price: %s/h\nstate: %s\nslots: %d\ndone: %lld\nfailed: %lld\n",
-		       util_fmt_money(a, sizeof(a), n->price_h), n->state, n->slots, (long long)n->done,
-		       (long long)n->failed);
-	if (n->error && n->error[0]) {
+		       util_fmt_money(a, sizeof(a), n->v.price_h), n->v.state, n->v.slots,
+		       (long long)n->v.done, (long long)n->v.failed);
+	if (n->v.error && n->v.error[0]) {
 		util_sb_printf(out, "error: ");
-		print_value(out, n->error);
+		print_value(out, n->v.error);
 		util_sb_printf(out, "\n");
 	}
 }
@@ -481,46 +343,46 @@ static cJSON *node_json(const struct node_facts *n)
 
 	if (!o)
 		return NULL;
-	cJSON_AddStringToObject(o, "node", n->name);
-	cJSON_AddStringToObject(o, "provider", n->provider);
-	cJSON_AddStringToObject(o, "address", n->address);
-	cJSON_AddNumberToObject(o, "gpus", n->gpus);
-	cJSON_AddStringToObject(o, "gpu_names", n->gpu_names);
-	cJSON_AddStringToObject(o, "device", n->device[0] ? n->device : "unknown");
-	cJSON_AddStringToObject(o, "device_why", n->device_why);
-	cJSON_AddStringToObject(o, "blender", n->blender[0] ? n->blender : "unknown");
-	cJSON_AddNumberToObject(o, "price", n->price_h);
-	if (n->order) {
-		cJSON_AddNumberToObject(o, "order", (double)n->order);
-		cJSON_AddNumberToObject(o, "server", (double)n->server);
-		cJSON_AddBoolToObject(o, "spot", n->spot);
+	cJSON_AddStringToObject(o, "node", n->v.name);
+	cJSON_AddStringToObject(o, "provider", n->v.provider);
+	cJSON_AddStringToObject(o, "address", n->v.address);
+	cJSON_AddNumberToObject(o, "gpus", n->v.gpus);
+	cJSON_AddStringToObject(o, "gpu_names", n->v.gpu_names);
+	cJSON_AddStringToObject(o, "device", n->v.device[0] ? n->v.device : "unknown");
+	cJSON_AddStringToObject(o, "device_why", n->v.device_why);
+	cJSON_AddStringToObject(o, "blender", n->v.blender[0] ? n->v.blender : "unknown");
+	cJSON_AddNumberToObject(o, "price", n->v.price_h);
+	if (n->v.order) {
+		cJSON_AddNumberToObject(o, "order", (double)n->v.order);
+		cJSON_AddNumberToObject(o, "server", (double)n->v.server);
+		cJSON_AddBoolToObject(o, "spot", n->v.spot);
 		cJSON_AddNumberToObject(o, "spent", n->spent);
 	}
-	cJSON_AddStringToObject(o, "state", n->state);
-	cJSON_AddNumberToObject(o, "slots", n->slots);
-	cJSON_AddNumberToObject(o, "done", (double)n->done);
-	cJSON_AddNumberToObject(o, "failed", (double)n->failed);
-	if (n->error && n->error[0])
-		cJSON_AddStringToObject(o, "error", n->error);
+	cJSON_AddStringToObject(o, "state", n->v.state);
+	cJSON_AddNumberToObject(o, "slots", n->v.slots);
+	cJSON_AddNumberToObject(o, "done", (double)n->v.done);
+	cJSON_AddNumberToObject(o, "failed", (double)n->v.failed);
+	if (n->v.error && n->v.error[0])
+		cJSON_AddStringToObject(o, "error", n->v.error);
 	return o;
 }
 
 int status_node(struct store *st, int64_t node, int json, struct util_sb *out)
 {
 	struct node_facts n;
-	int rc = read_begin(st);
+	int rc = store_read_begin(st);
 
 	if (rc)
 		return rc;
 	rc = node_facts_get(st, node, &n);
-	read_end(st);
+	store_read_end(st);
 	if (!rc) {
 		if (json)
 			rc = print_json(node_json(&n), out);
 		else
 			node_text(&n, out);
 	}
-	free(n.error);
+	store_view_node_free(&n.v);
 	return rc ? rc : out->oom ? -ENOMEM : 0;
 }
 
@@ -566,56 +428,37 @@ static int farm_job(void *arg, const struct job_row *j)
 	return 0;
 }
 
+/* A held order as the farm status shows it. */
 struct order_facts {
-	int64_t id, server;
-	char state[16], node[64];
-	int spot;
-	double price_h, spent;
+	struct view_order v;
+	double spent;
 };
 
-/* The orders held now (intent rows have no order yet and are not shown). */
+/* The orders held now, with what each cost so far; *out caller frees. */
 static size_t orders_get(struct store *st, int64_t now, struct order_facts **out)
 {
-	sqlite3_stmt *s;
-	size_t n = 0, cap = 0;
+	struct view_order *v;
+	size_t n = 0;
 
 	*out = NULL;
-	if (store_prepare(
-		st,
-		"SELECT r.id, r.order_id, r.server, r.state, r.spot, r.price_day * r.usd_rate / 24.0,"
-		" coalesce((SELECT name FROM nodes WHERE rental = r.id), '')"
-		" FROM rentals r WHERE r.order_id IS NOT NULL"
-		" AND r.state IN ('booting', 'ready', 'releasing') ORDER BY r.id",
-		&s))
+	if (store_view_orders(st, &v, &n) || !n)
 		return 0;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		struct order_facts *o;
-
-		if (n == cap) {
-			struct order_facts *no = realloc(*out, (cap = cap ? cap * 2 : 8) * sizeof(*no));
-
-			if (!no)
-				break;
-			*out = no;
+	*out = calloc(n, sizeof(**out));
+	if (*out)
+		for (size_t i = 0; i < n; i++) {
+			(*out)[i].v = v[i];
+			(*out)[i].spent = money_rental_cost(st, v[i].rental, now);
 		}
-		o = &(*out)[n++];
-		o->id = sqlite3_column_int64(s, 1);
-		o->server = sqlite3_column_int64(s, 2);
-		snprintf(o->state, sizeof(o->state), "%s", (const char *)sqlite3_column_text(s, 3));
-		o->spot = sqlite3_column_int(s, 4);
-		o->price_h = sqlite3_column_double(s, 5);
-		snprintf(o->node, sizeof(o->node), "%s", (const char *)sqlite3_column_text(s, 6));
-		o->spent = money_rental_cost(st, sqlite3_column_int64(s, 0), now);
-	}
-	sqlite3_finalize(s);
-	return n;
+	free(v);
+	return *out ? n : 0;
 }
 
 int status_farm(struct store *st, int json, struct util_sb *out)
 {
 	struct farm_ctx c = {.st = st};
 	int64_t frames = 0, done = 0, rendering = 0, queued = 0, failed = 0;
-	int nodes, gpus, slots, active = 0, rc;
+	struct view_capacity cap;
+	int nodes, gpus, active = 0, rc;
 	double rate = 0, spent = 0, estimate = 0;
 	char a[32], b[32], d[32], key[4096] = "", clore[600] = "";
 	struct money_farm money;
@@ -623,17 +466,19 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 	size_t norders = 0;
 	int64_t now = util_now_ms();
 
-	rc = read_begin(st);
+	rc = store_read_begin(st);
 	if (rc)
 		return rc;
 	jobs_list(st, farm_job, &c);
 	nodes_list(st, farm_node, &c);
-	farm_capacity(st, &nodes, &gpus, &slots);
+	store_view_capacity(st, &cap);
+	nodes = cap.nodes;
+	gpus = cap.gpus;
 	store_meta_get(st, "ssh_public_key", key, sizeof(key));
 	store_meta_get(st, "clore_status", clore, sizeof(clore));
 	money_farm_get(st, now, &money);
 	norders = orders_get(st, now, &orders);
-	read_end(st);
+	store_read_end(st);
 	for (size_t i = 0; i < c.n; i++) {
 		struct job_facts *f = &c.jobs[i];
 
@@ -677,13 +522,13 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 
 				if (!r)
 					break;
-				cJSON_AddNumberToObject(r, "id", (double)orders[i].id);
-				cJSON_AddNumberToObject(r, "server", (double)orders[i].server);
-				cJSON_AddStringToObject(r, "state", orders[i].state);
-				cJSON_AddBoolToObject(r, "spot", orders[i].spot);
-				cJSON_AddNumberToObject(r, "price_h", orders[i].price_h);
+				cJSON_AddNumberToObject(r, "id", (double)orders[i].v.order);
+				cJSON_AddNumberToObject(r, "server", (double)orders[i].v.server);
+				cJSON_AddStringToObject(r, "state", orders[i].v.state);
+				cJSON_AddBoolToObject(r, "spot", orders[i].v.spot);
+				cJSON_AddNumberToObject(r, "price_h", orders[i].v.price_h);
 				cJSON_AddNumberToObject(r, "spent", orders[i].spent);
-				cJSON_AddStringToObject(r, "node", orders[i].node);
+				cJSON_AddStringToObject(r, "node", orders[i].v.node);
 				cJSON_AddItemToArray(arr, r);
 			}
 			if (key[0])
@@ -717,18 +562,18 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 		for (size_t i = 0; i < norders; i++) {
 			const struct order_facts *r = &orders[i];
 
-			util_sb_printf(out, "order: %lld server %lld %s %s %s/h spent %s node %s\n",
-				       (long long)r->id, (long long)r->server, r->state,
-				       r->spot ? "spot" : "on-demand",
-				       util_fmt_money(a, sizeof(a), r->price_h),
-				       util_fmt_money(b, sizeof(b), r->spent), r->node[0] ? r->node : "-");
+			util_sb_printf(
+			    out, "order: %lld server %lld %s %s %s/h spent %s node %s\n",
+			    (long long)r->v.order, (long long)r->v.server, r->v.state,
+			    r->v.spot ? "spot" : "on-demand", util_fmt_money(a, sizeof(a), r->v.price_h),
+			    util_fmt_money(b, sizeof(b), r->spent), r->v.node[0] ? r->v.node : "-");
 		}
 		for (size_t i = 0; i < c.nnodes; i++) {
 			const struct node_facts *n = &c.nodes[i];
 
-			util_sb_printf(out, "node: %s %s %s, %lld done, %lld failed\n", n->name, n->state,
-				       n->device[0] ? n->device : "unknown", (long long)n->done,
-				       (long long)n->failed);
+			util_sb_printf(out, "node: %s %s %s, %lld done, %lld failed\n", n->v.name, n->v.state,
+				       n->v.device[0] ? n->v.device : "unknown", (long long)n->v.done,
+				       (long long)n->v.failed);
 		}
 		for (size_t i = 0; i < c.n; i++) {
 			const struct job_facts *f = &c.jobs[i];
@@ -744,7 +589,7 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 	free(c.jobs);
 	free(orders);
 	for (size_t i = 0; i < c.nnodes; i++)
-		free(c.nodes[i].error);
+		store_view_node_free(&c.nodes[i].v);
 	free(c.nodes);
 	return rc ? rc : out->oom ? -ENOMEM : 0;
 }

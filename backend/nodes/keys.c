@@ -5,6 +5,7 @@
  */
 #include "nodes/keys.h"
 #include "store/store.h"
+#include "store/hostkeys.h"
 #include "nodes/transport.h"
 #include "core/util.h"
 
@@ -94,40 +95,28 @@ int keys_check_hostkey(void *arg, const char *node, const char *fingerprint)
 	/* The transport hands us its tnode's own name field (see ssh.c). */
 	struct tnode *n = (struct tnode *)(void *)((char *)node - offsetof(struct tnode, name));
 	struct store *st;
-	sqlite3_stmt *s;
-	char pinned[128] = "";
+	char pinned[128] = "", forget[400];
 	int rc;
 
 	rc = store_open((const char *)arg, &st);
 	if (rc)
 		return rc;
-	rc = store_prepare(st, "SELECT fingerprint FROM hostkeys WHERE node = ?", &s);
-	if (rc)
-		goto out;
-	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		snprintf(pinned, sizeof(pinned), "%s", (const char *)sqlite3_column_text(s, 0));
-	sqlite3_finalize(s);
-	if (!pinned[0]) {
-		rc = store_prepare(st, "INSERT INTO hostkeys(node, fingerprint, first_seen) VALUES (?, ?, ?)",
-				   &s);
-		if (rc)
-			goto out;
-		sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, fingerprint, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, util_now_ms());
-		rc = store_errno(sqlite3_step(s));
-		sqlite3_finalize(s);
+	rc = store_hostkey_get(st, node, pinned, sizeof(pinned));
+	if (rc == -ENOENT) {
+		rc = store_hostkey_pin(st, node, fingerprint, util_now_ms());
 		goto out;
 	}
+	if (rc)
+		goto out;
 	if (!strcmp(pinned, fingerprint)) {
 		rc = 0;
 		goto out;
 	}
+	store_hostkey_forget_command(node, forget, sizeof(forget));
 	snprintf(n->error, sizeof(n->error),
 		 "host key changed: pinned %s, the node now shows %s; refusing it (if it was reinstalled, "
-		 "forget the pin: sqlite3 STATE/renderfs.db \"DELETE FROM hostkeys WHERE node = '%s'\")",
-		 pinned, fingerprint, node);
+		 "forget the pin: %s)",
+		 pinned, fingerprint, forget);
 	rc = -EPERM;
 out:
 	store_close(st);

@@ -1,8 +1,11 @@
 /*
- * store: the database, its schema and migrations, and the two state
- * machines (frames and jobs).  The rules of the frame machine live in
- * frame_next_state(); store_frame_transition() turns each rule into one
- * guarded UPDATE, so the database is where a race is decided.
+ * store: the connection -- opening, pragmas, the schema and its
+ * migrations, transactions, the prepared-statement cache, the one
+ * conversion of SQLite codes to -errno -- and the small tables every
+ * module shares: the change feed, events and meta; plus the layout of the
+ * state directory.  The table families live beside it: frames.c (the
+ * frame machine), jobs_rows.c, queue_rows.c, usage_rows.c,
+ * status_rows.c, hostkeys.c.
  */
 #include "store/store.h"
 #include "core/util.h"
@@ -12,78 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char *const frame_state_names[FS__COUNT] = {
-    "queued", "leased", "rendering", "rendered", "done", "failed", "cancelled",
-};
-static const char *const frame_event_names[FE__COUNT] = {
-    "dispatch", "start",  "heartbeat", "rendered", "collected", "interrupt",
-    "fail",     "cancel", "retry",     "abandon",  "won",
-};
-static const char *const job_state_names[JS__COUNT] = {
-    "waiting", "provisioning", "rendering", "assembling", "done", "failed", "cancelled", "paused",
-};
-
-const char *frame_state_name(enum frame_state s)
-{
-	return (unsigned)s < FS__COUNT ? frame_state_names[s] : "?";
-}
-
-const char *frame_event_name(enum frame_event e)
-{
-	return (unsigned)e < FE__COUNT ? frame_event_names[e] : "?";
-}
-
-const char *job_state_name(enum job_state s)
-{
-	return (unsigned)s < JS__COUNT ? job_state_names[s] : "?";
-}
-
-int frame_state_parse(const char *s)
-{
-	for (int i = 0; i < FS__COUNT; i++)
-		if (!strcmp(s, frame_state_names[i]))
-			return i;
-	return -EINVAL;
-}
-
-int job_state_parse(const char *s)
-{
-	for (int i = 0; i < JS__COUNT; i++)
-		if (!strcmp(s, job_state_names[i]))
-			return i;
-	return -EINVAL;
-}
-
-int job_state_active(enum job_state s)
-{
-	return s == JS_WAITING || s == JS_PROVISIONING || s == JS_RENDERING || s == JS_ASSEMBLING ||
-	       s == JS_PAUSED;
-}
-
-int frame_next_state(enum frame_state from, enum frame_event ev, int has_attempts_left)
-{
-	int inflight = from == FS_LEASED || from == FS_RENDERING || from == FS_RENDERED;
-
-	switch (ev) {
-	case FE_DISPATCH: return from == FS_QUEUED ? FS_LEASED : -EINVAL;
-	case FE_START: return from == FS_LEASED ? FS_RENDERING : -EINVAL;
-	case FE_HEARTBEAT: return from == FS_LEASED || from == FS_RENDERING ? (int)from : -EINVAL;
-	case FE_RENDERED: return from == FS_RENDERING ? FS_RENDERED : -EINVAL;
-	case FE_COLLECTED: return from == FS_RENDERED ? FS_DONE : -EINVAL;
-	case FE_INTERRUPT: return inflight ? FS_QUEUED : -EINVAL;
-	case FE_FAIL:
-		if (!inflight)
-			return -EINVAL;
-		return has_attempts_left ? FS_QUEUED : FS_FAILED;
-	case FE_CANCEL: return inflight || from == FS_QUEUED ? FS_CANCELLED : -EINVAL;
-	case FE_RETRY: return from == FS_FAILED ? FS_QUEUED : -EINVAL;
-	case FE_ABANDON: return from == FS_QUEUED ? FS_FAILED : -EINVAL;
-	case FE_WON: return inflight ? FS_DONE : -EINVAL;
-	case FE__COUNT: break;
-	}
-	return -EINVAL;
-}
 
 int store_errno(int rc)
 {
@@ -173,6 +104,21 @@ int store_begin(struct store *st)
 int store_commit(struct store *st)
 {
 	return store_exec(st, "COMMIT");
+}
+
+int store_in_transaction(struct store *st)
+{
+	return !sqlite3_get_autocommit(st->db);
+}
+
+int store_read_begin(struct store *st)
+{
+	return store_exec(st, "BEGIN");
+}
+
+void store_read_end(struct store *st)
+{
+	store_exec(st, "COMMIT");
 }
 
 void store_rollback(struct store *st)
@@ -474,26 +420,6 @@ int store_meta_set(struct store *st, const char *key, const char *value)
 	return rc;
 }
 
-int store_usage_add(struct store *st, int64_t node, int64_t job, int64_t ms)
-{
-	static const char sql[] = "INSERT INTO usage(node, job, ms) VALUES (?1, ?2, ?3)"
-				  " ON CONFLICT(node, job) DO UPDATE SET ms = ms + ?3";
-	sqlite3_stmt *s;
-	int rc;
-
-	if (ms <= 0 || !node || !job)
-		return 0;
-	rc = store_cached(st, sql, &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(s, 1, node);
-	sqlite3_bind_int64(s, 2, job);
-	sqlite3_bind_int64(s, 3, ms);
-	rc = store_errno(sqlite3_step(s));
-	store_release(s);
-	return rc;
-}
-
 int store_meta_get(struct store *st, const char *key, char *out, size_t sz)
 {
 	sqlite3_stmt *s;
@@ -551,6 +477,20 @@ int store_change(struct store *st, enum change_kind kind, int64_t id)
 	return rc;
 }
 
+int store_changes_head(struct store *st, int64_t *seq)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, "SELECT coalesce(max(seq), 0) FROM changes", &s);
+
+	if (rc)
+		return rc;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*seq = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : store_errno(rc);
+}
+
 int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, int kind, int64_t id),
 			void *arg)
 {
@@ -576,172 +516,19 @@ int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, in
 	return 0;
 }
 
-/*
- * The one place frame rows change state.  The WHERE clause is the guard:
- * the state the event leaves from, and the caller's lease.  FE_FAIL decides
- * between queued and failed inside the same statement, from the row's own
- * attempts and its job's retries, so no read-then-write race exists.
- */
-int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev,
-			   struct frame_move *m)
-{
-	static const char *const sql[FE__COUNT] = {
-	    [FE_DISPATCH] = "UPDATE frames SET state = 'leased', lease = lease + 1, node = :node,"
-			    " slot = :slot, lease_until = :until, started = NULL, progress_at = :now,"
-			    " error = NULL WHERE id = :id AND state = 'queued' RETURNING state, job, lease",
-	    [FE_START] =
-		"UPDATE frames SET state = 'rendering', started = :now, progress_at = :now,"
-		" lease_until = :until"
-		" WHERE id = :id AND state = 'leased' AND lease = :lease RETURNING state, job, lease",
-	    [FE_HEARTBEAT] = "UPDATE frames SET lease_until = :until, progress_at = :now"
-			     " WHERE id = :id AND state IN ('leased', 'rendering') AND lease = :lease "
-			     "RETURNING state, job, lease",
-	    [FE_RENDERED] =
-		"UPDATE frames SET state = 'rendered', secs = :secs"
-		" WHERE id = :id AND state = 'rendering' AND lease = :lease RETURNING state, job, lease",
-	    [FE_COLLECTED] = "UPDATE frames SET state = 'done', size = :size, mtime = :mtime,"
-			     " error = NULL, removed = 0, dup_node = NULL WHERE id = :id AND state = "
-			     "'rendered' AND lease = :lease RETURNING state, job, lease",
-	    [FE_INTERRUPT] = "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
-			     " node = NULL, slot = NULL, lease_until = NULL"
-			     " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = "
-			     ":lease RETURNING state, job, lease",
-	    [FE_FAIL] =
-		"UPDATE frames SET attempts = attempts + 1, error = :error,"
-		" state = CASE WHEN attempts + 1 < 1 + (SELECT retries FROM jobs WHERE jobs.id = frames.job)"
-		"   THEN 'queued' ELSE 'failed' END,"
-		" node = NULL, slot = NULL, lease_until = NULL"
-		" WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') AND lease = :lease "
-		"RETURNING state, job, lease",
-	    [FE_CANCEL] = "UPDATE frames SET state = 'cancelled', node = NULL, slot = NULL,"
-			  " lease_until = NULL, dup_node = NULL WHERE id = :id AND state IN"
-			  " ('queued', 'leased', 'rendering', 'rendered') RETURNING state, job, lease",
-	    [FE_RETRY] = "UPDATE frames SET state = 'queued', attempts = 0, error = NULL"
-			 " WHERE id = :id AND state = 'failed' RETURNING state, job, lease",
-	    [FE_ABANDON] = "UPDATE frames SET state = 'failed', error = :error WHERE id = :id AND state = "
-			   "'queued' RETURNING state, job, lease",
-	    [FE_WON] = "UPDATE frames SET state = 'done', lease = lease + 1, node = :node, size = :size, "
-		       "secs = :secs,"
-		       " mtime = :mtime, error = NULL, removed = 0, dup_node = NULL"
-		       " WHERE id = :id AND state IN ('leased', 'rendering', 'rendered') RETURNING state, "
-		       "job, lease",
-	};
-	sqlite3_stmt *s;
-	int rc, idx;
-
-	if ((unsigned)ev >= FE__COUNT)
-		return -EINVAL;
-	rc = store_cached(st, sql[ev], &s);
-	if (rc)
-		return rc;
-#define BIND_I64(name, v)                                    \
-	do {                                                 \
-		idx = sqlite3_bind_parameter_index(s, name); \
-		if (idx)                                     \
-			sqlite3_bind_int64(s, idx, (v));     \
-	} while (0)
-	BIND_I64(":id", frame_id);
-	BIND_I64(":lease", lease);
-	BIND_I64(":now", m ? m->now : util_now_ms());
-	if (m) {
-		BIND_I64(":node", m->node);
-		BIND_I64(":slot", m->slot);
-		BIND_I64(":until", m->lease_until);
-		BIND_I64(":size", m->size);
-		BIND_I64(":mtime", m->mtime);
-		idx = sqlite3_bind_parameter_index(s, ":secs");
-		if (idx)
-			sqlite3_bind_double(s, idx, m->secs);
-		idx = sqlite3_bind_parameter_index(s, ":error");
-		if (idx && m->error)
-			sqlite3_bind_text(s, idx, m->error, -1, SQLITE_TRANSIENT);
-	}
-#undef BIND_I64
-	/* RETURNING: one row when the guard let the change through, none
-	 * when the caller lost a race. */
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		int64_t job = sqlite3_column_int64(s, 1);
-		int state = frame_state_parse((const char *)sqlite3_column_text(s, 0));
-
-		if (m)
-			m->lease_out = sqlite3_column_int64(s, 2);
-		rc = sqlite3_step(s);
-		store_release(s);
-		if (rc != SQLITE_DONE)
-			return store_errno(rc);
-		if (ev == FE_COLLECTED || ev == FE_WON)
-			store_change(st, CH_JOBDIR, job);
-		if (ev == FE_FAIL || ev == FE_COLLECTED)
-			store_change(st, CH_JOBLOGS, job);
-		return ev == FE_HEARTBEAT ? 0 : state;
-	}
-	store_release(s);
-	return rc == SQLITE_DONE ? -ESTALE : store_errno(rc);
-}
-
-int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_state to, int64_t now)
-{
-	char in[256] = "";
-	char sql[512];
-	sqlite3_stmt *s;
-	int rc;
-
-	for (int i = 0; i < JS__COUNT; i++) {
-		if (!(from_mask & (1u << i)))
-			continue;
-		size_t l = strlen(in);
-		snprintf(in + l, sizeof(in) - l, "%s'%s'", l ? "," : "", job_state_names[i]);
-	}
-	if (!in[0])
-		return -EINVAL;
-	/* started is the first time work began; ended the last time it stopped. */
-	snprintf(sql, sizeof(sql),
-		 "UPDATE jobs SET state = ?1,"
-		 " started = CASE WHEN ?1 = 'rendering' THEN coalesce(started, ?3) ELSE started END,"
-		 " ended = CASE WHEN ?1 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,"
-		 " paused_from = CASE WHEN ?1 = 'paused' THEN state ELSE NULL END"
-		 " WHERE id = ?2 AND removed = 0 AND state IN (%s)",
-		 in);
-	rc = store_prepare(st, sql, &s);
-	if (rc)
-		return rc;
-	sqlite3_bind_text(s, 1, job_state_names[to], -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, job);
-	sqlite3_bind_int64(s, 3, now);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return store_errno(rc);
-	if (sqlite3_changes(st->db) == 0)
-		return -ESTALE;
-	store_change(st, CH_JOBDIR, job);
-	store_change(st, CH_JOBSTATE, job);
-	return 0;
-}
-
 int store_recover(struct store *st, int64_t now)
 {
 	int rc, n;
-	sqlite3_stmt *s;
 
 	rc = store_begin(st);
 	if (rc)
 		return rc;
-	rc = store_prepare(st,
-			   "UPDATE frames SET state = 'queued', interrupts = interrupts + 1,"
-			   " node = NULL, slot = NULL, lease_until = NULL"
-			   " WHERE state IN ('leased', 'rendering', 'rendered')",
-			   &s);
-	if (rc)
+	n = store_frames_requeue_inflight(st);
+	if (n < 0) {
+		rc = n;
 		goto out_rollback;
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (rc)
-		goto out_rollback;
-	n = sqlite3_changes(st->db);
+	}
 	rc = store_exec(st, "UPDATE qfiles SET writers = 0;"
-			    "UPDATE frames SET dup_node = NULL WHERE dup_node IS NOT NULL;"
 			    "UPDATE nodes SET state = 'offline' WHERE state != 'offline';"
 			    "DELETE FROM changes;");
 	if (rc)

@@ -66,7 +66,14 @@
  *
  *   waiting → rendering → assembling → done | failed
  *   waiting|rendering ⇄ paused; any state before done|failed → cancelled;
- *   failed → rendering (retry-failed).  Changed only by job_set_state().
+ *   failed → rendering (retry-failed).  Changed only by job_set_state() and
+ *   store_job_resume() (jobs_rows.c).
+ *
+ * Files: store.c (connection, migrations, transactions, the change feed,
+ * events, meta, paths), frames.c (this machine), jobs_rows.c (the job
+ * machine and job rows), queue_rows.c, usage_rows.c, status_rows.c,
+ * hostkeys.c.  jobs/, engine/, nodes/ and fs/ hold no SQL text and call no
+ * sqlite3_* function: they call these files' typed functions.
  *
  * Threads: a struct store is one SQLite connection and belongs to one
  * thread at a time.  Every thread opens its own (WAL lets readers run
@@ -169,6 +176,12 @@ void store_close(struct store *st);
 int store_begin(struct store *st); /* BEGIN IMMEDIATE, retried while busy */
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
+/* Whether a transaction is open on this connection (1) or not (0). */
+int store_in_transaction(struct store *st);
+/* A read transaction (deferred BEGIN): every read until store_read_end()
+ * sees one snapshot.  Status files are rendered inside one. */
+int store_read_begin(struct store *st);
+void store_read_end(struct store *st);
 int store_exec(struct store *st, const char *sql);
 /* Convert a SQLite result code to the program's currency (0 or -errno). */
 int store_errno(int sqlite_rc);
@@ -195,10 +208,6 @@ void store_release(sqlite3_stmt *stmt);
 int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, enum frame_event ev,
 			   struct frame_move *m);
 
-/* Change a job's state when it is in one of the states in from_mask
- * (bit 1<<state).  Returns 0, -ESTALE when it was not. */
-int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_state to, int64_t now);
-
 /* Start-of-mount recovery: in-flight frames go back to queued as
  * interrupted and writer counts reset.  (A job left assembling is picked
  * up by the engine, which assembles its video again from scratch.)  Returns the number of frames given back, or -errno. */
@@ -206,6 +215,8 @@ int store_recover(struct store *st, int64_t now);
 
 /* The change feed: the backend appends, the notifier reads. */
 int store_change(struct store *st, enum change_kind kind, int64_t id);
+/* The newest change's sequence number (0 when the feed is empty). */
+int store_changes_head(struct store *st, int64_t *seq);
 /* Call fn for each change after *seq; *seq advanced.  Old rows pruned. */
 int store_changes_since(struct store *st, int64_t *seq, void (*fn)(void *arg, int kind, int64_t id),
 			void *arg);
@@ -223,10 +234,6 @@ int store_one_row(struct store *st, const char *sql, const char *key, int64_t id
 int store_meta_set(struct store *st, const char *key, const char *value);
 int store_meta_get(struct store *st, const char *key, char *out, size_t sz);
 
-/* Slot time (ms) that job's frames used on node: rented nodes' cost is
- * shared out among jobs by it. */
-int store_usage_add(struct store *st, int64_t node, int64_t job, int64_t ms);
-
 /* Record an event (a line of history, also shown as a node's/job's last
  * error when kind is "error"). job/node/frame may be 0. */
 int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, const char *kind,
@@ -243,5 +250,16 @@ void store_path_blob(const struct store *st, const char *sha, char *buf, size_t 
 
 /* A frame's file name as shown under out/JOB: "frame_0001.png". */
 void frame_file_name(uint32_t frame, const char *ext, char *buf, size_t sz);
+
+/*
+ * The table families, each in its own file with its own header; included
+ * here so that store.h still declares everything it always did (the frame
+ * machine's implementation is frames.c, job_set_state() is jobs_rows.c,
+ * store_usage_add() is usage_rows.c).  queue_rows.h, status_rows.h and
+ * hostkeys.h are included by their users.
+ */
+#include "store/frames.h"
+#include "store/jobs_rows.h"
+#include "store/usage_rows.h"
 
 #endif

@@ -1,13 +1,20 @@
 /*
  * test_store: the frame state machine (the pure table and the guarded
  * UPDATEs on real rows), start-of-mount recovery, the job state guards and
- * control commands, the queue/ rows, and the schema, against a real SQLite
- * store in a temporary directory.
+ * control commands, the queue/ rows, the schema, and the typed row
+ * functions the modules above the store call instead of SQL (job counts,
+ * the release of a job's inputs, the status views, usage sums, host
+ * keys), against a real SQLite store in a temporary directory.
  * A plain program: one line per failed check, exit status 1 if any failed.
  */
 #include "store/store.h"
 #include "jobs/jobs.h"
 #include "jobs/intake.h"
+#include "jobs/status.h"
+#include "store/hostkeys.h"
+#include "store/queue_rows.h"
+#include "store/status_rows.h"
+#include "store/usage_rows.h"
 #include "core/util.h"
 #include "check.h"
 
@@ -1007,7 +1014,8 @@ static void test_schema(void)
 	      "second connection: journal_mode %s", buf);
 	CHECK(sql_int(st2, "PRAGMA foreign_keys") == 1, "foreign_keys on");
 	CHECK(sql_int(st, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
-			  " ('jobs','nodes','frames','qfiles','drops','events','blocklist','changes','rentals','usage')") == 10,
+			  " ('jobs','nodes','frames','qfiles','drops','events','blocklist','changes','"
+			  "rentals','usage')") == 10,
 	      "every table exists");
 
 	/* What one connection commits, the other sees; a reader beside a writer. */
@@ -1037,6 +1045,342 @@ static void test_schema(void)
 	}
 }
 
+/* ---- 7. the typed row functions ---- */
+
+static int count_changes(struct store *st, int kind)
+{
+	return (int)sql_int(st, "SELECT count(*) FROM changes WHERE kind = %d", kind);
+}
+
+static void set_frame(struct store *st, int64_t id, const char *set)
+{
+	sql_exec(st, "UPDATE frames SET %s WHERE id = %lld", set, (long long)id);
+}
+
+static void test_job_counts(void)
+{
+	static const char *const states[] = {"queued", "queued", "leased", "rendering", "rendered",
+					     "done",   "done",   "done",   "failed",    "cancelled"};
+	char dir[4096];
+	struct store *st = open_fresh("counts", dir, sizeof(dir));
+	struct job_counts c;
+	struct job_step steps[8];
+	int64_t job = insert_job(st, "counted", "rendering", 3),
+		other = insert_job(st, "other", "waiting", 3);
+	int rc, n;
+
+	for (size_t i = 0; i < ARRAY_SIZE(states); i++)
+		insert_frame(st, job, (int)i + 1, states[i], 1);
+	insert_frame(st, other, 1, "done", 1);
+	rc = store_job_counts(st, job, &c);
+	CHECK(rc == 0, "store_job_counts: %d", rc);
+	CHECK(c.queued == 2 && c.inflight == 3 && c.done == 3 && c.failed == 1 && c.cancelled == 1,
+	      "counts queued %lld inflight %lld done %lld failed %lld cancelled %lld, want 2 3 3 1 1",
+	      (long long)c.queued, (long long)c.inflight, (long long)c.done, (long long)c.failed,
+	      (long long)c.cancelled);
+	CHECK(c.total == 10, "total %lld, want 10 (the other job's frame not counted)", (long long)c.total);
+	memset(&c, 0x5a, sizeof(c));
+	rc = store_job_counts(st, 987654, &c);
+	CHECK(rc == 0 && c.total == 0 && c.queued == 0 && c.done == 0, "a job without frames counts zero");
+
+	/* What the engine moves on: waiting, rendering, assembling; not paused or ended. */
+	insert_job(st, "paused", "paused", 3);
+	insert_job(st, "ended", "done", 3);
+	sql_exec(st, "UPDATE jobs SET video = 0 WHERE id = %lld", (long long)other);
+	n = store_jobs_to_advance(st, steps, 8);
+	CHECK(n == 2, "store_jobs_to_advance: %d, want 2", n);
+	if (n == 2) {
+		CHECK(steps[0].id == job && steps[0].state == JS_RENDERING && steps[0].video == 1,
+		      "first step: the rendering job, with video");
+		CHECK(steps[1].id == other && steps[1].state == JS_WAITING && steps[1].video == 0,
+		      "second step: the waiting job, without video");
+	}
+	CHECK(store_jobs_to_advance(st, steps, 1) == 1, "max is honoured");
+
+	/* fps and budget. */
+	{
+		double fps = -1, scene = -1;
+		int over = -1;
+
+		sql_exec(st, "UPDATE jobs SET fps = 0, scene_fps = 30, over_budget = 1 WHERE id = %lld",
+			 (long long)job);
+		CHECK(store_job_fps(st, job, &fps, &scene) == 0 && fps == 0 && scene == 30, "store_job_fps");
+		CHECK(store_job_fps(st, 987654, &fps, &scene) == -ENOENT, "store_job_fps on a missing job");
+		CHECK(store_job_over_budget(st, job, &over) == 0 && over == 1, "over budget");
+		CHECK(store_job_over_budget(st, other, &over) == 0 && over == 0, "not over budget");
+	}
+
+	/* store_frames_apply: every frame in the mask, under its own lease. */
+	CHECK(store_frames_apply(st, job, 0, FE_CANCEL, NULL) == -EINVAL, "empty mask is -EINVAL");
+	rc = store_frames_apply(st, job, (1u << FS_LEASED) | (1u << FS_RENDERING), FE_INTERRUPT, NULL);
+	CHECK(rc == 0, "store_frames_apply: %d", rc);
+	store_job_counts(st, job, &c);
+	CHECK(c.queued == 4 && c.inflight == 1, "interrupt leased+rendering: queued %lld inflight %lld",
+	      (long long)c.queued, (long long)c.inflight);
+
+	/* Leases nobody renewed. */
+	{
+		int64_t f = insert_frame(st, other, 2, "leased", 4),
+			g = insert_frame(st, other, 3, "rendering", 2);
+		int64_t h = insert_frame(st, other, 4, "rendering", 2), ids[4], leases[4];
+
+		set_frame(st, f, "lease_until = 100");
+		set_frame(st, g, "lease_until = 50");
+		set_frame(st, h, "lease_until = 5000");
+		n = store_frames_lease_expired(st, 1000, ids, leases, 4);
+		CHECK(n == 2, "two leases expired before 1000: %d", n);
+		CHECK(n == 2 && ((ids[0] == f && leases[0] == 4) || (ids[1] == f && leases[1] == 4)),
+		      "the leased frame with its lease");
+		CHECK(store_frames_lease_expired(st, 1000, ids, leases, 1) == 1, "max is honoured");
+	}
+	store_close(st);
+}
+
+static void test_release_inputs(void)
+{
+	char dir[4096], path[4200];
+	struct store *st = open_fresh("release", dir, sizeof(dir));
+	struct qfile b, r, mine_too, pending;
+	int64_t job = insert_job(st, "rel", "rendering", 3), other = insert_job(st, "keep", "rendering", 3);
+	int rc, before;
+
+	CHECK(queue_create(st, "rel.blend", 0644, &b) == 0, "create rel.blend");
+	CHECK(queue_create(st, "rel.range", 0644, &r) == 0, "create rel.range");
+	CHECK(queue_create(st, "keep.blend", 0644, &mine_too) == 0, "create keep.blend");
+	CHECK(queue_create(st, "new.blend", 0644, &pending) == 0, "create new.blend");
+	CHECK(store_qfile_claim(st, job, b.id, r.id) == 0, "claim rel's inputs");
+	CHECK(store_qfile_claim(st, other, mine_too.id, mine_too.id) == 0, "claim keep's input");
+	CHECK(queue_get(st, b.id, &b) == 0 && b.job == job, "the claim is stored");
+
+	before = count_changes(st, CH_QUEUE);
+	rc = store_release_inputs(st, job);
+	CHECK(rc == 0, "store_release_inputs: %d", rc);
+	CHECK(queue_lookup(st, "rel.blend", &b) == -ENOENT && queue_lookup(st, "rel.range", &r) == -ENOENT,
+	      "the job's inputs left queue/");
+	store_path_spool(st, b.id, path, sizeof(path));
+	CHECK(!path_exists(path), "the .blend's spool file is gone");
+	store_path_spool(st, r.id, path, sizeof(path));
+	CHECK(!path_exists(path), "the .range's spool file is gone");
+	CHECK(queue_lookup(st, "keep.blend", &mine_too) == 0, "another job's input stays");
+	CHECK(queue_lookup(st, "new.blend", &pending) == 0, "a pending drop stays");
+	store_path_spool(st, pending.id, path, sizeof(path));
+	CHECK(path_exists(path), "the pending drop's spool file stays");
+	CHECK(count_changes(st, CH_QUEUE) == before + 1, "queue/ changed once");
+
+	before = count_changes(st, CH_QUEUE);
+	CHECK(store_release_inputs(st, job) == 0, "releasing again is harmless");
+	CHECK(count_changes(st, CH_QUEUE) == before, "nothing released: no change announced");
+
+	/* Drops: the refusal, its signature, and the prune. */
+	CHECK(store_drop_set(st, "new", "new.range: missing\n", "sig1", 10) == 0, "store_drop_set");
+	{
+		char sig[32];
+		struct qerror e;
+		char *text = NULL;
+		size_t len = 0;
+
+		CHECK(store_drop_sig(st, "new", sig, sizeof(sig)) == 0 && !strcmp(sig, "sig1"), "signature");
+		CHECK(store_drop_sig(st, "nope", sig, sizeof(sig)) == -ENOENT, "no signature");
+		CHECK(queue_error_lookup(st, "new.error", &e) == 0 && e.len == 19,
+		      "new.error shown, %zu bytes", e.len);
+		CHECK(queue_error_text(st, e.id, &text, &len) == 0 && len == 19 &&
+			  !strcmp(text, "new.range: missing\n"),
+		      "the error text");
+		free(text);
+		/* new.range does not exist: the explanation goes. */
+		CHECK(store_drops_prune(st) == 0, "prune");
+		CHECK(queue_error_lookup(st, "new.error", &e) == -ENOENT,
+		      "the refusal of a half drop is pruned");
+	}
+	store_close(st);
+}
+
+static void test_status_view(void)
+{
+	char dir[4096], dir2[4096];
+	struct store *st = open_fresh("view", dir, sizeof(dir)), *st2;
+	struct view_job v;
+	struct view_capacity cap;
+	struct view_node vn;
+	struct view_order *orders = NULL;
+	size_t norders = 0;
+	int64_t job = insert_job(st, "viewed", "rendering", 3), n1 = insert_node(st, "alpha"),
+		n2 = insert_node(st, "beta"), fr[6];
+	int rc;
+
+	(void)dir2;
+	for (int i = 0; i < 6; i++)
+		fr[i] = insert_frame(st, job, 10 + i, i < 3 ? "done" : i == 3 ? "rendering" : "failed", 1);
+	set_frame(st, fr[0], "node = 1, secs = 2.0, interrupts = 1");
+	set_frame(st, fr[1], "node = 1, secs = 4.0");
+	set_frame(st, fr[2], "node = 2");
+	set_frame(st, fr[4], "attempts = 3");
+	set_frame(st, fr[5], "attempts = 1");
+	sql_exec(st, "UPDATE frames SET node = %lld WHERE node = 1", (long long)n1);
+	sql_exec(st, "UPDATE frames SET node = %lld WHERE node = 2", (long long)n2);
+	sql_exec(st, "UPDATE jobs SET error = 'two frames failed', priority = 7 WHERE id = %lld",
+		 (long long)job);
+	sql_exec(st, "UPDATE nodes SET state = 'idle', gpus = 2, slots = 3 WHERE id = %lld", (long long)n1);
+
+	rc = store_view_job(st, job, &v);
+	CHECK(rc == 0, "store_view_job: %d", rc);
+	CHECK(!strcmp(v.name, "viewed") && !strcmp(v.state, "rendering"), "name and state");
+	CHECK(v.frames == 10 && v.done == 3 && v.inflight == 1 && v.failed == 2 && v.queued == 0,
+	      "frames %lld done %lld inflight %lld failed %lld", (long long)v.frames, (long long)v.done,
+	      (long long)v.inflight, (long long)v.failed);
+	CHECK(v.timed == 2 && v.done_secs == 6.0, "render time: %lld frames, %.1f s", (long long)v.timed,
+	      v.done_secs);
+	CHECK(v.interrupted == 1, "interrupted %lld", (long long)v.interrupted);
+	CHECK(v.retried == 2, "retried %lld: a failed frame's last attempt is not a retry",
+	      (long long)v.retried);
+	CHECK(v.nper_node == 2 && !strcmp(v.per_node[0].name, "alpha") && v.per_node[0].done == 2 &&
+		  !strcmp(v.per_node[1].name, "beta") && v.per_node[1].done == 1,
+	      "frames per node");
+	CHECK(v.nmissing == 2 && v.missing[0] == 14 && v.missing[1] == 15, "missing frames 14, 15");
+	CHECK(v.error && !strcmp(v.error, "two frames failed") && v.priority == 7, "error and priority");
+	CHECK(!v.renting, "not renting");
+	store_view_job_free(&v);
+	CHECK(!v.error && !v.missing, "free clears the owned pointers");
+
+	CHECK(store_view_capacity(st, &cap) == 0 && cap.nodes == 1 && cap.gpus == 2 && cap.slots == 3,
+	      "capacity: the idle node only (%d nodes, %d GPUs, %d slots)", cap.nodes, cap.gpus, cap.slots);
+
+	/* A waiting job with servers being rented; a rented node; a held order. */
+	{
+		int64_t w = insert_job(st, "waits", "waiting", 3), rental;
+
+		sql_exec(
+		    st,
+		    "INSERT INTO rentals(server, order_id, intent_at, state, job, spot, price_day, usd_rate)"
+		    " VALUES (77, 501, 1000, 'booting', %lld, 1, 48, 0.5)",
+		    (long long)w);
+		rental = sqlite3_last_insert_rowid(st->db);
+		rc = store_view_job(st, w, &v);
+		CHECK(rc == 0 && v.renting, "waiting while renting: %d %d", rc, v.renting);
+		store_view_job_free(&v);
+		sql_exec(st, "UPDATE nodes SET provider = 'clore', rental = %lld WHERE id = %lld",
+			 (long long)rental, (long long)n2);
+		rc = store_view_node(st, n2, &vn);
+		CHECK(rc == 0 && vn.rented && vn.rental == rental && vn.order == 501 && vn.server == 77 &&
+			  vn.spot,
+		      "a rented node's order");
+		store_view_node_free(&vn);
+		rc = store_view_node(st, n1, &vn);
+		CHECK(rc == 0 && !vn.rented && !strcmp(vn.name, "alpha") && vn.slots == 3, "a local node");
+		store_view_node_free(&vn);
+		CHECK(store_view_node(st, 987654, &vn) == -ENOENT, "a missing node");
+		store_view_node_free(&vn);
+		rc = store_view_orders(st, &orders, &norders);
+		CHECK(rc == 0 && norders == 1, "one held order: %d, %zu", rc, norders);
+		if (norders == 1)
+			CHECK(orders[0].order == 501 && orders[0].rental == rental &&
+				  !strcmp(orders[0].node, "beta") && orders[0].price_h == 1.0 &&
+				  !strcmp(orders[0].state, "booting"),
+			      "the order: price %.2f/h node %s", orders[0].price_h, orders[0].node);
+		free(orders);
+	}
+	sql_exec(st, "UPDATE jobs SET removed = 1 WHERE name = 'waits'");
+	CHECK(store_view_job(st, 987654, &v) == -ENOENT, "a missing job");
+	store_view_job_free(&v);
+
+	/* One read transaction is one snapshot: a commit on another
+	 * connection in the middle is not seen until it ends. */
+	rc = store_open(dir, &st2);
+	CHECK(rc == 0, "second connection");
+	if (!rc) {
+		CHECK(store_read_begin(st) == 0, "read begin");
+		CHECK(store_view_job(st, job, &v) == 0 && v.done == 3, "done 3 in the snapshot");
+		store_view_job_free(&v);
+		CHECK(store_frame_transition(st2, fr[3], 1, FE_RENDERED, &(struct frame_move){.secs = 1}) ==
+			  FS_RENDERED,
+		      "the other connection moves a frame");
+		CHECK(store_view_job(st, job, &v) == 0 && v.inflight == 1 && v.done == 3,
+		      "inside the read: the same counts");
+		store_view_job_free(&v);
+		CHECK(store_in_transaction(st), "a read transaction is open");
+		store_read_end(st);
+		CHECK(!store_in_transaction(st), "and closed");
+		store_close(st2);
+	}
+
+	/* The rendered status file agrees with the view, and closes its read. */
+	{
+		struct util_sb out = {0};
+
+		rc = status_job(st, job, 0, &out);
+		CHECK(rc == 0 && out.buf && strstr(out.buf, "\ndone: 3\n") &&
+			  strstr(out.buf, "\nfailed: 2\n") && strstr(out.buf, "\nmissing: 14,15\n") &&
+			  strstr(out.buf, "node_frames: alpha=2, beta=1\n"),
+		      "status text: %s", out.buf ? out.buf : "(none)");
+		CHECK(!store_in_transaction(st), "status_job leaves no transaction open");
+		util_sb_free(&out);
+	}
+	store_close(st);
+}
+
+static void test_usage_and_hostkeys(void)
+{
+	char dir[4096], pinned[128], cmd[256];
+	struct store *st = open_fresh("usage", dir, sizeof(dir));
+	struct usage_farm uf;
+	struct usage_job uj;
+	int64_t job = insert_job(st, "paid", "rendering", 3), node = insert_node(st, "rented"), rental;
+
+	/* A rental of 24 USD a day (1 USD an hour), 2 slots, held for one hour,
+	 * with a 0.5 USD fee, made for the job. */
+	sql_exec(
+	    st,
+	    "INSERT INTO rentals(server, order_id, intent_at, state, job, price_day, usd_rate, fee, created)"
+	    " VALUES (1, 9, 0, 'ready', %lld, 48, 0.5, 1, 0)",
+	    (long long)job);
+	rental = sqlite3_last_insert_rowid(st->db);
+	sql_exec(st, "UPDATE nodes SET rental = %lld, slots = 2 WHERE id = %lld", (long long)rental,
+		 (long long)node);
+	CHECK(store_usage_add(st, node, job, 1800000) == 0, "usage: half an hour of one slot");
+	CHECK(store_usage_add(st, node, job, 1800000) == 0, "and another");
+	CHECK(store_usage_add(st, node, job, 0) == 0 && store_usage_add(st, 0, job, 5) == 0,
+	      "nothing to add");
+	CHECK(sql_int(st, "SELECT ms FROM usage WHERE node = %lld AND job = %lld", (long long)node,
+		      (long long)job) == 3600000,
+	      "usage rows add up");
+	CHECK(store_usage_farm(st, 3600000, &uf) == 0, "store_usage_farm");
+	CHECK(uf.spent > 1.499 && uf.spent < 1.501 && uf.rate_h == 1.0 && uf.held == 1,
+	      "farm: spent %.3f (1 h + fee), rate %.2f/h, %d held", uf.spent, uf.rate_h, uf.held);
+	CHECK(uf.used > 0.999 && uf.used < 1.001, "farm used %.3f: one slot-hour of two (0.5) + fee 0.5",
+	      uf.used);
+	CHECK(store_usage_job(st, job, 3600000, &uj) == 0, "store_usage_job");
+	CHECK(uj.used > 0.499 && uj.used < 0.501 && uj.fees == 0.5 && uj.rate_h == 0,
+	      "job: used %.3f fees %.2f rate %.2f (no frame in flight)", uj.used, uj.fees, uj.rate_h);
+	CHECK(store_rental_cost(st, rental, 3600000) > 1.499, "rental cost");
+	sql_exec(st, "UPDATE rentals SET settled = 3.25");
+	CHECK(store_rental_cost(st, rental, 3600000) == 3.25, "a settled rental costs its settled figure");
+
+	/* Host keys. */
+	CHECK(store_hostkey_get(st, "n1", pinned, sizeof(pinned)) == -ENOENT, "no pin yet");
+	CHECK(store_hostkey_pin(st, "n1", "SHA256:aaa", 5) == 0, "pin");
+	CHECK(store_hostkey_get(st, "n1", pinned, sizeof(pinned)) == 0 && !strcmp(pinned, "SHA256:aaa"),
+	      "the pin is read back");
+	CHECK(store_hostkey_pin(st, "n1", "SHA256:bbb", 6) == -EEXIST, "a second pin is refused");
+	CHECK(store_hostkey_get(st, "n1", pinned, sizeof(pinned)) == 0 && !strcmp(pinned, "SHA256:aaa"),
+	      "the first pin stays");
+	store_hostkey_forget_command("n1", cmd, sizeof(cmd));
+	CHECK(!strcmp(cmd, "sqlite3 STATE/renderfs.db \"DELETE FROM hostkeys WHERE node = 'n1'\""),
+	      "the forget command: %s", cmd);
+	sql_exec(st, "DELETE FROM hostkeys WHERE node = 'n1'");
+	CHECK(store_hostkey_get(st, "n1", pinned, sizeof(pinned)) == -ENOENT, "the command's SQL forgets");
+
+	/* The waiting error is cleared only when it is a waiting one. */
+	job_set_error(st, job, "waiting for a node: 1 of 1 node offline");
+	CHECK(store_job_clear_waiting_error(st, job) == 0 &&
+		  sql_int(st, "SELECT error IS NULL FROM jobs WHERE id = %lld", (long long)job) == 1,
+	      "a waiting error is cleared");
+	job_set_error(st, job, "video: could not start ffmpeg");
+	store_job_clear_waiting_error(st, job);
+	CHECK(sql_int(st, "SELECT error IS NULL FROM jobs WHERE id = %lld", (long long)job) == 0,
+	      "another error stays");
+	store_close(st);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmp_root)) {
@@ -1049,6 +1393,10 @@ int main(void)
 	test_jobs();
 	test_queue();
 	test_schema();
+	test_job_counts();
+	test_release_inputs();
+	test_status_view();
+	test_usage_and_hostkeys();
 	util_rmtree(tmp_root);
 	printf("test_store: %d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
