@@ -720,6 +720,7 @@ struct bf_reader {
 	size_t nowners, capowners;
 	struct bf_owner **owners_sorted; /* by old */
 	size_t ncaches;
+	size_t cappaths, capscenes; /* allocated entries of bf->paths, bf->scenes */
 
 	/* struct indices, -1 when the file has no such struct */
 	int s_id, s_idprop, s_tile, s_ptcache, s_fluid, s_meshcache;
@@ -891,14 +892,14 @@ static int bf_pass1(struct bf_reader *r, unsigned char **dna, size_t *dnalen, ch
 				    at);
 			return bf_short(r, at, err, errsz);
 		}
-		if (++r->bf->nblocks > r->max_blocks)
-			return bf_fail(err, errsz, -EFBIG, "Blender file has more than %" PRIu64 " blocks",
-				       r->max_blocks);
 		ret = bf_bhead(r, h, &b, at, err, errsz);
 		if (ret == 1)
 			break;
 		if (ret)
 			return ret;
+		if (++r->bf->nblocks > r->max_blocks)
+			return bf_fail(err, errsz, -EFBIG, "Blender file has more than %" PRIu64 " blocks",
+				       r->max_blocks);
 		if (!memcmp(b.code, "DNA1", 4)) {
 			if (*dna)
 				return bf_fail(err, errsz, -EINVAL, "damaged Blender file: two DNA1 blocks");
@@ -974,6 +975,10 @@ static int bf_add_owner(struct bf_reader *r, const struct bf_block *b, const uns
 	struct bf_owner *o;
 	int si = b->sdna;
 
+	/* Names of IDs count as kept memory: a file of tiny ID blocks is cheap to compress. */
+	if (sizeof(*o) > r->max_kept - r->kept)
+		return -EFBIG;
+	r->kept += sizeof(*o);
 	if (r->nowners == r->capowners) {
 		size_t cap = r->capowners ? r->capowners * 2 : 256;
 		struct bf_owner *p = realloc(r->owners, cap * sizeof(*p));
@@ -1002,6 +1007,9 @@ static int bf_add_owner(struct bf_reader *r, const struct bf_block *b, const uns
 
 static int bf_push_block(struct bf_reader *r, const struct bf_block *b)
 {
+	if (sizeof(*b) > r->max_kept - r->kept)
+		return -EFBIG;
+	r->kept += sizeof(*b);
 	if (r->nblocks == r->capblocks) {
 		size_t cap = r->capblocks ? r->capblocks * 2 : 64;
 		struct bf_block *p = realloc(r->blocks, cap * sizeof(*p));
@@ -1013,6 +1021,16 @@ static int bf_push_block(struct bf_reader *r, const struct bf_block *b)
 	}
 	r->blocks[r->nblocks++] = *b;
 	return 0;
+}
+
+static int bf_kept_fail(const struct bf_reader *r, int ret, uint64_t at, char *err, size_t errsz)
+{
+	if (ret == -EFBIG)
+		return bf_fail(err, errsz, -EFBIG,
+			       "Blender file too large: the block at byte %" PRIu64
+			       " would pass the cap of %" PRIu64 " bytes held in memory",
+			       at, r->max_kept);
+	return bf_fail(err, errsz, ret, "out of memory");
 }
 
 /* Pass 2: keep what we extract from, name every ID. */
@@ -1063,7 +1081,7 @@ static int bf_pass2(struct bf_reader *r, char *err, size_t errsz)
 				ret = bf_add_owner(r, &b, head, want);
 			}
 			if (ret) {
-				ret = bf_fail(err, errsz, -ENOMEM, "out of memory");
+				bf_kept_fail(r, ret, at, err, errsz);
 				goto out_head;
 			}
 		} else if (bf_wanted(r, &b)) {
@@ -1074,9 +1092,10 @@ static int bf_pass2(struct bf_reader *r, char *err, size_t errsz)
 		}
 		if (b.data) {
 			b.owner = r->nowners - 1;
-			if (bf_push_block(r, &b)) {
+			ret = bf_push_block(r, &b);
+			if (ret) {
 				free(b.data);
-				ret = bf_fail(err, errsz, -ENOMEM, "out of memory");
+				bf_kept_fail(r, ret, at, err, errsz);
 				goto out_head;
 			}
 		}
@@ -1299,10 +1318,15 @@ static int bf_add_scene(struct bf_reader *r, const struct bf_block *b, uint64_t 
 	struct blendfile_scene *sc, *p;
 	const struct bf_owner *cam;
 
-	p = realloc(bf->scenes, (bf->nscenes + 1) * sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	bf->scenes = p;
+	if (bf->nscenes == r->capscenes) {
+		size_t cap = r->capscenes ? 2 * r->capscenes : 4;
+
+		p = realloc(bf->scenes, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		bf->scenes = p;
+		r->capscenes = cap;
+	}
 	sc = &bf->scenes[bf->nscenes++];
 	memset(sc, 0, sizeof(*sc));
 	snprintf(sc->name, sizeof(sc->name), "%s", r->owners[b->owner].name);
@@ -1335,10 +1359,15 @@ static int bf_add_path(struct bf_reader *r, enum blendfile_kind kind, enum blend
 
 	if (bf->npaths >= BF_MAX_PATHS)
 		return -EFBIG;
-	p = realloc(bf->paths, (bf->npaths + 1) * sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	bf->paths = p;
+	if (bf->npaths == r->cappaths) {
+		size_t cap = r->cappaths ? 2 * r->cappaths : 16;
+
+		p = realloc(bf->paths, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		bf->paths = p;
+		r->cappaths = cap;
+	}
 	e = &bf->paths[bf->npaths];
 	memset(e, 0, sizeof(*e));
 	e->kind = kind;
@@ -1357,15 +1386,21 @@ static int bf_add_path(struct bf_reader *r, enum blendfile_kind kind, enum blend
 	return 0;
 }
 
-/* A cache folder; the same folder for the same user is listed once. */
+/*
+ * A cache folder; the same folder for the same user is listed once.  Blocks
+ * are taken in file order and an ID's data follows it, so the entries of
+ * this user are the last ones: only those are compared.
+ */
 static int bf_add_cache(struct bf_reader *r, enum blendfile_kind kind, const char *path, const char *user)
 {
 	struct blendfile *bf = r->bf;
 
-	for (size_t i = 0; i < bf->npaths; i++) {
+	for (size_t i = bf->npaths; i-- > 0;) {
 		const struct blendfile_path *e = &bf->paths[i];
 
-		if (e->kind == kind && !strcmp(e->path, path) && !strcmp(e->user, user))
+		if (strcmp(e->user, user))
+			break;
+		if (e->kind == kind && !strcmp(e->path, path))
 			return 0;
 	}
 	if (++r->ncaches > BF_MAX_CACHES)

@@ -104,7 +104,7 @@ struct blendfile {
 	char build_hash[20];    /* FileGlobal.build_hash, "" when absent */
 	char *saved_path;       /* FileGlobal.filepath: where the file was saved, or NULL */
 	uint64_t expanded_size; /* bytes of .blend data after decompression */
-	uint64_t nblocks;
+	uint64_t nblocks;       /* blocks before ENDB */
 
 	struct blendfile_scene *scenes;
 	size_t nscenes;

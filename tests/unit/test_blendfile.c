@@ -1043,6 +1043,40 @@ static void test_zstd_bomb(void)
 	free(z.p);
 }
 
+/* Many tiny ID blocks: the names kept for them count against the memory cap. */
+static void test_many_ids(void)
+{
+	static const struct form fm = {8, 0, 0, 0};
+	struct blendfile_limits lim = {0, 0, 1u << 20};
+	struct buf b = {0}, dna = {0}, z = {0};
+	int ob = struct_index("Object");
+
+	header(&b, &fm, 304);
+	for (int i = 0; i < 100000; i++)
+		bhead(&b, &fm, "OB", 0, 0x1000 + (uint64_t)i, ob, 1);
+	build_sdna(&dna, &fm);
+	bhead(&b, &fm, "DNA1", dna.n, 0x8000, 0, 1);
+	put(&b, dna.p, dna.n);
+	bhead(&b, &fm, "ENDB", 0, 0, 0, 0);
+	{
+		struct blendfile *bf;
+		char err[256];
+		int ret = open_buf(&b, "ids.blend", NULL, &bf, err, sizeof(err));
+
+		CHECK(ret == 0 && bf->nblocks == 100001 && bf->nscenes == 0, "100000 ID blocks read: %d %s",
+		      ret, err);
+		if (!ret)
+			blendfile_free(bf);
+	}
+	expect_fail(&b, "100000 ID blocks, 1 MiB cap", -EFBIG, &lim, "memory");
+	zstd_buf(&b, &z);
+	CHECK(z.n < b.n / 20, "tiny IDs compress: %zu of %zu", z.n, b.n);
+	expect_fail(&z, "100000 ID blocks zstd, 1 MiB cap", -EFBIG, &lim, "memory");
+	free(b.p);
+	free(dna.p);
+	free(z.p);
+}
+
 /* SDNA tables that point outside themselves. */
 static void test_hostile_sdna(void)
 {
@@ -1185,6 +1219,7 @@ int main(void)
 	test_truncations();
 	test_hostile_blocks();
 	test_zstd_bomb();
+	test_many_ids();
 	test_hostile_sdna();
 	test_loops();
 	test_damage();
