@@ -63,6 +63,8 @@
 #define BF_IMA_SRC_VIEWER     5
 #define BF_IMA_SRC_TILED      6
 #define BF_MCLIP_SRC_SEQUENCE 1
+#define BF_SEQ_TYPE_IMAGE     0
+#define BF_SEQ_TYPE_MOVIE     3
 #define BF_PTCACHE_DISK_CACHE (1 << 6)
 #define BF_PTCACHE_EXTERNAL   (1 << 9)
 #define BF_PTCACHE_FAKE_SMOKE (1 << 12)
@@ -724,7 +726,10 @@ struct bf_reader {
 
 	/* struct indices, -1 when the file has no such struct */
 	int s_id, s_idprop, s_tile, s_ptcache, s_fluid, s_meshcache;
-	uint32_t id_name_end; /* bytes of an ID block needed to read its name */
+	/* sequencer strips: the strip, its data (folder), its file names */
+	int s_strip, s_stripdata, s_stripelem;
+	const char *strip_data_field; /* "strip" (to 4.3) or "data" (4.4 on) */
+	uint32_t id_name_end;         /* bytes of an ID block needed to read its name */
 };
 
 static int bf_is_id_code(const unsigned char *c)
@@ -955,6 +960,8 @@ static int bf_wanted(const struct bf_reader *r, const struct bf_block *b)
 		return !strcmp(r->owners[r->nowners - 1].code, "SC");
 	if (b->sdna == r->s_tile)
 		return !strcmp(r->owners[r->nowners - 1].code, "IM");
+	if (b->sdna == r->s_strip || b->sdna == r->s_stripdata || b->sdna == r->s_stripelem)
+		return !strcmp(r->owners[r->nowners - 1].code, "SC");
 	return b->sdna == r->s_ptcache || b->sdna == r->s_fluid || b->sdna == r->s_meshcache;
 }
 
@@ -1556,6 +1563,55 @@ static void bf_mark_fluid_ptcaches(struct bf_reader *r, const struct bf_block *f
 	}
 }
 
+/*
+ * Video sequencer strips name their files as a folder and file names:
+ * Sequence.strip -> Strip {dir, stripdata -> StripElem[] {name}} up to 4.3
+ * (dirpath and filename from 3.6), Strip.data -> StripData from 4.4.
+ * Image strips list every frame's file; movie strips one file.  Sound
+ * strips use a sound ID, which is listed already.
+ */
+static int bf_extract_strip(struct bf_reader *r, const struct bf_block *st)
+{
+	int64_t type = bf_int(r, st, "type", -1);
+	const struct bf_block *data, *elems;
+	struct blendfile_field nf;
+	char dir[800], name[300], user[80], path[1100];
+	uint32_t esize;
+	uint64_t n;
+	int ret = 0;
+
+	if (type != BF_SEQ_TYPE_IMAGE && type != BF_SEQ_TYPE_MOVIE)
+		return 0;
+	data = bf_deref(r, st->owner, bf_ptr(r, st, r->strip_data_field), r->s_stripdata);
+	if (!data)
+		return 0;
+	bf_str(r, data, bf_has(r, data, "dirpath") ? "dirpath" : "dir", dir, sizeof(dir));
+	elems = bf_deref(r, st->owner, bf_ptr(r, data, "stripdata"), r->s_stripelem);
+	if (!elems ||
+	    bf_sdna_field(r->d, elems->sdna, bf_has(r, elems, "filename") ? "filename" : "name", &nf))
+		return 0;
+	esize = r->d->tlen[r->d->structs[elems->sdna].type];
+	if (!esize || nf.offset + nf.size > esize)
+		return 0;
+	bf_str(r, st, "name", user, sizeof(user));
+	n = elems->len / esize;
+	if (type == BF_SEQ_TYPE_MOVIE && n > 1)
+		n = 1;
+	for (uint64_t i = 0; i < n && !ret; i++) {
+		size_t dl = strlen(dir);
+
+		bf_copy_str(name, sizeof(name), elems->data + i * esize + nf.offset, nf.size);
+		if (!name[0])
+			continue;
+		snprintf(path, sizeof(path), "%s%s%s", dir, dl && dir[dl - 1] != '/' ? "/" : "", name);
+		/* Strip names carry the "SQ" prefix of ID names. */
+		ret = bf_add_path(r, BLENDFILE_STRIP,
+				  type == BF_SEQ_TYPE_MOVIE ? BLENDFILE_SRC_MOVIE : BLENDFILE_SRC_FILE, path,
+				  strncmp(user, "SQ", 2) ? user : user + 2, 0, NULL);
+	}
+	return ret;
+}
+
 static int bf_extract(struct bf_reader *r, char *err, size_t errsz)
 {
 	struct blendfile *bf = r->bf;
@@ -1602,6 +1658,8 @@ static int bf_extract(struct bf_reader *r, char *err, size_t errsz)
 			bf_str(r, b, "cache_directory", buf, sizeof(buf));
 			if (buf[0])
 				ret = bf_add_cache(r, BLENDFILE_FLUIDCACHE, buf, r->owners[b->owner].name);
+		} else if (b->sdna == r->s_strip) {
+			ret = bf_extract_strip(r, b);
 		} else if (b->sdna == r->s_meshcache) {
 			bf_str(r, b, "filepath", buf, sizeof(buf));
 			if (buf[0])
@@ -1686,6 +1744,17 @@ int blendfile_open(const char *path, const struct blendfile_limits *limits, stru
 	r.s_ptcache = bf_sdna_struct(r.d, "PointCache");
 	r.s_fluid = bf_sdna_struct(r.d, "FluidDomainSettings");
 	r.s_meshcache = bf_sdna_struct(r.d, "MeshCacheModifierData");
+	r.s_stripelem = bf_sdna_struct(r.d, "StripElem");
+	r.s_strip = r.s_stripdata = -1;
+	if (bf_sdna_struct(r.d, "StripData") >= 0) {
+		r.s_strip = bf_sdna_struct(r.d, "Strip");
+		r.s_stripdata = bf_sdna_struct(r.d, "StripData");
+		r.strip_data_field = "data";
+	} else if (bf_sdna_struct(r.d, "Sequence") >= 0) {
+		r.s_strip = bf_sdna_struct(r.d, "Sequence");
+		r.s_stripdata = bf_sdna_struct(r.d, "Strip");
+		r.strip_data_field = "strip";
+	}
 	if (r.s_id < 0 || bf_sdna_field(r.d, r.s_id, "name", &f)) {
 		ret = bf_fail(err, errsz, -EINVAL, "damaged SDNA: no struct ID with a name");
 		goto out_reader;
@@ -1798,6 +1867,7 @@ const char *blendfile_kind_name(enum blendfile_kind kind)
 	case BLENDFILE_POINTCACHE: return "pointcache";
 	case BLENDFILE_FLUIDCACHE: return "fluidcache";
 	case BLENDFILE_MESHCACHE: return "meshcache";
+	case BLENDFILE_STRIP: return "strip";
 	}
 	return "?";
 }

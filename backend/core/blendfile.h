@@ -71,6 +71,7 @@ enum blendfile_kind {
 	BLENDFILE_POINTCACHE, /* a folder of .bphys files */
 	BLENDFILE_FLUIDCACHE, /* a fluid domain's cache folder */
 	BLENDFILE_MESHCACHE,  /* Mesh Cache modifier (.mdd / .pc2) */
+	BLENDFILE_STRIP,      /* a video sequencer image or movie strip's file */
 };
 
 /* How the path names its files (images, clips and volumes). */
@@ -163,7 +164,7 @@ size_t blendfile_libraries(const struct blendfile *bf, const char **out, size_t 
 int blendfile_resolve(const char *written, const char *blend_path, char *buf, size_t bufsz);
 
 /* "image", "movieclip", "sound", "font", "library", "volume", "cachefile",
- * "pointcache", "fluidcache", "meshcache"; and "file", "sequence", "tiled",
+ * "pointcache", "fluidcache", "meshcache", "strip"; and "file", "sequence", "tiled",
  * "movie", "dir".  Static strings. */
 const char *blendfile_kind_name(enum blendfile_kind kind);
 const char *blendfile_source_name(enum blendfile_source src);

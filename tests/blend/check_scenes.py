@@ -51,8 +51,13 @@ def main():
     tmp = tempfile.mkdtemp(prefix="blendfile-")
     try:
         olds = [p for p in OLD if os.path.exists(p)]
-        subprocess.run([blender, "-b", "--factory-startup", "--python", os.path.join(HERE, "make_scenes.py"),
-                        "--", tmp] + olds, check=True, timeout=90, stdout=subprocess.DEVNULL)
+        made = subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "1", "--python",
+                               os.path.join(HERE, "make_scenes.py"), "--", tmp] + olds,
+                              timeout=90, capture_output=True, text=True)
+        if made.returncode or not os.path.exists(os.path.join(tmp, "expected.json")):
+            print(made.stdout[-4000:], made.stderr[-4000:])
+            print("FAIL: Blender could not make the scenes")
+            return 1
         with open(os.path.join(tmp, "expected.json")) as fp:
             expected = json.load(fp)
         kinds_seen = set()
@@ -95,7 +100,8 @@ def main():
                             check(gp[k] == wp[k], "%s: %s %s: %s is %r, Blender says %r" % (
                                 path, wp["kind"], wp["user"], k, gp[k], wp[k]))
             check(not got, "%s: paths Blender does not list: %s" % (path, list(got)))
-        need = {"image", "movieclip", "sound", "library", "volume", "pointcache", "fluidcache", "meshcache"}
+        need = {"image", "movieclip", "sound", "library", "volume", "pointcache", "fluidcache", "meshcache",
+                "strip"}
         if expected["have_font"]:
             need.add("font")
         if expected["have_cache"]:

@@ -8,7 +8,8 @@
 # set, a packed image, a movie clip, a sound, a font, a linked library, a
 # volume, a cache file (when this Blender can make one), particle caches on
 # disk (default folder and an external one), a fluid domain cache and a Mesh
-# Cache modifier; plus a second scene on EEVEE.  Then expected.json: what
+# Cache modifier, sequencer strips (images, and a movie when this Blender
+# has FFmpeg); plus a second scene on EEVEE.  Then expected.json: what
 # Blender itself says about each file (its own bpy values, not ours), for
 # check_scenes.py to compare with what blendinfo reads.  Every OLD.blend
 # given (files that Debian ships) is opened too and its scenes described.
@@ -47,6 +48,27 @@ bpy.ops.wm.read_factory_settings(use_empty=True)
 bpy.ops.mesh.primitive_cube_add()
 bpy.context.object.name = "LibCube"
 bpy.ops.wm.save_as_mainfile(filepath=sub("lib.blend"), compress=False)
+
+# ---------------------------------------------------------------- a movie
+# Two frames of 32x32 H.264, when this Blender has FFmpeg.
+have_movie = False
+try:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    m = bpy.context.scene
+    m.render.engine = "BLENDER_WORKBENCH"
+    m.render.resolution_x = m.render.resolution_y = 32
+    m.frame_start, m.frame_end = 1, 2
+    m.render.image_settings.file_format = "FFMPEG"
+    m.render.ffmpeg.format = "MPEG4"
+    m.render.ffmpeg.codec = "H264"
+    m.render.filepath = sub("movies", "clip.mp4")
+    m.render.use_file_extension = False
+    m.camera = bpy.data.objects.new("C", bpy.data.cameras.new("C"))
+    m.collection.objects.link(m.camera)
+    bpy.ops.render.render(animation=True)
+    have_movie = os.path.getsize(sub("movies", "clip.mp4")) > 0
+except Exception as e:  # noqa: BLE001 - no FFmpeg: no movie strip
+    print("make_scenes: no movie:", e)
 
 # ---------------------------------------------------------------- files on disk
 bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -162,6 +184,13 @@ fl = domain.modifiers.new("Fluid", "FLUID")
 fl.fluid_type = "DOMAIN"
 fl.domain_settings.cache_directory = "//fluid_cache"
 
+# Sequencer strips: an image strip of two frames, a movie strip.
+se = sc.sequence_editor_create()
+slides = se.sequences.new_image("Slides", "//seq/frame_0001.png", 1, 1)
+slides.elements.append("frame_0002.png")
+if have_movie:
+    se.sequences.new_movie("Film", "//movies/clip.mp4", 2, 1)
+
 # A second scene on EEVEE, not the active one.
 other = bpy.data.scenes.new("Other")
 other.render.engine = "BLENDER_EEVEE"
@@ -244,10 +273,21 @@ def describe(path):
                 add("fluidcache", ob, m.domain_settings.cache_directory, "dir")
             if m.type == "MESH_CACHE":
                 add("meshcache", ob, m.filepath)
+    for s in bpy.data.scenes:
+        if not s.sequence_editor:
+            continue
+        for st in s.sequence_editor.sequences_all:
+            if st.type == "IMAGE":
+                for e in st.elements:
+                    d["paths"].append({"path": st.directory + e.filename, "kind": "strip", "user": st.name,
+                                       "source": "file", "packed": 0})
+            elif st.type == "MOVIE":
+                d["paths"].append({"path": st.filepath, "kind": "strip", "user": st.name, "source": "movie",
+                                   "packed": 0})
     return d
 
 
-expected = {"have_font": have_font, "have_cache": have_cache, "files": []}
+expected = {"have_font": have_font, "have_cache": have_cache, "have_movie": have_movie, "files": []}
 bpy.ops.wm.open_mainfile(filepath=shot)
 d = describe(shot)
 expected["files"].append(d)
