@@ -100,6 +100,16 @@ def main():
                             check(gp[k] == wp[k], "%s: %s %s: %s is %r, Blender says %r" % (
                                 path, wp["kind"], wp["user"], k, gp[k], wp[k]))
             check(not got, "%s: paths Blender does not list: %s" % (path, list(got)))
+        # Following the libraries: blendinfo -r reaches each file once, and
+        # its paths there are the ones read directly.
+        shot = os.path.join(tmp, "shot.blend")
+        out = subprocess.run([tool, "-r", shot], capture_output=True, text=True, timeout=60)
+        files = [json.loads(x)["file"] for x in out.stdout.splitlines() if '"saved_by"' in x]
+        want_files = [shot, os.path.join(tmp, "lib.blend"), os.path.join(tmp, "deep", "lib2.blend")]
+        check(out.returncode == 0 and sorted(os.path.realpath(f) for f in files) ==
+              sorted(os.path.realpath(f) for f in want_files), "blendinfo -r reached %s" % files)
+        stone = [json.loads(x) for x in out.stdout.splitlines() if '"stone"' in x]
+        check(len(stone) == 1 and stone[0]["path"] == "//tex/stone.png", "lib2's texture via -r: %s" % stone)
         need = {"image", "movieclip", "sound", "library", "volume", "pointcache", "fluidcache", "meshcache",
                 "strip"}
         if expected["have_font"]:

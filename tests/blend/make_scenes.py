@@ -43,10 +43,37 @@ def sub(*parts):
     return p
 
 
-# ---------------------------------------------------------------- library
+def textured(obname, imgname, relpath):
+    """The active object gets a material with an image texture."""
+    img = bpy.data.images.load(relpath)
+    img.name = imgname
+    m = bpy.data.materials.new(imgname)
+    m.use_nodes = True
+    m.node_tree.nodes.new("ShaderNodeTexImage").image = img
+    bpy.context.object.name = obname
+    bpy.context.object.data.materials.append(m)
+
+
+# ---------------------------------------------------------------- libraries
+# lib2.blend (with its own texture) is linked by lib.blend, which the shot links:
+# the shot then names both, the second as an indirect library.
 bpy.ops.wm.read_factory_settings(use_empty=True)
+os.makedirs(os.path.join(out, "deep"), exist_ok=True)
+bpy.ops.wm.save_as_mainfile(filepath=sub("deep", "lib2.blend"), compress=False)
+png(sub("deep", "tex", "stone.png"), 2, 2, (0.5, 0.5, 0.5, 1))
 bpy.ops.mesh.primitive_cube_add()
-bpy.context.object.name = "LibCube"
+textured("DeepCube", "stone", "//tex/stone.png")
+bpy.ops.wm.save_as_mainfile(filepath=sub("deep", "lib2.blend"), compress=False)
+
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.wm.save_as_mainfile(filepath=sub("lib.blend"), compress=False)
+png(sub("libtex", "brick.png"), 2, 2, (0.7, 0.2, 0.2, 1))
+bpy.ops.mesh.primitive_cube_add()
+textured("LibCube", "brick", "//libtex/brick.png")
+with bpy.data.libraries.load("//deep/lib2.blend", link=True, relative=True) as (src, dst):
+    dst.objects = ["DeepCube"]
+for ob in dst.objects:
+    bpy.context.scene.collection.objects.link(ob)
 bpy.ops.wm.save_as_mainfile(filepath=sub("lib.blend"), compress=False)
 
 # ---------------------------------------------------------------- a movie
@@ -299,8 +326,11 @@ for p in z["paths"]:
         p["path"] = "//blendcache_shot_zstd/"
 expected["files"].append(z)
 
-bpy.ops.wm.open_mainfile(filepath=sub("lib.blend"))
-expected["files"].append(describe(sub("lib.blend")))
+for lib in ("lib.blend", "deep/lib2.blend"):
+    bpy.ops.wm.open_mainfile(filepath=sub(lib))
+    d = describe(sub(lib))
+    d["file"] = lib
+    expected["files"].append(d)
 
 for old in olds:
     bpy.ops.wm.open_mainfile(filepath=old)

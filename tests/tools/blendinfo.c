@@ -2,6 +2,8 @@
  * blendinfo: what renderfs reads from a .blend, one JSON object a line.
  *
  *   blendinfo FILE.blend...            the file, its scenes, its paths
+ *   blendinfo -r FILE.blend            the same, then each linked library's,
+ *                                      followed recursively (each file once)
  *   blendinfo -f STRUCT FIELD FILE     where a field lies (SDNA lookup)
  *   blendinfo -s FILE                  every struct name in the SDNA
  *
@@ -12,6 +14,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/blendfile.h"
@@ -95,6 +98,47 @@ static int open_one(const char *path, struct blendfile **bf)
 	return ret;
 }
 
+#define MAX_DEPTH 16
+#define MAX_FILES 256
+
+static char *seen[MAX_FILES];
+static int nseen;
+
+/* Print path and, recursively, the libraries it links; 0 or 1 on any failure. */
+static int follow(const char *path, int depth)
+{
+	struct blendfile *bf;
+	const char *libs[64];
+	char abs[4096];
+	size_t n;
+	int status = 0;
+
+	if (!realpath(path, abs))
+		snprintf(abs, sizeof(abs), "%s", path);
+	for (int i = 0; i < nseen; i++)
+		if (!strcmp(seen[i], abs))
+			return 0;
+	if (nseen == MAX_FILES || depth > MAX_DEPTH) {
+		printf("{\"file\":");
+		put_str(path);
+		printf(",\"error\":\"too many linked libraries\",\"errno\":%d}\n", EFBIG);
+		return 1;
+	}
+	seen[nseen++] = strdup(abs);
+	if (open_one(path, &bf))
+		return 1;
+	print_file(path, bf);
+	n = blendfile_libraries(bf, libs, sizeof(libs) / sizeof(libs[0]));
+	for (size_t i = 0; i < n && i < sizeof(libs) / sizeof(libs[0]); i++) {
+		char lib[4096];
+
+		if (blendfile_resolve(libs[i], path, lib, sizeof(lib)) || follow(lib, depth + 1))
+			status = 1;
+	}
+	blendfile_free(bf);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct blendfile *bf;
@@ -129,8 +173,15 @@ int main(int argc, char **argv)
 		blendfile_free(bf);
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "-r")) {
+		status = follow(argv[2], 0);
+		for (int i = 0; i < nseen; i++)
+			free(seen[i]);
+		return status;
+	}
 	if (argc < 2 || argv[1][0] == '-') {
 		fprintf(stderr, "usage: blendinfo FILE.blend...\n"
+				"       blendinfo -r FILE.blend\n"
 				"       blendinfo -f STRUCT FIELD FILE.blend\n"
 				"       blendinfo -s FILE.blend\n");
 		return 2;
