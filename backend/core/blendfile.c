@@ -345,7 +345,7 @@ static uint64_t bf_u64(const unsigned char *p, int be)
 
 struct bf_name {
 	const char *s;
-	char base[64];
+	char base[128];
 	int is_pointer;
 	int ndims;
 	uint32_t dims[4];
@@ -800,6 +800,7 @@ static int bf_bhead(struct bf_reader *r, const unsigned char *h, struct bf_block
 	int64_t len, nr;
 	uint32_t sdna;
 
+	memset(b, 0, sizeof(*b));
 	memcpy(b->code, h, 4);
 	if (!memcmp(h, "ENDB", 4))
 		return 1;
