@@ -13,8 +13,8 @@
  * does not grow with the file: the first walks every BHead and keeps only
  * DNA1 and GLOB; with the SDNA known, the second keeps just the blocks we
  * extract from (scenes, images, clips, sounds, fonts, libraries, volumes,
- * cache files, a scene's ID properties, image tiles, point and fluid
- * caches) and remembers the name of every ID so that pointers to objects
+ * cache files, a scene's ID properties and sequencer strips, image tiles,
+ * point and fluid caches, Mesh Cache modifiers) and remembers the name of every ID so that pointers to objects
  * (the scene camera) can be named.  Pointers are resolved by the old
  * address their target block had; since Blender 4.x writes data addresses
  * that are unique only within one ID, data pointers are looked up among the

@@ -7,7 +7,9 @@
  * scene with its frame range, fps, resolution, engine, samples and camera,
  * and every external file the scene uses (images, movie clips, sounds,
  * fonts, libraries, volumes, Alembic/USD caches, point and fluid cache
- * folders), each with the path exactly as written and what uses it.
+ * folders, Mesh Cache files, sequencer strips), each with the path exactly
+ * as written and what uses it.  Paths in a library are relative to that
+ * library: a caller following libraries resolves each against its own file.
  *
  * Struct layouts come from the file's own SDNA, never from offsets compiled
  * in here, so files of every Blender version read the same way.  Hostile
@@ -17,8 +19,9 @@
  *
  * Ownership: blendfile_open() returns one struct blendfile that owns every
  * string and array reachable from it; blendfile_free() releases all of it.
- * Nothing here is shared between threads; a struct blendfile may be read by
- * any number of threads once open.
+ * Nothing is shared between calls; a struct blendfile may be read by any
+ * number of threads once open.  Named blendfile_* because filecheck.h
+ * already has a struct blend_info (its header check).
  */
 #ifndef RENDERFS_BLENDFILE_H
 #define RENDERFS_BLENDFILE_H
