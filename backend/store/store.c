@@ -5,6 +5,7 @@
  * guarded UPDATE, so the database is where a race is decided.
  */
 #include "store/store.h"
+#include "store/nodes.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -740,9 +741,11 @@ int store_recover(struct store *st, int64_t now)
 	if (rc)
 		goto out_rollback;
 	n = sqlite3_changes(st->db);
+	rc = store_nodes_all_offline(st); /* the node machine's edge: any -> offline */
+	if (rc)
+		goto out_rollback;
 	rc = store_exec(st, "UPDATE qfiles SET writers = 0;"
 			    "UPDATE frames SET dup_node = NULL WHERE dup_node IS NOT NULL;"
-			    "UPDATE nodes SET state = 'offline' WHERE state != 'offline';"
 			    "DELETE FROM changes;");
 	if (rc)
 		goto out_rollback;
