@@ -483,17 +483,31 @@ static int64_t sql_row(struct store *st, char *buf, size_t sz, const char *fmt, 
 
 #define SQL_INT(st, ...) sql_row(st, NULL, 0, __VA_ARGS__)
 
-/* Wait (up to WAIT_MS) until the query's integer is want. */
-static int wait_for(struct store *st, int64_t want, const char *sql)
+/* Wait (up to WAIT_MS) until the query's integer is want.  The runner's
+ * thread commits a frame before it counts it on the node or records an
+ * event, so every check of what it wrote waits. */
+static int wait_for(struct store *st, int64_t want, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int wait_for(struct store *st, int64_t want, const char *fmt, ...)
 {
 	int64_t end = util_mono_ms() + WAIT_MS;
+	char *sql;
+	va_list ap;
+	int ok = 0;
 
-	while (util_mono_ms() < end) {
-		if (SQL_INT(st, "%s", sql) == want)
-			return 1;
-		usleep(20 * 1000);
+	va_start(ap, fmt);
+	sql = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	if (!sql)
+		die("sqlite3_vmprintf", ENOMEM);
+	while (!ok && util_mono_ms() < end) {
+		ok = SQL_INT(st, "%s", sql) == want;
+		if (!ok)
+			usleep(20 * 1000);
 	}
-	return 0;
+	sqlite3_free(sql);
+	return ok;
 }
 
 static void world_open(struct world *w, const char *name, const struct step *script)
@@ -610,8 +624,7 @@ static void test_done(void)
 		      "SELECT count(*) FROM frames WHERE node = %lld AND attempts = 0 AND interrupts = 0",
 		      (long long)node) == 2,
 	      "each frame rendered once, on this node");
-	CHECK(SQL_INT(w.st, "SELECT done FROM nodes WHERE id = %lld", (long long)node) == 2,
-	      "nodes.done = 2");
+	CHECK(wait_for(w.st, 2, "SELECT done FROM nodes WHERE id = %lld", (long long)node), "nodes.done = 2");
 	CHECK(wait_for(w.st, 1, "SELECT state = 'rendering' FROM jobs"), "the job went waiting -> rendering");
 	sql_row(w.st, buf, sizeof(buf),
 		"SELECT blender || '|' || device || '|' || gpus FROM nodes WHERE id = %lld", (long long)node);
@@ -664,8 +677,7 @@ static void test_crash(void)
 	CHECK(strstr(buf, "frame 1 failed on fake1: Blender died (signal 11)") &&
 		  strstr(buf, "Segfault in the fake"),
 	      "the crash is reported with the signal and the log's last line: '%s'", buf);
-	CHECK(SQL_INT(w.st, "SELECT failed FROM nodes WHERE id = %lld", (long long)node) == 1 &&
-		  SQL_INT(w.st, "SELECT done FROM nodes WHERE id = %lld", (long long)node) == 1,
+	CHECK(wait_for(w.st, 1, "SELECT failed = 1 AND done = 1 FROM nodes WHERE id = %lld", (long long)node),
 	      "the node counts one failed and one done frame");
 	CHECK(SQL_INT(w.st, "SELECT failures FROM blocklist WHERE node = %lld AND job = %lld",
 		      (long long)node, (long long)job) == 1,
@@ -752,13 +764,11 @@ static void test_duplicate(void)
 	m.secs = 1;
 	CHECK(store_frame_transition(w.st, fid, 1, FE_RENDERED, &m) == -ESTALE,
 	      "the holder's result is refused");
-	CHECK(SQL_INT(
-		  w.st,
-		  "SELECT count(*) FROM events WHERE kind = 'duplicate' AND msg LIKE '%%finished first%%'") ==
-		  1,
+	CHECK(wait_for(
+		  w.st, 1,
+		  "SELECT count(*) FROM events WHERE kind = 'duplicate' AND msg LIKE '%%finished first%%'"),
 	      "the win is recorded");
-	CHECK(SQL_INT(w.st, "SELECT done FROM nodes WHERE id = %lld", (long long)node) == 1,
-	      "nodes.done = 1");
+	CHECK(wait_for(w.st, 1, "SELECT done FROM nodes WHERE id = %lld", (long long)node), "nodes.done = 1");
 	runner_stop(r);
 	world_close(&w);
 }
