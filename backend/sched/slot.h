@@ -6,17 +6,18 @@
  * ---------------------------------------------------------------------
  * THE SLOT STATE MACHINE (struct slot.state)
  *
- *                spawn                 ready                  send
- *   empty ──────────────▶ starting ──────────────▶ ready ──────────────▶ busy
- *     ▲  (worker started,  │   (the worker loaded    ▲ ▲  (a frame handed   │
- *     │   setup sent)      │    the scene)           │ │   to the worker)  │
- *     │                    │                         │ └───────────────────┤
- *     │                    │                         │   finish: "done" or │
- *     │                    │                         │   "fail" for the    │
- *     │ kill               │ kill                    │ kill  frame         │ kill
- *     └────────────────────┴─────────────────────────┴─────────────────────┘
- *       (the worker exited, hung, timed out, is idle for 30 s, its frame
- *        was taken away, the link was lost, the runner stops)
+ *               spawn                ready                 send
+ *   empty ─────────────▶ starting ─────────────▶ ready ─────────────▶ busy
+ *     ▲                     │                    │   ▲                   │
+ *     │                     │                    │   └──── finish ───────┤
+ *     │                     │                    │    ("done"/"fail")    │
+ *     │         kill        │        kill        │         kill          │
+ *     └─────────────────────┴────────────────────┴───────────────────────┘
+ *
+ *   spawn: a worker started for a job, its setup line sent; ready: the
+ *   worker loaded the scene; send: a frame handed to it; kill: the worker
+ *   exited, hung, timed out, was idle for 30 s, its frame was taken away,
+ *   the link was lost, or the runner stops.
  *
  * Transition table (event: from → to; made by slot_transition()):
  *
