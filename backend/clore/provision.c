@@ -26,6 +26,7 @@
 #include "jobs/money.h"
 #include "sched/runner.h"
 #include "store/store.h"
+#include "store/nodes.h"
 #include "nodes/transport.h"
 #include "core/util.h"
 
@@ -239,8 +240,7 @@ static void rental_end(struct provision *p, int64_t rental, const char *why)
 		    "UPDATE rentals SET state = 'ended', ended_at = coalesce(ended_at, :now),"
 		    " end_reason = :text WHERE id = :id AND state != 'ended'",
 		    rental, why, 0, 0);
-	rental_exec(p, "UPDATE nodes SET removed = 1, state = 'offline' WHERE rental = :id", rental, NULL, 0,
-		    0);
+	store_nodes_end_rental(p->st, rental); /* removed, and offline through the node machine */
 }
 
 /* An order found for a rental: remember its id and its own figures. */

@@ -13,22 +13,9 @@
 
 #include "core/config.h"
 #include "nodes/transport.h"
+#include "sched/dispatch.h" /* runner_pick_job, runner_lease_frame */
 
 struct runner;
-
-/*
- * One scheduling decision, as the runner makes it for a free slot (and as
- * the scale benchmark measures it): the job the policy picks for node_id
- * (0 when none), then that job's next frame leased to (node_id, slot).
- */
-struct lease_grant {
-	int64_t frame_id, lease;
-	uint32_t frame_no;
-};
-struct store;
-int64_t runner_pick_job(struct store *st, int64_t node_id, int64_t now);
-int runner_lease_frame(struct store *st, int64_t node_id, int slot, int64_t job, int64_t lease_ms,
-		       int64_t now, struct lease_grant *g);
 
 int runner_start(const char *state_dir, const struct config *cfg, struct tnode *node, int nslots,
 		 const char *blender, const char *worker_path, struct runner **out);

@@ -8,6 +8,7 @@
  * status_rows.c, hostkeys.c.
  */
 #include "store/store.h"
+#include "store/nodes.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -528,8 +529,10 @@ int store_recover(struct store *st, int64_t now)
 		rc = n;
 		goto out_rollback;
 	}
+	rc = store_nodes_all_offline(st); /* the node machine's edge: any -> offline */
+	if (rc)
+		goto out_rollback;
 	rc = store_exec(st, "UPDATE qfiles SET writers = 0;"
-			    "UPDATE nodes SET state = 'offline' WHERE state != 'offline';"
 			    "DELETE FROM changes;");
 	if (rc)
 		goto out_rollback;

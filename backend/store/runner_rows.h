@@ -1,0 +1,80 @@
+/*
+ * store/runner_rows: the queries and small updates a runner (sched/) makes
+ * on jobs, frames and the blocklist, as typed functions.  Frame state
+ * changes are not here: they go through store_frame_transition().
+ *
+ * Threads: as store.h.  Ownership: every pointer argument stays the
+ * caller's; results are copied into the caller's buffers, each with a
+ * fixed cap.
+ */
+#ifndef RENDERFS_STORE_RUNNER_ROWS_H
+#define RENDERFS_STORE_RUNNER_ROWS_H
+
+#include "core/sidecar.h"
+#include "store/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a worker needs to load a job's scene. */
+struct store_job_spec {
+	char sha[65];
+	char scene[SIDECAR_SCENE_MAX];
+	char engine_name[16], device[16], format[8];
+	int samples, res_w, res_h, res_pct;
+	int64_t timeout_ms;
+};
+/* 0, -ENOENT when there is no such job, or -errno. */
+int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js);
+
+/* The frame rate a worker found in the job's scene. */
+int store_job_set_scene_fps(struct store *st, int64_t job, double fps);
+
+/* A job with queued frames, as one node sees it. */
+struct store_job_fact {
+	int64_t id;
+	int priority;
+	int64_t blocked_until; /* the node's block for the job ends (ms), 0 = none */
+};
+/* Up to max active jobs (not removed, not over budget, waiting or
+ * rendering) that have a queued frame, by priority then age; *n set. */
+int store_jobs_with_queued(struct store *st, int64_t node, struct store_job_fact *out, size_t max, size_t *n);
+
+/* The job's lowest queued frame: 0, or -ENOENT when none is queued. */
+int store_frame_next_queued(struct store *st, int64_t job, int64_t *frame_id, uint32_t *frame_no);
+
+/* A frame leased or rendering on another node, with the speeds the tail
+ * policy compares (ms; 0 = unknown).  See dispatch.c. */
+struct store_dup_candidate {
+	int64_t frame_id, job;
+	uint32_t frame;
+	int64_t started; /* started, else progress_at, else 0 */
+	int waiting;     /* leased: its holder has not begun it */
+	double avg_ms, holder_ms, mine_ms;
+	int64_t blocked_until;
+};
+/* Up to max candidates for node's idle slot (at most 64 are looked at). */
+int store_dup_candidates(struct store *st, int64_t node, struct store_dup_candidate *out, size_t max,
+			 size_t *n);
+/* Claim the frame's one duplicate for node: 0, or -ESTALE when it has one
+ * already or is no longer in flight. */
+int store_dup_claim(struct store *st, int64_t frame, int64_t node);
+/* Give the claim back (a no-op when node no longer holds it). */
+int store_dup_release(struct store *st, int64_t frame, int64_t node);
+
+/* Is the frame still the caller's?  1 or 0: held under this lease and
+ * leased or rendering; or, for a duplicate, claimed by node and not yet
+ * finished by anyone. */
+int store_frame_lease_held(struct store *st, int64_t frame, int64_t lease);
+int store_frame_dup_held(struct store *st, int64_t frame, int64_t node);
+
+/* The frame has a log file now (logs/ lists it); records CH_JOBLOGS for
+ * the job the first time. */
+int store_frame_mark_logged(struct store *st, int64_t frame, int64_t job);
+
+/* One more failure of node on job, with why; from the block_after'th
+ * failure on, the node is blocked for the job until `until` (ms). */
+int store_blocklist_note(struct store *st, int64_t node, int64_t job, const char *why, int block_after,
+			 int64_t until);
+
+#endif
