@@ -163,7 +163,11 @@ static int connect_node(struct runner *r)
 {
 	int rc;
 
-	runner_show_state(r, NS_CONNECTING);
+	/* A node in error (host key changed, no Blender) is retried quietly:
+	 * it shows error, with its reason, until a retry succeeds, rather
+	 * than flickering through connecting at every backoff. */
+	if (r->shown_state != NS_ERROR)
+		runner_show_state(r, NS_CONNECTING);
 	rc = r->node->ops->open(r->node);
 	if (rc) {
 		snprintf(r->node_error, sizeof(r->node_error), "%s",

@@ -18,8 +18,9 @@
  *                 offline ──────┘  ◀────── unreachable, link lost, stopped, rental
  *                                          ended, mount start (from any state)
  *
- *   Every state goes to offline; error and offline go back to connecting
- *   (or to starting, when a runner registers the row again).
+ *   Every state goes to offline; offline goes back to connecting, error
+ *   straight to idle when a quiet retry succeeds (or either to starting,
+ *   when a runner registers the row again).
  *
  * Transition table (from → to: who makes it; store_node_transition()):
  *
@@ -28,9 +29,13 @@
  *                             mount start every row is offline (recover)
  *   starting   → connecting   the runner opens the transport
  *   offline    → connecting   the runner tries again after its backoff
- *   error      → connecting   the same, for a node that was reached
+ *   error      → connecting   (kept for a runner that shows it; the
+ *                             runner retries an error node quietly)
  *   connecting → idle         open, worker installed, the probe worker
  *                             reported "ready"
+ *   error      → idle         the same, for a node in error: it is retried
+ *                             without showing connecting, so its reason
+ *                             stays visible until a retry succeeds
  *   connecting → error        reached, but cannot render (no Blender, the
  *                             host key changed, the worker cannot be put)
  *   connecting → offline      unreachable (refused, timed out, reset)
