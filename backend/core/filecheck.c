@@ -1055,7 +1055,7 @@ static int fc_exr(struct fc_img *im)
 	if (ret)
 		return ret;
 	if (hd.bpp > im->bpp / 2)
-		im->bpp = hd.bpp * 2;
+		im->bpp = hd.bpp * 2 < IMAGE_EXR_BPP_MAX ? hd.bpp * 2 : IMAGE_EXR_BPP_MAX;
 	if (!im->full)
 		return 0;
 	if (version & EXR_MULTIPART) {
@@ -1330,6 +1330,13 @@ static int fc_image(const char *path, enum sc_format fmt, struct fc_img *im)
 out_close:
 	close(im->fd);
 	return ret;
+}
+
+uint64_t image_max_bytes(enum sc_format fmt, int w, int h)
+{
+	if (w < 1 || h < 1 || w > IMAGE_MAX_DIM || h > IMAGE_MAX_DIM)
+		return 0;
+	return (uint64_t)w * (uint64_t)h * (fmt == SC_FORMAT_EXR ? IMAGE_EXR_BPP_MAX : FC_BPP_MAX) + FC_SLACK;
 }
 
 int image_size(const char *path, enum sc_format fmt, int *w, int *h)

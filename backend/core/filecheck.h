@@ -40,6 +40,19 @@ int blend_check(int fd, struct blend_info *info, char *why, size_t whysz);
  */
 int image_check(const char *path, enum sc_format fmt, int want_w, int want_h, char *why, size_t whysz);
 
+/* The largest side a frame may have, whatever the job asks. */
+#define IMAGE_MAX_DIM 32768
+/* Bytes per pixel an EXR's channel list may claim for the size bound:
+ * 128 float channels, twice over for compression overhead. */
+#define IMAGE_EXR_BPP_MAX 1024
+
+/*
+ * The most bytes image_check() accepts for a w x h image of fmt (for EXR,
+ * with the widest channel list it accepts): the cap for copying a frame.
+ * 0 when w or h is not 1..IMAGE_MAX_DIM.
+ */
+uint64_t image_max_bytes(enum sc_format fmt, int w, int h);
+
 /* Read width and height from an image header; 0 or -EINVAL. */
 int image_size(const char *path, enum sc_format fmt, int *w, int *h);
 

@@ -20,6 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+uint64_t collect_get_max(enum sc_format fmt, int w, int h)
+{
+	uint64_t max = image_max_bytes(fmt, w, h);
+
+	return max ? max : COLLECT_GET_MAX_UNKNOWN;
+}
+
 int collect_verify(const char *src, enum sc_format fmt, int w, int h, const char *sha, int64_t *size,
 		   int64_t *mtime_ms, char *why, size_t whysz)
 {

@@ -637,7 +637,7 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	/* Bring the file home.  The node's other slots go on rendering
 	 * meanwhile; this runner thread waits for the transfer. */
 	snprintf(local, sizeof(local), "%s/fetch-%d%s", r->local_work, sl->idx, sc_format_ext(sl->fmt));
-	rc = r->node->ops->get(r->node, sl->outpath, local);
+	rc = r->node->ops->get(r->node, sl->outpath, local, collect_get_max(sl->fmt, sl->width, sl->height));
 	if (rc == -ENOENT) {
 		frame_failed(r, sl,
 			     "the worker reported the frame done, but its file is missing on the node");
