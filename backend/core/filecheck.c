@@ -30,6 +30,8 @@
 
 #include "core/filecheck.h"
 
+_Static_assert(IMAGE_MAX_DIM == SIDECAR_RES_MAX, "a job may ask for no size the frame check refuses");
+
 #define FC_CHUNK     (64 * 1024) /* compressed bytes read per pread */
 #define FC_ZSTD_WLOG 27          /* 128 MiB window: zstd's own default cap */
 #define FC_SHOW      4           /* bytes of a foreign file shown in reasons */
@@ -596,8 +598,9 @@ static const uint64_t fc_min_size[] = {
  * twice its uncompressed bytes per pixel leaves room for RLE/ZIP
  * expanding incompressible data and per-line chunk overhead.
  */
-#define FC_BPP_MAX 16
-#define FC_SLACK   (1024 * 1024)
+#define FC_BPP_MAX           16
+#define FC_SLACK             (1024 * 1024)
+#define FC_PNG_ANCILLARY_MAX (16 * 1024 * 1024) /* text, ICC profile, EXIF */
 
 static const char *const fc_fmt_name[] = {
     [SC_FORMAT_PNG] = "PNG",
@@ -611,7 +614,8 @@ struct fc_img {
 	uint64_t size;
 	int full; /* also check that the file is complete */
 	int w, h;
-	uint64_t bpp; /* bytes per pixel bound for the size check */
+	int want_w, want_h; /* what the job asked for; 0: unknown, hard caps only */
+	uint64_t bpp;       /* bytes per pixel bound for the size check */
 	char *why;
 	size_t whysz;
 };
@@ -645,16 +649,36 @@ static int fc_not_format(struct fc_img *im, const char *fmt_name, const unsigned
 	return fc_fail(im->why, im->whysz, "not a %s file (starts with '%s')", fmt_name, shown);
 }
 
+/*
+ * The header's size, checked before anything else in the file is walked:
+ * within IMAGE_MAX_DIM a side, equal to what the job asked for (each of
+ * want_w, want_h when > 0), and, for a full check, the file no larger
+ * than that many pixels can plausibly take.
+ */
 static int fc_dims_ok(struct fc_img *im, const char *what, int64_t w, int64_t h)
 {
-	/* Real frames stay far below 2^30 pixels a side. */
-	if (w <= 0 || h <= 0 || w > (1 << 30) || h > (1 << 30))
+	uint64_t max;
+
+	if (w <= 0 || h <= 0)
 		return fc_fail(im->why, im->whysz,
 			       "%s header has impossible "
 			       "size %" PRId64 "x%" PRId64,
 			       what, w, h);
+	if ((im->want_w > 0 && w != im->want_w) || (im->want_h > 0 && h != im->want_h))
+		return fc_fail(im->why, im->whysz, "image is %" PRId64 "x%" PRId64 ", expected %dx%d", w, h,
+			       im->want_w, im->want_h);
+	if (w > IMAGE_MAX_DIM || h > IMAGE_MAX_DIM)
+		return fc_fail(im->why, im->whysz,
+			       "%s header says %" PRId64 "x%" PRId64 ", over the limit of %d pixels a side",
+			       what, w, h, IMAGE_MAX_DIM);
 	im->w = (int)w;
 	im->h = (int)h;
+	max = (uint64_t)im->w * (uint64_t)im->h * im->bpp + FC_SLACK;
+	if (im->full && im->size > max)
+		return fc_fail(im->why, im->whysz,
+			       "%s file is implausibly large for "
+			       "%dx%d (%" PRIu64 " bytes, at most %" PRIu64 " expected)",
+			       what, im->w, im->h, im->size, max);
 	return 0;
 }
 
@@ -703,7 +727,9 @@ static int fc_png(struct fc_img *im)
 					       "damaged: bad chunk type at "
 					       "byte %" PRIu64,
 					       off);
-		if (len > 0x7fffffffu)
+		/* The spec's 2^31-1, and far less for metadata (an ancillary
+		 * chunk: lower-case first letter), whatever the file size. */
+		if (len > 0x7fffffffu || ((b[4] & 0x20) && len > FC_PNG_ANCILLARY_MAX))
 			return fc_fail(im->why, im->whysz,
 				       "PNG is damaged: "
 				       "chunk at byte %" PRIu64 " has length %" PRIu64,
@@ -1051,11 +1077,11 @@ static int fc_exr(struct fc_img *im)
 		return fc_fail(im->why, im->whysz,
 			       "OpenEXR header has no "
 			       "dataWindow");
+	if (hd.bpp > im->bpp / 2)
+		im->bpp = hd.bpp * 2 < IMAGE_EXR_BPP_MAX ? hd.bpp * 2 : IMAGE_EXR_BPP_MAX;
 	ret = fc_dims_ok(im, "OpenEXR", hd.w, hd.h);
 	if (ret)
 		return ret;
-	if (hd.bpp > im->bpp / 2)
-		im->bpp = hd.bpp * 2 < IMAGE_EXR_BPP_MAX ? hd.bpp * 2 : IMAGE_EXR_BPP_MAX;
 	if (!im->full)
 		return 0;
 	if (version & EXR_MULTIPART) {
@@ -1358,30 +1384,26 @@ int image_check(const char *path, enum sc_format fmt, int want_w, int want_h, ch
 {
 	struct fc_img im = {
 	    .full = 1,
+	    .want_w = want_w,
+	    .want_h = want_h,
 	    .bpp = FC_BPP_MAX,
 	    .why = why,
 	    .whysz = whysz,
 	};
-	uint64_t max;
 	int ret;
 
 	if (why && whysz)
 		why[0] = '\0';
+	if (want_w < 0 || want_h < 0 || want_w > IMAGE_MAX_DIM || want_h > IMAGE_MAX_DIM)
+		return fc_fail(why, whysz, "the job's size %dx%d is outside 1..%d a side", want_w, want_h,
+			       IMAGE_MAX_DIM);
 	ret = fc_image(path, fmt, &im);
 	if (ret)
 		return ret;
-	if ((want_w > 0 && im.w != want_w) || (want_h > 0 && im.h != want_h))
-		return fc_fail(why, whysz, "image is %dx%d, expected %dx%d", im.w, im.h, want_w, want_h);
 	if (im.size < fc_min_size[fmt])
 		return fc_fail(why, whysz,
 			       "%s file is too small to be an "
 			       "image (%" PRIu64 " bytes)",
 			       fc_fmt_name[fmt], im.size);
-	max = (uint64_t)im.w * (uint64_t)im.h * im.bpp + FC_SLACK;
-	if (im.size > max)
-		return fc_fail(why, whysz,
-			       "%s file is implausibly large for "
-			       "%dx%d (%" PRIu64 " bytes, at most %" PRIu64 " expected)",
-			       fc_fmt_name[fmt], im.w, im.h, im.size, max);
 	return 0;
 }

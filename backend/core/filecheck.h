@@ -33,10 +33,16 @@ int blend_check(int fd, struct blend_info *info, char *why, size_t whysz);
 
 /*
  * Check the image at path: the format's signature, its header's width and
- * height equal to want_w x want_h (when those are > 0), the file complete
- * (PNG up to IEND, JPEG ending in EOI, EXR/TIFF headers and every
- * referenced offset inside the file), and its byte size within a plausible
- * range for that size.  Returns 0, or -EINVAL with a reason in why.
+ * height within IMAGE_MAX_DIM a side and equal to want_w x want_h, the
+ * file complete (PNG up to IEND, JPEG ending in EOI, EXR/TIFF headers and
+ * every referenced offset inside the file), and its byte size within a
+ * plausible range for that size.  want_w, want_h are what the JOB asked
+ * for, never what the node that rendered it says; 0 means "not known":
+ * the hard caps still apply (IMAGE_MAX_DIM, the size bound, every chunk
+ * and offset inside the file), only the equality is not checked.  The
+ * size is checked from the header before the rest of the file is read.
+ * Returns 0, or -EINVAL with a reason in why (also for want_w or want_h
+ * negative or over IMAGE_MAX_DIM).
  */
 int image_check(const char *path, enum sc_format fmt, int want_w, int want_h, char *why, size_t whysz);
 

@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "core/filecheck.h"
+#include "core/util.h"
 #include "check.h"
 
 static char tmpdir[4096];
@@ -785,6 +786,130 @@ static void test_images(void)
 	buf_free(&t);
 }
 
+/* A PNG signature and IHDR claiming w x h, nothing else. */
+static void png_head(struct buf *b, uint32_t w, uint32_t h)
+{
+	unsigned char ihdr[13] = {0};
+	struct buf tmp = {0};
+
+	put(b, "\x89PNG\r\n\x1a\n", 8);
+	put32(&tmp, w, 1);
+	put32(&tmp, h, 1);
+	memcpy(ihdr, tmp.p, 8);
+	ihdr[8] = 8;
+	ihdr[9] = 6; /* RGBA */
+	put_png_chunk(b, "IHDR", ihdr, 13);
+	buf_free(&tmp);
+}
+
+/* Files a hostile node would send: the job's size decides, and every
+ * length the file states is bounded before it is used. */
+static void test_hostile_images(void)
+{
+	struct buf b = {0};
+	char why[256];
+	int64_t t0;
+	int ret, fd;
+
+	/* 65536 x 65536 when the job asked for 64 x 64; and with the size
+	 * unknown (0), the hard cap still refuses it. */
+	png_head(&b, 65536, 65536);
+	put32(&b, 300u << 20, 1); /* an IDAT of 300 MB ... */
+	put(&b, "IDAT", 4);
+	put_fill(&b, 0, 4096); /* ... of which 4 KiB are here */
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 65536x65536, expected 64x64"),
+	      "65536 png for 64: '%s'", why);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "65536x65536, over the limit of 32768 pixels a side"),
+	      "65536 png, size unknown: '%s'", why);
+	ret = image_size(tpath("cut.img"), SC_FORMAT_PNG, NULL, NULL);
+	CHECK(ret == -EINVAL, "image_size accepted a 65536 a side header: %d", ret);
+
+	/* The right size, a 300 MB chunk length in a small file. */
+	b.n = 0;
+	png_head(&b, 64, 64);
+	put32(&b, 300u << 20, 1);
+	put(&b, "IDAT", 4);
+	put_fill(&b, 0, 4096);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "truncated PNG: chunk at byte 33 runs past the end"),
+	      "300 MB chunk in a 4 KB file: '%s'", why);
+	/* A metadata chunk of 2^31-1 is refused by the cap, not the file. */
+	b.n = 0;
+	png_head(&b, 64, 64);
+	put32(&b, 0x7fffffffu, 1);
+	put(&b, "tEXt", 4);
+	put_fill(&b, 0, 64);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "PNG is damaged: chunk at byte 33 has length 2147483647"),
+	      "huge tEXt length: '%s'", why);
+
+	/* A 64 x 64 PNG that is 300 MB (sparse): refused from its size,
+	 * before a byte of it is walked. */
+	b.n = 0;
+	png_head(&b, 64, 64);
+	write_file(tpath("sparse.png"), b.p, b.n);
+	fd = open(tpath("sparse.png"), O_WRONLY);
+	CHECK(fd >= 0 && ftruncate(fd, 300ll << 20) == 0, "make a sparse file");
+	if (fd >= 0)
+		close(fd);
+	t0 = util_mono_ms();
+	ret = image_check(tpath("sparse.png"), SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "implausibly large for 64x64"), "300 MB 64x64 png: '%s'", why);
+	CHECK(util_mono_ms() - t0 < 1000, "the 300 MB png took %lld ms", (long long)(util_mono_ms() - t0));
+	ret = image_check(tpath("sparse.png"), SC_FORMAT_PNG, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "implausibly large for 64x64"), "300 MB png, size unknown: '%s'",
+	      why);
+	unlink(tpath("sparse.png"));
+
+	/* JPEG and EXR headers saying otherwise than the job. */
+	b.n = 0;
+	make_jpeg(&b, 65535, 65535, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_JPEG, 64, 48, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 65535x65535, expected 64x48"), "jpeg for 64x48: '%s'",
+	      why);
+	ret = img_buf(&b, b.n, SC_FORMAT_JPEG, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "over the limit of 32768"), "jpeg 65535, size unknown: '%s'",
+	      why);
+	b.n = 0;
+	make_jpeg(&b, 640, 480, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_JPEG, 64, 48, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 640x480, expected 64x48"), "jpeg 640 for 64: '%s'",
+	      why);
+	b.n = 0;
+	make_exr(&b, 40000, 1, 3, 0, 0, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_EXR, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "OpenEXR header says 40000x1, over the limit"), "exr 40000: '%s'",
+	      why);
+	b.n = 0;
+	make_exr(&b, 20, 37, 3, 0, 0, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_EXR, 20, 36, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 20x37, expected 20x36"), "exr 20x37 for 20x36: '%s'",
+	      why);
+	b.n = 0;
+	make_tiff(&b, 0, 40000, 3, 1, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_TIFF, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "over the limit of 32768"), "tiff 40000: '%s'", why);
+
+	/* The caller's expectation is bounded too; 0 is not "skip". */
+	b.n = 0;
+	make_png(&b, 32, 24, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, -32, 24, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "outside 1..32768"), "negative expectation: '%s'", why);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 40000, 24, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "outside 1..32768"), "expectation over the cap: '%s'", why);
+
+	/* The copy cap follows the same bound. */
+	CHECK(image_max_bytes(SC_FORMAT_PNG, 64, 64) == 64 * 64 * 16 + (1 << 20), "png 64x64 cap %llu",
+	      (unsigned long long)image_max_bytes(SC_FORMAT_PNG, 64, 64));
+	CHECK(image_max_bytes(SC_FORMAT_EXR, 64, 64) == 64ull * 64 * IMAGE_EXR_BPP_MAX + (1 << 20),
+	      "exr 64x64 cap");
+	CHECK(image_max_bytes(SC_FORMAT_PNG, 0, 64) == 0 && image_max_bytes(SC_FORMAT_PNG, 32769, 1) == 0,
+	      "cap for an unknown or impossible size is not 0");
+	buf_free(&b);
+}
+
 /* ------------------------------------------------------------ samples */
 
 static int sample_format(const char *name, enum sc_format *fmt)
@@ -883,6 +1008,7 @@ int main(void)
 	}
 	test_blend();
 	test_images();
+	test_hostile_images();
 	if (samples && *samples)
 		test_samples(samples);
 	cleanup();
