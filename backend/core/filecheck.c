@@ -156,7 +156,9 @@ struct fc_stream {
 	int truncated; /* the container ended mid-frame */
 	int err;       /* 0, -EIO-ish, or -EINVAL for corrupt */
 	char errmsg[128];
-	int member_open; /* gzip member or zstd frame unfinished */
+	int member_open;            /* gzip member or zstd frame unfinished */
+	uint64_t produced, max_out; /* decompressed bytes so far, and the most allowed */
+	int bomb;                   /* produced went past max_out */
 	z_stream z;
 	int z_init;
 	ZSTD_DStream *zd;
@@ -324,6 +326,14 @@ static void fc_stream_step(struct fc_stream *s)
 			s->eof = 1;
 			s->truncated = s->member_open;
 		}
+		s->produced += s->out_len;
+		if (s->produced > s->max_out) {
+			/* Stop before handing out a byte past the limit. */
+			s->bomb = 1;
+			s->err = -EINVAL;
+			s->out_len = 0;
+			return;
+		}
 	}
 }
 
@@ -374,8 +384,20 @@ static uint64_t fc_stream_read(struct fc_stream *s, void *buf, uint64_t n)
 }
 
 /* The reason for a short read from the stream at block offset at. */
+static int fc_bomb(struct fc_stream *s, char *why, size_t whysz)
+{
+	return fc_fail(
+	    why, whysz,
+	    "refused: this %s .blend expands to more than %" PRIu64 " bytes (the limit for %" PRIu64
+	    " compressed bytes: %u times that, at least %llu MiB, at most %llu GiB)",
+	    fc_kind_name(s->kind), s->max_out, s->file_size, (unsigned)BLEND_MAX_RATIO,
+	    (unsigned long long)(BLEND_RATIO_FLOOR >> 20), (unsigned long long)(BLEND_MAX_EXPANDED >> 30));
+}
+
 static int fc_blend_short(struct fc_stream *s, uint64_t at, char *why, size_t whysz)
 {
+	if (s->bomb)
+		return fc_bomb(s, why, whysz);
 	if (s->err == -EINVAL)
 		return fc_fail(why, whysz, "%s (after %" PRIu64 " bytes of Blender data)", s->errmsg, s->pos);
 	if (s->err)
@@ -513,6 +535,8 @@ static int fc_blend_drain(struct fc_stream *s, char *why, size_t whysz)
 
 	while (fc_stream_read(s, NULL, FC_CHUNK) == FC_CHUNK)
 		;
+	if (s->bomb)
+		return fc_bomb(s, why, whysz);
 	if (s->err == -EINVAL)
 		return fc_fail(why, whysz, "%s (after the ENDB block)", s->errmsg);
 	if (s->err)
@@ -523,6 +547,14 @@ static int fc_blend_drain(struct fc_stream *s, char *why, size_t whysz)
 			       "after the ENDB block at byte %" PRIu64 " but before its own end)",
 			       fc_kind_name(s->kind), endb);
 	return 0;
+}
+
+uint64_t blend_max_expanded(uint64_t compressed)
+{
+	uint64_t max = compressed > BLEND_MAX_EXPANDED / BLEND_MAX_RATIO ? BLEND_MAX_EXPANDED
+									 : compressed * BLEND_MAX_RATIO;
+
+	return max < BLEND_RATIO_FLOOR ? BLEND_RATIO_FLOOR : max;
 }
 
 int blend_check(int fd, struct blend_info *info, char *why, size_t whysz)
@@ -561,6 +593,7 @@ int blend_check(int fd, struct blend_info *info, char *why, size_t whysz)
 		fc_fail(why, whysz, "out of memory");
 		goto out_close;
 	}
+	s.max_out = blend_max_expanded((uint64_t)st.st_size);
 	ret = fc_blend_header(&s, info, &bhead_size, &large, why, whysz);
 	if (ret)
 		goto out_close;

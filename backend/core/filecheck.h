@@ -32,6 +32,22 @@ struct blend_info {
 int blend_check(int fd, struct blend_info *info, char *why, size_t whysz);
 
 /*
+ * Decompression is bounded: a gzip or zstd .blend may expand to at most
+ * BLEND_MAX_RATIO times its compressed size (Blender's own files stay
+ * under about 10 times; zeros compress over 1000 times), never less than
+ * BLEND_RATIO_FLOOR (small files check cheaply whatever their ratio) and
+ * never more than BLEND_MAX_EXPANDED.  Past that blend_check() stops
+ * decompressing and fails with -EINVAL and "refused: this zstd .blend
+ * expands to more than N bytes (...)".  The cost of checking any file is
+ * thus at most BLEND_MAX_EXPANDED bytes of decompression.
+ */
+#define BLEND_MAX_RATIO    64u
+#define BLEND_RATIO_FLOOR  (256ull << 20) /* 256 MiB */
+#define BLEND_MAX_EXPANDED (16ull << 30)  /* 16 GiB */
+/* The expanded-size limit for a compressed file of that many bytes. */
+uint64_t blend_max_expanded(uint64_t compressed);
+
+/*
  * Check the image at path: the format's signature, its header's width and
  * height within IMAGE_MAX_DIM a side and equal to want_w x want_h, the
  * file complete (PNG up to IEND, JPEG ending in EOI, EXR/TIFF headers and

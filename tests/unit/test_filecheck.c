@@ -264,6 +264,126 @@ static void zstd_buf(const struct buf *in, struct buf *out)
 }
 
 /*
+ * A .blend whose one DATA block is `zeros` bytes of zeros, then ENDB:
+ * a valid file that compresses to almost nothing.  Streamed into path
+ * as gzip (gz) or zstd, never held in memory whole.
+ */
+static void make_bomb(const char *path, int gz, uint64_t zeros)
+{
+	static unsigned char zero[1 << 20];
+	unsigned char out[1 << 16];
+	struct buf head = {0}, tail = {0};
+	FILE *f = fopen(path, "wb");
+	ZSTD_CCtx *zc = gz ? NULL : ZSTD_createCCtx();
+	z_stream z;
+
+	if (!f || (!gz && !zc))
+		exit(2);
+	put(&head, "BLENDER-v304", 12);
+	put(&head, "DATA", 4);
+	put32(&head, (uint32_t)zeros, 0);
+	put64(&head, 0x7ffe12345678ull, 0);
+	put32(&head, 7, 0);
+	put32(&head, 1, 0);
+	put(&tail, "ENDB", 4);
+	put_fill(&tail, 0, 20);
+	memset(&z, 0, sizeof(z));
+	if (gz && deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+		exit(2);
+	if (zc)
+		ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, 1);
+	for (uint64_t left = zeros + 2;;) {
+		/* head, the zeros a MiB at a time, tail, then the end */
+		const unsigned char *p;
+		size_t n;
+		int last = 0;
+
+		if (left == zeros + 2) {
+			p = head.p, n = head.n;
+		} else if (left > 1) {
+			n = left - 1 > sizeof(zero) ? sizeof(zero) : (size_t)(left - 1);
+			p = zero;
+		} else {
+			p = tail.p, n = tail.n, last = 1;
+		}
+		if (gz) {
+			int ret;
+
+			z.next_in = (unsigned char *)p;
+			z.avail_in = (uInt)n;
+			do {
+				z.next_out = out;
+				z.avail_out = sizeof(out);
+				ret = deflate(&z, last ? Z_FINISH : Z_NO_FLUSH);
+				fwrite(out, 1, sizeof(out) - z.avail_out, f);
+			} while (z.avail_out == 0 || (last && ret == Z_OK));
+		} else {
+			ZSTD_inBuffer in = {p, n, 0};
+			size_t rem;
+
+			do {
+				ZSTD_outBuffer o = {out, sizeof(out), 0};
+
+				rem = ZSTD_compressStream2(zc, &o, &in, last ? ZSTD_e_end : ZSTD_e_continue);
+				if (ZSTD_isError(rem))
+					exit(2);
+				fwrite(out, 1, o.pos, f);
+			} while (last ? rem != 0 : in.pos < in.size);
+		}
+		if (last)
+			break;
+		left -= left == zeros + 2 ? 1 : n;
+	}
+	if (gz)
+		deflateEnd(&z);
+	ZSTD_freeCCtx(zc);
+	fclose(f);
+	buf_free(&head);
+	buf_free(&tail);
+}
+
+/* Decompression is bounded: a small file that expands past its limit is
+ * refused, quickly, with a reason that says so. */
+static void test_blend_bombs(void)
+{
+	struct stat st;
+	char why[512];
+	int64_t t0;
+	int ret;
+
+	CHECK(blend_max_expanded(1 << 20) == BLEND_RATIO_FLOOR, "floor: %llu",
+	      (unsigned long long)blend_max_expanded(1 << 20));
+	CHECK(blend_max_expanded(100ull << 20) == 6400ull << 20, "64 times");
+	CHECK(blend_max_expanded(1ull << 30) == BLEND_MAX_EXPANDED &&
+		  blend_max_expanded(UINT64_MAX) == BLEND_MAX_EXPANDED,
+	      "cap");
+
+	for (int gz = 0; gz < 2; gz++) {
+		const char *kind = gz ? "gzip" : "zstd";
+		char want[64];
+
+		/* Under the floor: a valid file, accepted. */
+		make_bomb(tpath("small.blend"), gz, 64ull << 20);
+		ret = blend_file(tpath("small.blend"), NULL, why, sizeof(why));
+		CHECK(ret == 0, "%s: 64 MiB of zeros refused: '%s'", kind, why);
+		/* 1 GiB of zeros in a few hundred KiB. */
+		make_bomb(tpath("bomb.blend"), gz, 1ull << 30);
+		CHECK(stat(tpath("bomb.blend"), &st) == 0 && st.st_size < (4 << 20), "%s bomb is %lld bytes",
+		      kind, (long long)st.st_size);
+		t0 = util_mono_ms();
+		ret = blend_file(tpath("bomb.blend"), NULL, why, sizeof(why));
+		snprintf(want, sizeof(want), "refused: this %s .blend expands to more than %llu bytes", kind,
+			 (unsigned long long)blend_max_expanded((uint64_t)st.st_size));
+		CHECK(ret == -EINVAL && !strncmp(why, want, strlen(want)) && one_line(why),
+		      "%s bomb: %d '%s'", kind, ret, why);
+		CHECK(util_mono_ms() - t0 < 5000, "%s bomb took %lld ms to refuse", kind,
+		      (long long)(util_mono_ms() - t0));
+		unlink(tpath("small.blend"));
+		unlink(tpath("bomb.blend"));
+	}
+}
+
+/*
  * Every proper prefix of a good file must fail, with a one-line reason,
  * except ok_cut: a zstd file cut just before its seek table is a complete
  * stream that Blender reads too (it falls back to streaming).
@@ -1007,6 +1127,7 @@ int main(void)
 		return 2;
 	}
 	test_blend();
+	test_blend_bombs();
 	test_images();
 	test_hostile_images();
 	if (samples && *samples)
