@@ -44,6 +44,23 @@ int util_write_file_atomic(const char *path, const void *data, size_t len);
 /* Keep only the last max bytes' worth of whole lines of a text file in out. */
 int util_tail_lines(const char *path, int nlines, char *out, size_t sz);
 
+/*
+ * Make text from outside (a node's report, a user's file name, a remote
+ * error message) safe for one line of a status or error file: copied into
+ * dst (at most dstsz-1 bytes, always NUL-terminated; dstsz >= 1) with
+ *   - newline, CR and tab written as \n, \r, \t, other C0 controls and
+ *     DEL as \xNN, the C1 controls, the line and paragraph separators
+ *     (U+2028, U+2029) and the bidirectional overrides (U+202A-U+202E,
+ *     U+2066-U+2069) as \uNNNN;
+ *   - bytes that are not valid UTF-8 (stray continuation bytes, overlong
+ *     forms, surrogates, past U+10FFFF, cut sequences) as \xNN each;
+ *   - valid UTF-8 kept as it is;
+ *   - when it does not fit, cut at a character boundary and ended with
+ *     "..." (so a cut is visible), never inside a character or an escape.
+ * src NULL is taken as ""; dst and src must not overlap.  Returns dst.
+ */
+char *util_clean_line(char *dst, size_t dstsz, const char *src);
+
 /* A growable string; s.buf is owned and freed with util_sb_free(). */
 struct util_sb {
 	char *buf;

@@ -128,14 +128,13 @@ static void ssh_seterr(struct ssh_node *n, const char *fmt, ...) __attribute__((
 static void ssh_seterr(struct ssh_node *n, const char *fmt, ...)
 {
 	va_list ap;
-	char *nl;
+	char raw[1024];
 
 	va_start(ap, fmt);
-	vsnprintf(n->base.error, sizeof(n->base.error), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* One line, whatever the library or the node put in it. */
-	while ((nl = strpbrk(n->base.error, "\r\n")))
-		*nl = ' ';
+	/* One safe line, whatever the library or the node put in it. */
+	util_clean_line(n->base.error, sizeof(n->base.error), raw);
 }
 
 static int ssh_sftp_errno(unsigned long fx)
