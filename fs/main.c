@@ -242,14 +242,15 @@ int main(int argc, char *argv[])
 	if (!strcmp(cfg.backend, "clore")) {
 		/* The key is read before mounting, so a bad key file stops the
 		 * mount with a reason; the variable is dropped so that no child
-		 * (Blender, ffmpeg) inherits it. */
+		 * (Blender, ffmpeg) inherits it, and its bytes are wiped so
+		 * that /proc/PID/environ no longer shows it. */
 		if (clore_load_key(cfg.clore_api_key_file ? cfg.clore_api_key_file
 							  : "~/.config/renderfs/clore.key",
 				   clore_key, sizeof(clore_key), err, sizeof(err))) {
 			fprintf(stderr, "renderfs: %s\n", err);
 			goto out_free_cfg;
 		}
-		unsetenv("CLORE_API_KEY");
+		util_env_wipe("CLORE_API_KEY");
 		{
 			/* A bad api_url (plain http to a remote host) stops the
 			 * mount here, not after it. */

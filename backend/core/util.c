@@ -465,6 +465,21 @@ char *util_clean_line(char *dst, size_t dstsz, const char *src)
 	return dst;
 }
 
+extern char **environ;
+
+void util_env_wipe(const char *name)
+{
+	size_t nl = strlen(name);
+
+	/* The value's bytes only: "NAME=" stays, so unsetenv() still finds
+	 * and removes every entry.  glibc never frees these strings, and the
+	 * initial ones live in the block the kernel shows. */
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, name, nl) && (*e)[nl] == '=')
+			explicit_bzero(*e + nl + 1, strlen(*e + nl + 1));
+	unsetenv(name);
+}
+
 void util_sb_printf(struct util_sb *sb, const char *fmt, ...)
 {
 	va_list ap;

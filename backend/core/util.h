@@ -61,6 +61,16 @@ int util_tail_lines(const char *path, int nlines, char *out, size_t sz);
  */
 char *util_clean_line(char *dst, size_t dstsz, const char *src);
 
+/*
+ * Remove the environment variable name so that its value cannot be read
+ * back: the value bytes of every "name=value" string in environ -- those
+ * of the process's initial environment block, which /proc/PID/environ
+ * shows even after unsetenv(), included -- are overwritten with zeros,
+ * then the variable is unset (the name itself stays visible there).  Not thread-safe (as setenv is not); call it
+ * before starting threads.  Pointers getenv() gave for it read "" after.
+ */
+void util_env_wipe(const char *name);
+
 /* A growable string; s.buf is owned and freed with util_sb_free(). */
 struct util_sb {
 	char *buf;

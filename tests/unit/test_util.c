@@ -1,10 +1,17 @@
 /*
  * test_util: util_clean_line(), the one way text from outside (nodes,
- * users, remote servers) becomes one safe line of a status or error file.
+ * users, remote servers) becomes one safe line of a status or error file;
+ * util_env_wipe(), which must leave the API key nowhere in the process's
+ * environment block (/proc/self/environ), tested in a child started with
+ * the key in its initial environment, as the daemon is.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/util.h"
 #include "check.h"
@@ -74,8 +81,73 @@ static void test_clean_line(void)
 	}
 }
 
-int main(void)
+#define SECRET "sk-test-0123456789abcdef-SECRET"
+
+/* /proc/self/environ: does it hold needle anywhere (NULs included)? */
+static int environ_has(const char *needle)
 {
+	static char buf[1 << 16];
+	size_t n = 0, nl = strlen(needle);
+	ssize_t r;
+	int fd = open("/proc/self/environ", O_RDONLY);
+
+	if (fd < 0)
+		return -errno;
+	while (n < sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	for (size_t i = 0; i + nl <= n; i++)
+		if (!memcmp(buf + i, needle, nl))
+			return 1;
+	return 0;
+}
+
+/* In the child: the key came in the initial environment, as a daemon's does. */
+static int env_child(void)
+{
+	const char *seen = getenv("CLORE_API_KEY");
+
+	CHECK(seen && !strcmp(seen, SECRET), "the child did not get the key");
+	CHECK(environ_has(SECRET) == 1, "the key is not in /proc/self/environ to begin with");
+	util_env_wipe("CLORE_API_KEY");
+	CHECK(getenv("CLORE_API_KEY") == NULL, "the key is still set after the wipe");
+	CHECK(environ_has(SECRET) == 0, "the key is still readable in /proc/self/environ");
+	CHECK(environ_has("sk-test") == 0, "part of the key is still readable in /proc/self/environ");
+	/* Its neighbours are untouched. */
+	CHECK(getenv("BEFORE") && !strcmp(getenv("BEFORE"), "one") && getenv("AFTER") &&
+		  !strcmp(getenv("AFTER"), "two"),
+	      "a neighbouring variable was damaged");
+	CHECK(environ_has("AFTER=two") == 1, "the block after the key was damaged");
+	/* Wiping what is not there is harmless. */
+	util_env_wipe("RFS_NO_SUCH_VARIABLE");
+	util_env_wipe("CLORE_API_KEY");
+	return check_summary("test_util (environment child)");
+}
+
+static void test_env_wipe(const char *self)
+{
+	char *argv[] = {(char *)self, "--env-child", NULL};
+	char *envp[] = {"BEFORE=one", "CLORE_API_KEY=" SECRET, "AFTER=two", "CLORE_API_KEY=" SECRET "2",
+			NULL};
+	int status = -1;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		execve("/proc/self/exe", argv, envp);
+		_exit(127);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/wait");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the environment child failed (status 0x%x)",
+	      status);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--env-child"))
+		return env_child();
 	test_clean_line();
+	test_env_wipe(argv[0]);
 	return check_summary("test_util");
 }
