@@ -35,8 +35,13 @@ char *util_fmt_duration(char *buf, size_t sz, double secs)
 {
 	long s;
 
-	if (secs < 0)
+	/* Numbers from outside (a node's seconds): NaN and negatives read
+	 * as 0, anything past UTIL_DURATION_MAX as that, so the conversion
+	 * to long below is always defined. */
+	if (!(secs >= 0))
 		secs = 0;
+	if (secs > UTIL_DURATION_MAX)
+		secs = UTIL_DURATION_MAX;
 	if (secs < 10) {
 		snprintf(buf, sz, "%.1fs", secs);
 		return buf;

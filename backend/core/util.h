@@ -17,7 +17,10 @@ int64_t util_now_ms(void);
 /* Monotonic milliseconds: intervals that must not jump with the clock. */
 int64_t util_mono_ms(void);
 
-/* "12m31s", "3h05m", "0.4s", "2d04h".  Writes into buf, returns buf. */
+/* "12m31s", "3h05m", "0.4s", "2d04h".  Writes into buf, returns buf.
+ * NaN and negative values show as 0, values over UTIL_DURATION_MAX (about
+ * 31 years) as that. */
+#define UTIL_DURATION_MAX 1e9
 char *util_fmt_duration(char *buf, size_t sz, double secs);
 /* "$1.84", "$0.0400" (4 decimals under $0.10), "$0.00" for zero. */
 char *util_fmt_money(char *buf, size_t sz, double usd);

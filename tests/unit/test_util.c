@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,11 +144,24 @@ static void test_env_wipe(const char *self)
 	      status);
 }
 
+/* Durations a node may report: never undefined, never absurd. */
+static void test_fmt_duration(void)
+{
+	char b[64];
+
+	CHECK(!strcmp(util_fmt_duration(b, sizeof(b), 1e300), "11574d01h"), "1e300: %s", b);
+	CHECK(!strcmp(util_fmt_duration(b, sizeof(b), HUGE_VAL), "11574d01h"), "inf: %s", b);
+	CHECK(!strcmp(util_fmt_duration(b, sizeof(b), NAN), "0.0s"), "nan: %s", b);
+	CHECK(!strcmp(util_fmt_duration(b, sizeof(b), -5), "0.0s"), "negative: %s", b);
+	CHECK(!strcmp(util_fmt_duration(b, sizeof(b), 751), "12m31s"), "751: %s", b);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--env-child"))
 		return env_child();
 	test_clean_line();
+	test_fmt_duration();
 	test_env_wipe(argv[0]);
 	return check_summary("test_util");
 }
