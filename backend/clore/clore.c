@@ -28,6 +28,7 @@
  *	      TLS -EPROTO, other -EIO
  */
 #include "clore/clore.h"
+#include "core/util.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -232,7 +233,7 @@ static int code_to_errno(struct clore_client *c, const char *ep, int code, const
 	case 6: break;
 	default: set_err(c, "Clore %s: unexpected reply code %d", ep, code); return -EPROTO;
 	}
-	copy_clean(what, sizeof(what), cJSON_IsString(e) ? e->valuestring : "");
+	util_clean_line(what, sizeof(what), cJSON_IsString(e) ? e->valuestring : "");
 	for (i = 0; i < sizeof(code6_table) / sizeof(code6_table[0]); i++) {
 		const struct code6 *t = &code6_table[i];
 		const cJSON *x;

@@ -20,6 +20,55 @@ struct load_ctx {
 	int failed;
 };
 
+/*
+ * The line reader given to inih.  inih reads into a buffer of its own
+ * fixed size (INI_MAX_LINE as the library was built, passed here as num)
+ * and would take the rest of a longer line for a line of its own ("line
+ * N+1: not INI syntax").  This reader counts lines itself and, at a line
+ * that does not fit, stops the parse (end of input) and remembers which
+ * line it was, so the error names it.
+ */
+struct line_reader {
+	FILE *f;
+	int lineno;    /* lines handed to inih so far */
+	int too_long;  /* the line that did not fit, 0 if none */
+	int max;       /* the most bytes a line may have, newline excluded */
+	long long len; /* that line's length */
+};
+
+static char *read_line(char *str, int num, void *stream)
+{
+	struct line_reader *lr = stream;
+	long long len = 0; /* bytes before the newline */
+	int c = EOF, last = 0, got = 0;
+
+	if (lr->too_long || num < 3)
+		return NULL;
+	while ((c = getc(lr->f)) != EOF) {
+		got = 1;
+		if (c == '\n')
+			break;
+		if (len < num - 1)
+			str[len] = (char)c;
+		len++;
+		last = c;
+	}
+	if (!got)
+		return NULL;
+	if (last == '\r') /* CRLF: the CR is not part of the line */
+		len--;
+	if (len > num - 2) {
+		lr->too_long = lr->lineno + 1;
+		lr->max = num - 2;
+		lr->len = len;
+		return NULL;
+	}
+	str[len] = '\n';
+	str[len + 1] = '\0';
+	lr->lineno++;
+	return str;
+}
+
 static int set_str(char **dst, const char *v)
 {
 	char *s = strdup(v);
@@ -168,13 +217,25 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 	return -ENOENT;
 }
 
+/* Values longer than any setting can use are refused whole, never cut:
+ * paths and URLs up to PATH_MAX, everything else far less. */
+static int config_check_len(const char *sec, const char *key, const char *v)
+{
+	(void)sec;
+	(void)key;
+	return strlen(v) > CONFIG_VALUE_MAX ? -E2BIG : 0;
+}
+
 static void report(struct load_ctx *lc, const char *where, const char *sec, const char *key, const char *v,
 		   int rc)
 {
 	if (lc->failed)
 		return;
 	lc->failed = 1;
-	if (rc == -ENOENT)
+	if (rc == -E2BIG)
+		snprintf(lc->err, lc->errsz, "%svalue for %s.%s is too long (%zu bytes, max %d)", where, sec,
+			 key, strlen(v), CONFIG_VALUE_MAX);
+	else if (rc == -ENOENT)
 		snprintf(lc->err, lc->errsz, "%sunknown setting %s.%s", where, sec, key);
 	else
 		snprintf(lc->err, lc->errsz, "%sbad value '%.80s' for %s.%s", where, v, sec, key);
@@ -183,16 +244,23 @@ static void report(struct load_ctx *lc, const char *where, const char *sec, cons
 static int ini_cb(void *user, const char *sec, const char *key, const char *v)
 {
 	struct load_ctx *lc = user;
-	char val[1024];
+	char *val;
 	int rc;
 	char *hash;
 	size_t n;
 
 	if (!key) /* a section header alone */
 		return 1;
+	/* The whole value, however long: nothing is cut silently. */
+	val = strdup(v);
+	if (!val) {
+		if (!lc->failed)
+			snprintf(lc->err, lc->errsz, "out of memory");
+		lc->failed = 1;
+		return 0;
+	}
 	/* inih strips ';' comments only; product.md also allows "# ..." after
 	 * a value, so cut at a '#' that follows white space. */
-	snprintf(val, sizeof(val), "%s", v);
 	for (hash = val; (hash = strchr(hash, '#')); hash++) {
 		if (hash == val || hash[-1] == ' ' || hash[-1] == '\t') {
 			*hash = '\0';
@@ -203,12 +271,16 @@ static int ini_cb(void *user, const char *sec, const char *key, const char *v)
 	while (n && (val[n - 1] == ' ' || val[n - 1] == '\t'))
 		val[--n] = '\0';
 	v = val;
-	rc = config_set(lc->cfg, sec, key, v);
+	rc = config_check_len(sec, key, v);
+	if (!rc)
+		rc = config_set(lc->cfg, sec, key, v);
 	if (rc) {
-		/* inih reports the line: ini_parse_file() returns it. */
+		/* inih reports the line: ini_parse_stream() returns it. */
 		report(lc, "", sec, key, v, rc);
+		free(val);
 		return 0;
 	}
+	free(val);
 	return 1;
 }
 
@@ -257,8 +329,11 @@ int config_load(struct config *cfg, const char *file, int explicit_file, char **
 			snprintf(err, errsz, "cannot read config %s: %s", file, strerror(errno));
 			return rc;
 		}
-		rc = ini_parse_file(f, ini_cb, &lc);
+		struct line_reader lr = {.f = f};
+
+		rc = ini_parse_stream(read_line, &lr, ini_cb, &lc);
 		fclose(f);
+		/* Errors before the long line come first: inih stopped there. */
 		if (lc.failed) {
 			char tmp[512];
 
@@ -266,8 +341,17 @@ int config_load(struct config *cfg, const char *file, int explicit_file, char **
 			snprintf(err, errsz, "%s", tmp);
 			return -EINVAL;
 		}
-		if (rc) {
+		if (rc > 0) {
 			snprintf(err, errsz, "%s: line %d: not INI syntax", file, rc);
+			return -EINVAL;
+		}
+		if (rc < 0) {
+			snprintf(err, errsz, "%s: %s", file, rc == -2 ? "out of memory" : "cannot read");
+			return rc == -2 ? -ENOMEM : -EIO;
+		}
+		if (lr.too_long) {
+			snprintf(err, errsz, "%s: line %d: too long (%lld bytes, max %d)", file, lr.too_long,
+				 lr.len, lr.max);
 			return -EINVAL;
 		}
 	}
@@ -284,7 +368,9 @@ overrides:
 		}
 		snprintf(sec, sizeof(sec), "%.*s", (int)(dot - overrides[i]), overrides[i]);
 		snprintf(key, sizeof(key), "%.*s", (int)(eq - dot - 1), dot + 1);
-		rc = config_set(cfg, sec, key, eq + 1);
+		rc = config_check_len(sec, key, eq + 1);
+		if (!rc)
+			rc = config_set(cfg, sec, key, eq + 1);
 		if (rc) {
 			report(&lc, "option -o: ", sec, key, eq + 1, rc);
 			return -EINVAL;

@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_SSH_NODES 64
+/* The longest value a setting may have (a path); longer is refused whole. */
+#define CONFIG_VALUE_MAX 4095
 
 struct config {
 	/* [renderfs] */

@@ -30,6 +30,8 @@
 
 #include "core/filecheck.h"
 
+_Static_assert(IMAGE_MAX_DIM == SIDECAR_RES_MAX, "a job may ask for no size the frame check refuses");
+
 #define FC_CHUNK     (64 * 1024) /* compressed bytes read per pread */
 #define FC_ZSTD_WLOG 27          /* 128 MiB window: zstd's own default cap */
 #define FC_SHOW      4           /* bytes of a foreign file shown in reasons */
@@ -154,7 +156,9 @@ struct fc_stream {
 	int truncated; /* the container ended mid-frame */
 	int err;       /* 0, -EIO-ish, or -EINVAL for corrupt */
 	char errmsg[128];
-	int member_open; /* gzip member or zstd frame unfinished */
+	int member_open;            /* gzip member or zstd frame unfinished */
+	uint64_t produced, max_out; /* decompressed bytes so far, and the most allowed */
+	int bomb;                   /* produced went past max_out */
 	z_stream z;
 	int z_init;
 	ZSTD_DStream *zd;
@@ -322,6 +326,14 @@ static void fc_stream_step(struct fc_stream *s)
 			s->eof = 1;
 			s->truncated = s->member_open;
 		}
+		s->produced += s->out_len;
+		if (s->produced > s->max_out) {
+			/* Stop before handing out a byte past the limit. */
+			s->bomb = 1;
+			s->err = -EINVAL;
+			s->out_len = 0;
+			return;
+		}
 	}
 }
 
@@ -372,8 +384,20 @@ static uint64_t fc_stream_read(struct fc_stream *s, void *buf, uint64_t n)
 }
 
 /* The reason for a short read from the stream at block offset at. */
+static int fc_bomb(struct fc_stream *s, char *why, size_t whysz)
+{
+	return fc_fail(
+	    why, whysz,
+	    "refused: this %s .blend expands to more than %" PRIu64 " bytes (the limit for %" PRIu64
+	    " compressed bytes: %u times that, at least %llu MiB, at most %llu GiB)",
+	    fc_kind_name(s->kind), s->max_out, s->file_size, (unsigned)BLEND_MAX_RATIO,
+	    (unsigned long long)(BLEND_RATIO_FLOOR >> 20), (unsigned long long)(BLEND_MAX_EXPANDED >> 30));
+}
+
 static int fc_blend_short(struct fc_stream *s, uint64_t at, char *why, size_t whysz)
 {
+	if (s->bomb)
+		return fc_bomb(s, why, whysz);
 	if (s->err == -EINVAL)
 		return fc_fail(why, whysz, "%s (after %" PRIu64 " bytes of Blender data)", s->errmsg, s->pos);
 	if (s->err)
@@ -511,6 +535,8 @@ static int fc_blend_drain(struct fc_stream *s, char *why, size_t whysz)
 
 	while (fc_stream_read(s, NULL, FC_CHUNK) == FC_CHUNK)
 		;
+	if (s->bomb)
+		return fc_bomb(s, why, whysz);
 	if (s->err == -EINVAL)
 		return fc_fail(why, whysz, "%s (after the ENDB block)", s->errmsg);
 	if (s->err)
@@ -521,6 +547,14 @@ static int fc_blend_drain(struct fc_stream *s, char *why, size_t whysz)
 			       "after the ENDB block at byte %" PRIu64 " but before its own end)",
 			       fc_kind_name(s->kind), endb);
 	return 0;
+}
+
+uint64_t blend_max_expanded(uint64_t compressed)
+{
+	uint64_t max = compressed > BLEND_MAX_EXPANDED / BLEND_MAX_RATIO ? BLEND_MAX_EXPANDED
+									 : compressed * BLEND_MAX_RATIO;
+
+	return max < BLEND_RATIO_FLOOR ? BLEND_RATIO_FLOOR : max;
 }
 
 int blend_check(int fd, struct blend_info *info, char *why, size_t whysz)
@@ -559,6 +593,7 @@ int blend_check(int fd, struct blend_info *info, char *why, size_t whysz)
 		fc_fail(why, whysz, "out of memory");
 		goto out_close;
 	}
+	s.max_out = blend_max_expanded((uint64_t)st.st_size);
 	ret = fc_blend_header(&s, info, &bhead_size, &large, why, whysz);
 	if (ret)
 		goto out_close;
@@ -596,8 +631,9 @@ static const uint64_t fc_min_size[] = {
  * twice its uncompressed bytes per pixel leaves room for RLE/ZIP
  * expanding incompressible data and per-line chunk overhead.
  */
-#define FC_BPP_MAX 16
-#define FC_SLACK   (1024 * 1024)
+#define FC_BPP_MAX           16
+#define FC_SLACK             (1024 * 1024)
+#define FC_PNG_ANCILLARY_MAX (16 * 1024 * 1024) /* text, ICC profile, EXIF */
 
 static const char *const fc_fmt_name[] = {
     [SC_FORMAT_PNG] = "PNG",
@@ -611,7 +647,8 @@ struct fc_img {
 	uint64_t size;
 	int full; /* also check that the file is complete */
 	int w, h;
-	uint64_t bpp; /* bytes per pixel bound for the size check */
+	int want_w, want_h; /* what the job asked for; 0: unknown, hard caps only */
+	uint64_t bpp;       /* bytes per pixel bound for the size check */
 	char *why;
 	size_t whysz;
 };
@@ -645,16 +682,36 @@ static int fc_not_format(struct fc_img *im, const char *fmt_name, const unsigned
 	return fc_fail(im->why, im->whysz, "not a %s file (starts with '%s')", fmt_name, shown);
 }
 
+/*
+ * The header's size, checked before anything else in the file is walked:
+ * within IMAGE_MAX_DIM a side, equal to what the job asked for (each of
+ * want_w, want_h when > 0), and, for a full check, the file no larger
+ * than that many pixels can plausibly take.
+ */
 static int fc_dims_ok(struct fc_img *im, const char *what, int64_t w, int64_t h)
 {
-	/* Real frames stay far below 2^30 pixels a side. */
-	if (w <= 0 || h <= 0 || w > (1 << 30) || h > (1 << 30))
+	uint64_t max;
+
+	if (w <= 0 || h <= 0)
 		return fc_fail(im->why, im->whysz,
 			       "%s header has impossible "
 			       "size %" PRId64 "x%" PRId64,
 			       what, w, h);
+	if ((im->want_w > 0 && w != im->want_w) || (im->want_h > 0 && h != im->want_h))
+		return fc_fail(im->why, im->whysz, "image is %" PRId64 "x%" PRId64 ", expected %dx%d", w, h,
+			       im->want_w, im->want_h);
+	if (w > IMAGE_MAX_DIM || h > IMAGE_MAX_DIM)
+		return fc_fail(im->why, im->whysz,
+			       "%s header says %" PRId64 "x%" PRId64 ", over the limit of %d pixels a side",
+			       what, w, h, IMAGE_MAX_DIM);
 	im->w = (int)w;
 	im->h = (int)h;
+	max = (uint64_t)im->w * (uint64_t)im->h * im->bpp + FC_SLACK;
+	if (im->full && im->size > max)
+		return fc_fail(im->why, im->whysz,
+			       "%s file is implausibly large for "
+			       "%dx%d (%" PRIu64 " bytes, at most %" PRIu64 " expected)",
+			       what, im->w, im->h, im->size, max);
 	return 0;
 }
 
@@ -703,7 +760,9 @@ static int fc_png(struct fc_img *im)
 					       "damaged: bad chunk type at "
 					       "byte %" PRIu64,
 					       off);
-		if (len > 0x7fffffffu)
+		/* The spec's 2^31-1, and far less for metadata (an ancillary
+		 * chunk: lower-case first letter), whatever the file size. */
+		if (len > 0x7fffffffu || ((b[4] & 0x20) && len > FC_PNG_ANCILLARY_MAX))
 			return fc_fail(im->why, im->whysz,
 				       "PNG is damaged: "
 				       "chunk at byte %" PRIu64 " has length %" PRIu64,
@@ -1051,11 +1110,11 @@ static int fc_exr(struct fc_img *im)
 		return fc_fail(im->why, im->whysz,
 			       "OpenEXR header has no "
 			       "dataWindow");
+	if (hd.bpp > im->bpp / 2)
+		im->bpp = hd.bpp * 2 < IMAGE_EXR_BPP_MAX ? hd.bpp * 2 : IMAGE_EXR_BPP_MAX;
 	ret = fc_dims_ok(im, "OpenEXR", hd.w, hd.h);
 	if (ret)
 		return ret;
-	if (hd.bpp > im->bpp / 2)
-		im->bpp = hd.bpp * 2;
 	if (!im->full)
 		return 0;
 	if (version & EXR_MULTIPART) {
@@ -1332,6 +1391,13 @@ out_close:
 	return ret;
 }
 
+uint64_t image_max_bytes(enum sc_format fmt, int w, int h)
+{
+	if (w < 1 || h < 1 || w > IMAGE_MAX_DIM || h > IMAGE_MAX_DIM)
+		return 0;
+	return (uint64_t)w * (uint64_t)h * (fmt == SC_FORMAT_EXR ? IMAGE_EXR_BPP_MAX : FC_BPP_MAX) + FC_SLACK;
+}
+
 int image_size(const char *path, enum sc_format fmt, int *w, int *h)
 {
 	char why[256];
@@ -1351,30 +1417,26 @@ int image_check(const char *path, enum sc_format fmt, int want_w, int want_h, ch
 {
 	struct fc_img im = {
 	    .full = 1,
+	    .want_w = want_w,
+	    .want_h = want_h,
 	    .bpp = FC_BPP_MAX,
 	    .why = why,
 	    .whysz = whysz,
 	};
-	uint64_t max;
 	int ret;
 
 	if (why && whysz)
 		why[0] = '\0';
+	if (want_w < 0 || want_h < 0 || want_w > IMAGE_MAX_DIM || want_h > IMAGE_MAX_DIM)
+		return fc_fail(why, whysz, "the job's size %dx%d is outside 1..%d a side", want_w, want_h,
+			       IMAGE_MAX_DIM);
 	ret = fc_image(path, fmt, &im);
 	if (ret)
 		return ret;
-	if ((want_w > 0 && im.w != want_w) || (want_h > 0 && im.h != want_h))
-		return fc_fail(why, whysz, "image is %dx%d, expected %dx%d", im.w, im.h, want_w, want_h);
 	if (im.size < fc_min_size[fmt])
 		return fc_fail(why, whysz,
 			       "%s file is too small to be an "
 			       "image (%" PRIu64 " bytes)",
 			       fc_fmt_name[fmt], im.size);
-	max = (uint64_t)im.w * (uint64_t)im.h * im.bpp + FC_SLACK;
-	if (im.size > max)
-		return fc_fail(why, whysz,
-			       "%s file is implausibly large for "
-			       "%dx%d (%" PRIu64 " bytes, at most %" PRIu64 " expected)",
-			       fc_fmt_name[fmt], im.w, im.h, im.size, max);
 	return 0;
 }

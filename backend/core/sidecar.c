@@ -795,8 +795,8 @@ static int sc_set_resolution(struct sidecar *sc, const char *v, char *why, size_
 		if (sc_parse_int(ws, wn, &w) || sc_parse_int(hs, hn, &h) || !wn || !hn || ws[0] == '+' ||
 		    ws[0] == '-' || hs[0] == '+' || hs[0] == '-')
 			return sc_bad(why, whysz, "resolution", v, expect);
-		if (w < 1 || w > 65536 || h < 1 || h > 65536)
-			return sc_bad(why, whysz, "resolution", v, "width and height must be 1 to 65536");
+		if (w < 1 || w > SIDECAR_RES_MAX || h < 1 || h > SIDECAR_RES_MAX)
+			return sc_bad(why, whysz, "resolution", v, "width and height must be 1 to 32768");
 	}
 	sc->res_w = (int)w;
 	sc->res_h = (int)h;

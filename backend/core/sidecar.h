@@ -20,6 +20,7 @@
 #define SIDECAR_MAX_FRAMES 1000000u /* per job, after removing duplicates */
 #define SIDECAR_SCENE_MAX  256      /* bytes, including the NUL */
 #define SIDECAR_GPU_MAX    256
+#define SIDECAR_RES_MAX    32768 /* a side; the frame check's IMAGE_MAX_DIM */
 
 enum sc_engine { SC_ENGINE_SAVED = 0, SC_ENGINE_CYCLES, SC_ENGINE_EEVEE, SC_ENGINE_WORKBENCH };
 enum sc_device { SC_DEVICE_AUTO = 0, SC_DEVICE_OPTIX, SC_DEVICE_CUDA, SC_DEVICE_HIP, SC_DEVICE_CPU };

@@ -35,8 +35,13 @@ char *util_fmt_duration(char *buf, size_t sz, double secs)
 {
 	long s;
 
-	if (secs < 0)
+	/* Numbers from outside (a node's seconds): NaN and negatives read
+	 * as 0, anything past UTIL_DURATION_MAX as that, so the conversion
+	 * to long below is always defined. */
+	if (!(secs >= 0))
 		secs = 0;
+	if (secs > UTIL_DURATION_MAX)
+		secs = UTIL_DURATION_MAX;
 	if (secs < 10) {
 		snprintf(buf, sz, "%.1fs", secs);
 		return buf;
@@ -369,6 +374,115 @@ int util_tail_lines(const char *path, int nlines, char *out, size_t sz)
 	}
 	memmove(out, p, strlen(p) + 1);
 	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4) and its code point, or 0. */
+static int utf8_seq(const unsigned char *p, uint32_t *cp)
+{
+	unsigned char c = p[0];
+	int n;
+	uint32_t v, lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, v = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, v = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, v = c & 0x07;
+	else
+		return 0;
+	/* The second byte's range excludes overlongs, surrogates and
+	 * anything past U+10FFFF. */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (int i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the NUL */
+		v = v << 6 | (p[i] & 0x3f);
+	}
+	*cp = v;
+	return n;
+}
+
+static int clean_escaped(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069);
+}
+
+char *util_clean_line(char *dst, size_t dstsz, const char *src)
+{
+	const unsigned char *p = (const unsigned char *)(src ? src : "");
+	size_t len = 0, cap = dstsz - 1, keep = 0; /* keep: where "..." would go */
+
+	if (!dstsz)
+		return dst;
+	while (*p) {
+		char piece[8];
+		size_t plen;
+		uint32_t cp;
+		int n = utf8_seq(p, &cp);
+
+		if (n == 1 && (cp < 0x20 || cp == 0x7f)) {
+			if (cp == '\n' || cp == '\r' || cp == '\t')
+				plen = (size_t)snprintf(piece, sizeof(piece), "\\%c",
+							cp == '\n'   ? 'n'
+							: cp == '\r' ? 'r'
+								     : 't');
+			else
+				plen = (size_t)snprintf(piece, sizeof(piece), "\\x%02x", (unsigned)cp);
+		} else if (n == 0) {
+			plen = (size_t)snprintf(piece, sizeof(piece), "\\x%02x", *p);
+			n = 1;
+		} else if (clean_escaped(cp)) {
+			plen = (size_t)snprintf(piece, sizeof(piece), "\\u%04x", (unsigned)cp);
+		} else {
+			memcpy(piece, p, (size_t)n);
+			plen = (size_t)n;
+		}
+		if (plen > cap - len) {
+			/* Does not fit: back to the last boundary with room for "...". */
+			if (cap >= 3) {
+				memcpy(dst + keep, "...", 3);
+				len = keep + 3;
+			}
+			break;
+		}
+		memcpy(dst + len, piece, plen);
+		len += plen;
+		if (len + 3 <= cap)
+			keep = len;
+		p += n;
+	}
+	dst[len] = '\0';
+	return dst;
+}
+
+extern char **environ;
+
+void util_env_wipe(const char *name)
+{
+	size_t nl = strlen(name);
+
+	/* The value's bytes only: "NAME=" stays, so unsetenv() still finds
+	 * and removes every entry.  glibc never frees these strings, and the
+	 * initial ones live in the block the kernel shows. */
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, name, nl) && (*e)[nl] == '=')
+			explicit_bzero(*e + nl + 1, strlen(*e + nl + 1));
+	unsetenv(name);
 }
 
 void util_sb_printf(struct util_sb *sb, const char *fmt, ...)

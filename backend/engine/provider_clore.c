@@ -8,6 +8,7 @@
 #include "engine/provider.h"
 #include "clore/clore.h"
 #include "clore/provision.h"
+#include "core/util.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -24,7 +25,7 @@ static int clore_check(const struct config *cfg, const char *state_dir, char *se
 	if (clore_load_key(cfg->clore_api_key_file ? cfg->clore_api_key_file : "~/.config/renderfs/clore.key",
 			   secret, secret_sz, err, errsz))
 		return -EINVAL;
-	unsetenv("CLORE_API_KEY");
+	util_env_wipe("CLORE_API_KEY"); /* unset, and its bytes gone from /proc/PID/environ */
 	/* A bad api_url (plain http to a remote host) stops the mount here,
 	 * not after it. */
 	cc = clore_new(cfg->clore_api_url, secret, why, sizeof(why));

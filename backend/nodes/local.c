@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,15 +215,138 @@ static int local_put(struct tnode *n, const char *local, const char *remote)
 	return util_copy_file(local, remote, NULL);
 }
 
-static int local_get(struct tnode *n, const char *remote, const char *local)
+/*
+ * Copy at most max bytes of the regular file open at in into a new local
+ * (through local.part).  Errors as transport_ops.get says: a read failure
+ * is the node's side (-EREMOTEIO), a write failure this machine's.
+ */
+static int local_copy_max(struct tnode *n, int in, const char *remote, const char *local, uint64_t max)
 {
-	(void)n;
-	/* A rendered frame is moved, not copied: the node is this machine. */
-	if (rename(remote, local) == 0)
-		return 0;
-	if (errno != EXDEV)
-		return -errno;
-	return util_copy_file(remote, local, NULL);
+	char tmp[4200], *buf;
+	uint64_t total = 0;
+	int out, rc = 0;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.part", local) >= sizeof(tmp))
+		return -EIO;
+	buf = malloc(1 << 20);
+	if (!buf)
+		return -ENOMEM;
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		rc = transport_local_errno(errno);
+		snprintf(n->error, sizeof(n->error), "get: cannot create %.400s: %s", tmp, strerror(errno));
+		goto out_free;
+	}
+	for (;;) {
+		ssize_t got = read(in, buf, 1 << 20);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = -EREMOTEIO;
+			snprintf(n->error, sizeof(n->error), "get: cannot read %.400s: %s", remote,
+				 strerror(errno));
+			goto out_unlink;
+		}
+		if (got == 0)
+			break;
+		if ((uint64_t)got > max - total) {
+			rc = -EFBIG;
+			snprintf(n->error, sizeof(n->error), "get: %.400s is over the limit of %llu bytes",
+				 remote, (unsigned long long)max);
+			goto out_unlink;
+		}
+		total += (uint64_t)got;
+		for (ssize_t done = 0; done < got;) {
+			ssize_t w = write(out, buf + done, (size_t)(got - done));
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				rc = transport_local_errno(errno);
+				snprintf(n->error, sizeof(n->error), "get: cannot write %.400s: %s", tmp,
+					 strerror(errno));
+				goto out_unlink;
+			}
+			done += w;
+		}
+	}
+	if (fsync(out) < 0) {
+		rc = transport_local_errno(errno);
+		snprintf(n->error, sizeof(n->error), "get: cannot sync %.400s: %s", tmp, strerror(errno));
+		goto out_unlink;
+	}
+	close(out);
+	out = -1;
+	rc = util_rename_durable(tmp, local);
+	if (rc) {
+		snprintf(n->error, sizeof(n->error), "get: cannot store %.400s: %s", local, strerror(-rc));
+		rc = transport_local_errno(-rc);
+		goto out_unlink;
+	}
+	free(buf);
+	return 0;
+
+out_unlink:
+	if (out >= 0)
+		close(out);
+	unlink(tmp);
+out_free:
+	free(buf);
+	return rc;
+}
+
+static int local_get(struct tnode *n, const char *remote, const char *local, uint64_t max_bytes)
+{
+	struct stat st;
+	int in, rc;
+
+	n->error[0] = '\0';
+	/* Never blocks on a FIFO: O_NONBLOCK, and the type is checked at once. */
+	in = open(remote, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (in < 0) {
+		rc = errno == ENOENT ? -ENOENT : errno == EACCES ? -EACCES : -EREMOTEIO;
+		snprintf(n->error, sizeof(n->error), "get: cannot open %.400s: %s", remote, strerror(errno));
+		return rc;
+	}
+	if (fstat(in, &st) < 0) {
+		rc = -EREMOTEIO;
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(n->error, sizeof(n->error), "get: %.400s is not a regular file", remote);
+		rc = -EINVAL;
+		goto out_close;
+	}
+	if ((uint64_t)st.st_size > max_bytes) {
+		snprintf(n->error, sizeof(n->error), "get: %.400s has %lld bytes, over the limit of %llu",
+			 remote, (long long)st.st_size, (unsigned long long)max_bytes);
+		rc = -EFBIG;
+		goto out_close;
+	}
+	/*
+	 * A rendered frame is moved, not copied: the node is this machine.
+	 * Only the file itself moves -- a symlink is copied through (a link
+	 * in the frame store would point anywhere) -- and only when it is
+	 * the one just checked.
+	 */
+	{
+		struct stat lst;
+
+		if (lstat(remote, &lst) == 0 && S_ISREG(lst.st_mode) && lst.st_ino == st.st_ino &&
+		    lst.st_dev == st.st_dev && rename(remote, local) == 0) {
+			close(in);
+			return 0;
+		}
+	}
+	if (fcntl(in, F_SETFL, 0) < 0) {
+		rc = -EREMOTEIO;
+		goto out_close;
+	}
+	rc = local_copy_max(n, in, remote, local, max_bytes);
+out_close:
+	close(in);
+	return rc;
 }
 
 static int local_run(struct tnode *n, char *const argv[], char *out, size_t outsz, int *status,

@@ -128,14 +128,13 @@ static void ssh_seterr(struct ssh_node *n, const char *fmt, ...) __attribute__((
 static void ssh_seterr(struct ssh_node *n, const char *fmt, ...)
 {
 	va_list ap;
-	char *nl;
+	char raw[1024];
 
 	va_start(ap, fmt);
-	vsnprintf(n->base.error, sizeof(n->base.error), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* One line, whatever the library or the node put in it. */
-	while ((nl = strpbrk(n->base.error, "\r\n")))
-		*nl = ' ';
+	/* One safe line, whatever the library or the node put in it. */
+	util_clean_line(n->base.error, sizeof(n->base.error), raw);
 }
 
 static int ssh_sftp_errno(unsigned long fx)
@@ -1549,12 +1548,29 @@ out_close_fd:
 	return rc;
 }
 
-static int ssh_get(struct tnode *t, const char *remote, const char *local)
+/* A failure on the node's side of a get, as transport_ops.get sorts them:
+ * never one of the local-disk errnos. */
+static int ssh_get_remote_err(int e)
+{
+	switch (e) {
+	case -ENOTDIR: return -ENOENT;
+	case -ELOOP: return -EINVAL;
+	case -EIO:
+	case -ENOSPC:
+	case -EDQUOT:
+	case -ENODATA: return -EREMOTEIO;
+	default: return e;
+	}
+}
+
+static int ssh_get(struct tnode *t, const char *remote, const char *local, uint64_t max_bytes)
 {
 	struct ssh_node *n = ssh_of(t);
 	char src[SSH_PATH_MAX], tmp[SSH_PATH_MAX + 8];
+	LIBSSH2_SFTP_ATTRIBUTES attrs;
 	LIBSSH2_SFTP_HANDLE *h;
 	int64_t deadline = ssh_deadline(SSH_STEP_TIMEOUT_MS);
+	uint64_t total = 0;
 	char *buf;
 	int fd, rc;
 
@@ -1562,22 +1578,50 @@ static int ssh_get(struct tnode *t, const char *remote, const char *local)
 		return -ENOTCONN;
 	rc = ssh_remote_path(n, remote, src, sizeof(src));
 	if (rc < 0)
-		return rc;
+		return -EINVAL;
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.part", local) >= sizeof(tmp))
-		return -ENAMETOOLONG;
+		return -EIO;
 	buf = malloc(SSH_XFER_CHUNK);
 	if (!buf)
 		return -ENOMEM;
 	rc = ssh_sftp_session(n, deadline);
-	if (rc < 0)
+	if (rc < 0) {
+		rc = ssh_get_remote_err(rc);
 		goto out_free_buf;
+	}
+	/*
+	 * Only a regular file: sftp-server's open() of a FIFO would block
+	 * until our deadline, and a device never ends.  stat follows links,
+	 * so a link to a device is refused too; a file that grows past the
+	 * limit after this is stopped by the count below.
+	 */
+	SSH_SFTP_RETRY_RC(
+	    n, deadline, rc,
+	    libssh2_sftp_stat_ex(n->sftp, src, (unsigned)strlen(src), LIBSSH2_SFTP_STAT, &attrs));
+	if (rc < 0) {
+		rc = ssh_get_remote_err(ssh_errno(n, rc, src));
+		goto out_free_buf;
+	}
+	if ((attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && !LIBSSH2_SFTP_S_ISREG(attrs.permissions)) {
+		ssh_seterr(n, "get %s: not a regular file", src);
+		rc = -EINVAL;
+		goto out_free_buf;
+	}
+	if ((attrs.flags & LIBSSH2_SFTP_ATTR_SIZE) && attrs.filesize > max_bytes) {
+		ssh_seterr(n, "get %s: %llu bytes, over the limit of %llu", src,
+			   (unsigned long long)attrs.filesize, (unsigned long long)max_bytes);
+		rc = -EFBIG;
+		goto out_free_buf;
+	}
 	h = ssh_sftp_open(n, src, LIBSSH2_FXF_READ, 0, deadline, &rc);
-	if (!h)
+	if (!h) {
+		rc = ssh_get_remote_err(rc);
 		goto out_free_buf;
+	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		rc = -errno;
-		ssh_seterr(n, "get %s: %s", tmp, strerror(-rc));
+		rc = transport_local_errno(errno);
+		ssh_seterr(n, "get %s: %s", tmp, strerror(errno));
 		goto out_close_handle;
 	}
 	for (;;) {
@@ -1587,16 +1631,25 @@ static int ssh_get(struct tnode *t, const char *remote, const char *local)
 			rc = ssh_wait(n, deadline);
 			if (rc < 0) {
 				ssh_seterr(n, "get %s: %s", src, strerror(-rc));
+				rc = ssh_get_remote_err(rc);
 				goto out_unlink;
 			}
 			continue;
 		}
 		if (got < 0) {
-			rc = ssh_errno(n, (int)got, src);
+			rc = ssh_get_remote_err(ssh_errno(n, (int)got, src));
 			goto out_unlink;
 		}
 		if (got == 0)
 			break;
+		if ((uint64_t)got > max_bytes - total) {
+			/* Nothing past the limit reaches the disk. */
+			ssh_seterr(n, "get %s: over the limit of %llu bytes", src,
+				   (unsigned long long)max_bytes);
+			rc = -EFBIG;
+			goto out_unlink;
+		}
+		total += (uint64_t)got;
 		deadline = ssh_deadline(SSH_STEP_TIMEOUT_MS); /* progress */
 		while (off < got) {
 			ssize_t w = write(fd, buf + off, (size_t)(got - off));
@@ -1604,16 +1657,16 @@ static int ssh_get(struct tnode *t, const char *remote, const char *local)
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0) {
-				rc = -errno;
-				ssh_seterr(n, "get %s: %s", tmp, strerror(-rc));
+				rc = transport_local_errno(errno);
+				ssh_seterr(n, "get %s: %s", tmp, strerror(errno));
 				goto out_unlink;
 			}
 			off += w;
 		}
 	}
 	if (fsync(fd) < 0) {
-		rc = -errno;
-		ssh_seterr(n, "get %s: %s", tmp, strerror(-rc));
+		rc = transport_local_errno(errno);
+		ssh_seterr(n, "get %s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
 	close(fd);
@@ -1621,6 +1674,7 @@ static int ssh_get(struct tnode *t, const char *remote, const char *local)
 	rc = util_rename_durable(tmp, local);
 	if (rc < 0) {
 		ssh_seterr(n, "get %s: %s", local, strerror(-rc));
+		rc = transport_local_errno(-rc);
 		goto out_unlink;
 	}
 	ssh_sftp_close(n, h);

@@ -22,6 +22,7 @@
 #ifndef RENDERFS_TRANSPORT_H
 #define RENDERFS_TRANSPORT_H
 
+#include <errno.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,8 +62,31 @@ struct transport_ops {
 	 * renamed into place, so a cut transfer never leaves a whole-looking
 	 * file.  Streams in bounded memory. */
 	int (*put)(struct tnode *n, const char *local, const char *remote);
-	/* Copy a file from the node to a local path (the same way round). */
-	int (*get)(struct tnode *n, const char *remote, const char *local);
+	/* Copy a file from the node to a local path (the same way round), at
+	 * most max_bytes of it: a larger file (or one that grows past the
+	 * limit while it is read) stops the transfer at the limit and fails
+	 * with -EFBIG.  There is no "unlimited"; 0 admits only an empty file.
+	 * Only regular files are fetched (a symlink is followed to one).  On
+	 * any error neither local nor local.part is left behind.  What the
+	 * error means, by whose fault (transport_get_fault() sorts them):
+	 *
+	 *   the remote file is bad -- the node's fault, not the link's:
+	 *	-ENOENT	 it is not there
+	 *	-EFBIG	 it is larger than max_bytes
+	 *	-EINVAL	 it is not a regular file (a FIFO, a device, a dir)
+	 *	-EACCES	 the node will not let us read it
+	 *   the local disk -- renderfs's own problem, nobody else's:
+	 *	-ENOSPC	 no space left where local is written
+	 *	-EDQUOT	 over quota there
+	 *	-EIO	 any other failure creating, writing, syncing or
+	 *		 renaming the local copy (EIO, EROFS, EACCES, ...;
+	 *		 error[] names the real cause)
+	 *	-ENOMEM	 this process is out of memory
+	 *   the link broke -- everything else, among them:
+	 *	-ENOTCONN, -ECONNRESET, -ETIMEDOUT, -EPIPE, -EPROTO, and
+	 *	-EREMOTEIO for any other failure on the node's side.
+	 */
+	int (*get)(struct tnode *n, const char *remote, const char *local, uint64_t max_bytes);
 	/* Run a short command to completion, capturing up to outsz-1 bytes of
 	 * its stdout (NUL-terminated); *status as waitpid().  Blocking, with
 	 * the given timeout in milliseconds. */
@@ -79,6 +103,31 @@ struct tnode {
 	char error[512];   /* last failure, one line */
 	char home[1024];   /* renderfs's directory on the node, absolute */
 };
+
+/* Whose fault a get() error is; see transport_ops.get. */
+enum transport_fault { TF_LINK = 0, TF_REMOTE_FILE, TF_LOCAL };
+
+static inline enum transport_fault transport_get_fault(int rc)
+{
+	switch (rc) {
+	case -ENOENT:
+	case -EFBIG:
+	case -EINVAL:
+	case -EACCES: return TF_REMOTE_FILE;
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EIO:
+	case -ENOMEM: return TF_LOCAL;
+	default: return TF_LINK;
+	}
+}
+
+/* A failure of this machine's side of a get (errno e, positive) as get()
+ * returns it: -ENOSPC, -EDQUOT and -ENOMEM as they are, all else -EIO. */
+static inline int transport_local_errno(int e)
+{
+	return e == ENOSPC || e == EDQUOT || e == ENOMEM ? -e : -EIO;
+}
 
 struct tnode *local_node_new(const char *state_dir);
 void local_node_free(struct tnode *n);

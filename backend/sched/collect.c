@@ -20,6 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+uint64_t collect_get_max(enum sc_format fmt, int w, int h)
+{
+	uint64_t max = image_max_bytes(fmt, w, h);
+
+	return max ? max : COLLECT_GET_MAX_UNKNOWN;
+}
+
 int collect_verify(const char *src, enum sc_format fmt, int w, int h, const char *sha, int64_t *size,
 		   int64_t *mtime_ms, char *why, size_t whysz)
 {
@@ -36,8 +43,13 @@ int collect_verify(const char *src, enum sc_format fmt, int w, int h, const char
 		return rc;
 	}
 	if (sha && strcmp(sha, ours)) {
-		snprintf(why, whysz, "checksum mismatch: the worker reported %.16s..., the file has %.16s...",
-			 sha, ours);
+		char raw[17], theirs[80];
+
+		/* The node's text: at most 16 bytes of it, made safe. */
+		snprintf(raw, sizeof(raw), "%s", sha);
+		util_clean_line(theirs, sizeof(theirs), raw);
+		snprintf(why, whysz, "checksum mismatch: the worker reported %s..., the file has %.16s...",
+			 theirs, ours);
 		return -EIO;
 	}
 	fd = open(src, O_RDONLY | O_CLOEXEC);
@@ -198,7 +210,7 @@ int video_start(struct store *st, int64_t job, double fps, pid_t *pid)
 
 int video_finish(struct store *st, int64_t job, int status, char *why, size_t whysz)
 {
-	char jobdir[4096], part[4200], final[4200], logp[4200], seq[4200], tail[512];
+	char jobdir[4096], part[4200], final[4200], logp[4200], seq[4200], raw[512], tail[512];
 	int rc = 0;
 
 	store_path_job(st, job, jobdir, sizeof(jobdir));
@@ -207,10 +219,11 @@ int video_finish(struct store *st, int64_t job, int status, char *why, size_t wh
 	snprintf(seq, sizeof(seq), "%s/video.seq", jobdir);
 	store_path_video(st, job, final, sizeof(final));
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		util_tail_lines(logp, 2, tail, sizeof(tail));
-		for (char *p = tail; *p; p++)
+		util_tail_lines(logp, 2, raw, sizeof(raw));
+		for (char *p = raw; *p; p++)
 			if (*p == '\n')
 				*p = ' ';
+		util_clean_line(tail, sizeof(tail), raw);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 			snprintf(why, whysz, "video: ffmpeg not found on PATH");
 		else

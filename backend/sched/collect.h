@@ -13,8 +13,20 @@
 #include "store/store.h"
 
 /*
+ * The most bytes a frame of this format and pixel size may have on the
+ * node: what get() is allowed to copy home.  w x h is what the job asked
+ * for (its sidecar, else the scene as the worker read it at start), never
+ * what a node says in `done`.  With w or h unknown (<= 0) or over the
+ * image check's 32768 a side, COLLECT_GET_MAX_UNKNOWN.
+ */
+#define COLLECT_GET_MAX_UNKNOWN (2ull << 30) /* 2 GiB */
+uint64_t collect_get_max(enum sc_format fmt, int w, int h);
+
+/*
  * Verify the frame file at src (on this machine): its format, pixel size
- * (when w, h > 0), completeness, and the worker's SHA-256 (sha may be
+ * (w x h: what the JOB asked for -- the sidecar, else the scene as the
+ * worker read it at start -- never the node's `done`; 0 when not known,
+ * which checks the hard caps of image_check() only), completeness, and the worker's SHA-256 (sha may be
  * NULL); then make its bytes durable (fsync).  Returns 0 with its *size
  * and *mtime_ms, or -errno with a one-line reason in why.  src stays.
  */

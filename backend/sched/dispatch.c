@@ -154,6 +154,10 @@ void dispatch_schedule(struct runner *r)
 {
 	int64_t now = util_now_ms();
 
+	/* The local disk was full at the last fetch: frames stay queued (no
+	 * node is to blame, no attempt is used) until it is tried again. */
+	if (util_mono_ms() < r->local_full_until)
+		return;
 	for (int i = 0; i < r->nslots && !r->lost; i++) {
 		struct slot *sl = &r->slots[i];
 		int64_t job;

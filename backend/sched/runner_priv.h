@@ -21,6 +21,8 @@
 #include <stdatomic.h>
 
 #define RUNNER_MAX_SLOTS 64
+/* How long leasing waits after a fetch found this side's disk full. */
+#define RUNNER_DISK_BACKOFF_MS 5000
 
 struct runner {
 	struct tnode *node; /* the caller's; used only by this thread until runner_stop */
@@ -39,6 +41,9 @@ struct runner {
 	int shown_state; /* enum node_state: what the runner last wrote to its row */
 	int connected;
 	int lost; /* the link failed: drop the connection and start again */
+	/* util_mono_ms() before which no frame is leased: a fetch found the
+	 * local disk full (RUNNER_DISK_BACKOFF_MS). */
+	int64_t local_full_until;
 	int shown_error;
 	int64_t last_keepalive;
 	struct install inst; /* what is known to be on the node */

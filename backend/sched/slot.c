@@ -7,6 +7,7 @@
  * dropped.
  */
 #include "sched/slot.h"
+#include "core/filecheck.h"
 #include "core/util.h"
 #include "jobs/jobs.h"
 #include "sched/collect.h"
@@ -18,6 +19,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -309,14 +311,19 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 {
 	const cJSON *secs = cJSON_GetObjectItem(msg, "secs");
 	const cJSON *sha = cJSON_GetObjectItem(msg, "sha256");
-	const cJSON *w = cJSON_GetObjectItem(msg, "width");
-	const cJSON *h = cJSON_GetObjectItem(msg, "height");
 	struct frame_move m = {.now = util_now_ms()};
+	double wall = (util_mono_ms() - sl->frame_started) / 1000.0;
 	int64_t size, mtime;
 	char why[512], local[4096];
 	int rc;
 
-	m.secs = cJSON_IsNumber(secs) ? secs->valuedouble : (util_mono_ms() - sl->frame_started) / 1000.0;
+	/* The node's own figure, when it is one that can be true: finite,
+	 * not negative, and not longer than the frame was held here (plus a
+	 * second of slack for clocks); else what was measured here. */
+	m.secs = wall;
+	if (cJSON_IsNumber(secs) && isfinite(secs->valuedouble) && secs->valuedouble >= 0 &&
+	    secs->valuedouble <= wall + 1.0)
+		m.secs = secs->valuedouble;
 	if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_RENDERED, &m) < 0) {
 		/* The frame was taken from us (cancelled, or a duplicate won):
 		 * drop the result. */
@@ -327,21 +334,37 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	/* Bring the file home.  The node's other slots go on rendering
 	 * meanwhile; this runner thread waits for the transfer. */
 	snprintf(local, sizeof(local), "%s/fetch-%d%s", r->local_work, sl->idx, sc_format_ext(sl->fmt));
-	rc = r->node->ops->get(r->node, sl->outpath, local);
-	if (rc == -ENOENT) {
-		frame_failed(r, sl,
-			     "the worker reported the frame done, but its file is missing on the node");
+	/* No more bytes than a frame of this size and format can take. */
+	rc = r->node->ops->get(r->node, sl->outpath, local, collect_get_max(sl->fmt, sl->width, sl->height));
+	switch (rc ? (int)transport_get_fault(rc) : -1) {
+	case -1: break;
+	case TF_REMOTE_FILE:
+		/* Missing, too large, not a regular file: the node's fault,
+		 * an attempt used and counted against it. */
+		snprintf(why, sizeof(why), "the frame the node returned is unusable: %s",
+			 rc == -ENOENT  ? "its file is missing on the node"
+			 : rc == -EFBIG ? "larger than a frame of this size can be"
+					: strerror(-rc));
+		frame_failed(r, sl, why);
 		return;
-	}
-	if (rc) {
+	case TF_LOCAL:
+		/* This side's disk: nobody's attempt; frames wait until the
+		 * disk has room again (dispatch_schedule backs off). */
+		snprintf(why, sizeof(why), "disk full: %s (%s)", r->state_dir, strerror(-rc));
+		job_set_error(r->st, sl->job, why);
+		r->local_full_until = util_mono_ms() + RUNNER_DISK_BACKOFF_MS;
+		slot_interrupt(r, sl, why);
+		return;
+	default:
 		snprintf(why, sizeof(why), "could not fetch the frame from %s: %s", r->node->name,
 			 strerror(-rc));
 		slot_interrupt(r, sl, why);
 		r->lost = 1;
 		return;
 	}
-	rc = collect_verify(local, sl->fmt, cJSON_IsNumber(w) ? w->valueint : sl->width,
-			    cJSON_IsNumber(h) ? h->valueint : sl->height,
+	/* The size checked is the one this slot's worker announced when it
+	 * loaded the scene, never what a done message claims. */
+	rc = collect_verify(local, sl->fmt, sl->width, sl->height,
 			    cJSON_IsString(sha) ? sha->valuestring : NULL, &size, &mtime, why, sizeof(why));
 	if (rc) {
 		unlink(local);
@@ -353,6 +376,7 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	if (rc == 0) {
 		sched_poke(); /* the engine ends a finished job at once */
 		store_node_count_done(r->st, r->node_id);
+		store_job_clear_disk_full(r->st, sl->job);
 		if (sl->dup)
 			store_event(r->st, sl->job, r->node_id, sl->frame_id, "duplicate",
 				    "a duplicate on an idle slot finished first");
@@ -471,10 +495,14 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 
 		if (slot_transition(sl, SE_READY) < 0)
 			goto out_free; /* not starting: out of turn, ignored */
-		sl->width = cJSON_IsNumber(w) ? w->valueint : 0;
-		sl->height = cJSON_IsNumber(h) ? h->valueint : 0;
+		sl->width = cJSON_IsNumber(w) && w->valuedouble >= 1 && w->valuedouble <= IMAGE_MAX_DIM
+				? w->valueint
+				: 0;
+		sl->height = cJSON_IsNumber(h) && h->valuedouble >= 1 && h->valuedouble <= IMAGE_MAX_DIM
+				 ? h->valueint
+				 : 0;
 		note_ready(r, msg);
-		if (cJSON_IsNumber(fps))
+		if (cJSON_IsNumber(fps) && fps->valuedouble > 0 && fps->valuedouble <= 1000)
 			store_job_set_scene_fps(r->st, sl->job, fps->valuedouble);
 		sl->idle_since = util_mono_ms();
 		if (sl->frame_id && slot_send_frame(r, sl))

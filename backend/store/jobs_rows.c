@@ -474,6 +474,16 @@ static int update_by_id(struct store *st, const char *sql, int64_t id)
 	return rc;
 }
 
+int store_job_clear_disk_full(struct store *st, int64_t job)
+{
+	int rc =
+	    update_by_id(st, "UPDATE jobs SET error = NULL WHERE id = ? AND error LIKE 'disk full:%'", job);
+
+	if (!rc && sqlite3_changes(st->db) > 0)
+		rc = store_change(st, CH_JOBDIR, job);
+	return rc;
+}
+
 int store_job_mark_removed(struct store *st, int64_t job)
 {
 	return update_by_id(st, "UPDATE jobs SET removed = 1 WHERE id = ?", job);

@@ -116,6 +116,8 @@ int job_set_error(struct store *st, int64_t job, const char *msg);
 /* Clear the error only when it says the job is waiting for a node (a node
  * is back).  No change is announced. */
 int store_job_clear_waiting_error(struct store *st, int64_t job);
+/* A frame of the job landed: a "disk full:" error line is no longer true. */
+int store_job_clear_disk_full(struct store *st, int64_t job);
 /* Hide a job (the row stays as history; its name is free again). */
 int store_job_mark_removed(struct store *st, int64_t job);
 /* Hide a frame from out/JOB. */

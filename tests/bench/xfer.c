@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < count; i++) {
 		snprintf(remote, sizeof(remote), "%s/f%03d", argv[3], i);
 		snprintf(local, sizeof(local), "%s/f%03d", argv[4], i);
-		rc = n->ops->get(n, remote, local);
+		rc = n->ops->get(n, remote, local, 64ull << 30);
 		if (rc) {
 			fprintf(stderr, "xfer: get %s: %s\n", remote, n->error);
 			return 1;

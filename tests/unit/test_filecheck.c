@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "core/filecheck.h"
+#include "core/util.h"
 #include "check.h"
 
 static char tmpdir[4096];
@@ -260,6 +261,126 @@ static void zstd_buf(const struct buf *in, struct buf *out)
 	put32(out, 0x184d2a5eu, 0);
 	put32(out, 9, 0);
 	put_noise(out, 9, 99);
+}
+
+/*
+ * A .blend whose one DATA block is `zeros` bytes of zeros, then ENDB:
+ * a valid file that compresses to almost nothing.  Streamed into path
+ * as gzip (gz) or zstd, never held in memory whole.
+ */
+static void make_bomb(const char *path, int gz, uint64_t zeros)
+{
+	static unsigned char zero[1 << 20];
+	unsigned char out[1 << 16];
+	struct buf head = {0}, tail = {0};
+	FILE *f = fopen(path, "wb");
+	ZSTD_CCtx *zc = gz ? NULL : ZSTD_createCCtx();
+	z_stream z;
+
+	if (!f || (!gz && !zc))
+		exit(2);
+	put(&head, "BLENDER-v304", 12);
+	put(&head, "DATA", 4);
+	put32(&head, (uint32_t)zeros, 0);
+	put64(&head, 0x7ffe12345678ull, 0);
+	put32(&head, 7, 0);
+	put32(&head, 1, 0);
+	put(&tail, "ENDB", 4);
+	put_fill(&tail, 0, 20);
+	memset(&z, 0, sizeof(z));
+	if (gz && deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+		exit(2);
+	if (zc)
+		ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, 1);
+	for (uint64_t left = zeros + 2;;) {
+		/* head, the zeros a MiB at a time, tail, then the end */
+		const unsigned char *p;
+		size_t n;
+		int last = 0;
+
+		if (left == zeros + 2) {
+			p = head.p, n = head.n;
+		} else if (left > 1) {
+			n = left - 1 > sizeof(zero) ? sizeof(zero) : (size_t)(left - 1);
+			p = zero;
+		} else {
+			p = tail.p, n = tail.n, last = 1;
+		}
+		if (gz) {
+			int ret;
+
+			z.next_in = (unsigned char *)p;
+			z.avail_in = (uInt)n;
+			do {
+				z.next_out = out;
+				z.avail_out = sizeof(out);
+				ret = deflate(&z, last ? Z_FINISH : Z_NO_FLUSH);
+				fwrite(out, 1, sizeof(out) - z.avail_out, f);
+			} while (z.avail_out == 0 || (last && ret == Z_OK));
+		} else {
+			ZSTD_inBuffer in = {p, n, 0};
+			size_t rem;
+
+			do {
+				ZSTD_outBuffer o = {out, sizeof(out), 0};
+
+				rem = ZSTD_compressStream2(zc, &o, &in, last ? ZSTD_e_end : ZSTD_e_continue);
+				if (ZSTD_isError(rem))
+					exit(2);
+				fwrite(out, 1, o.pos, f);
+			} while (last ? rem != 0 : in.pos < in.size);
+		}
+		if (last)
+			break;
+		left -= left == zeros + 2 ? 1 : n;
+	}
+	if (gz)
+		deflateEnd(&z);
+	ZSTD_freeCCtx(zc);
+	fclose(f);
+	buf_free(&head);
+	buf_free(&tail);
+}
+
+/* Decompression is bounded: a small file that expands past its limit is
+ * refused, quickly, with a reason that says so. */
+static void test_blend_bombs(void)
+{
+	struct stat st;
+	char why[512];
+	int64_t t0;
+	int ret;
+
+	CHECK(blend_max_expanded(1 << 20) == BLEND_RATIO_FLOOR, "floor: %llu",
+	      (unsigned long long)blend_max_expanded(1 << 20));
+	CHECK(blend_max_expanded(100ull << 20) == 6400ull << 20, "64 times");
+	CHECK(blend_max_expanded(1ull << 30) == BLEND_MAX_EXPANDED &&
+		  blend_max_expanded(UINT64_MAX) == BLEND_MAX_EXPANDED,
+	      "cap");
+
+	for (int gz = 0; gz < 2; gz++) {
+		const char *kind = gz ? "gzip" : "zstd";
+		char want[64];
+
+		/* Under the floor: a valid file, accepted. */
+		make_bomb(tpath("small.blend"), gz, 64ull << 20);
+		ret = blend_file(tpath("small.blend"), NULL, why, sizeof(why));
+		CHECK(ret == 0, "%s: 64 MiB of zeros refused: '%s'", kind, why);
+		/* 1 GiB of zeros in a few hundred KiB. */
+		make_bomb(tpath("bomb.blend"), gz, 1ull << 30);
+		CHECK(stat(tpath("bomb.blend"), &st) == 0 && st.st_size < (4 << 20), "%s bomb is %lld bytes",
+		      kind, (long long)st.st_size);
+		t0 = util_mono_ms();
+		ret = blend_file(tpath("bomb.blend"), NULL, why, sizeof(why));
+		snprintf(want, sizeof(want), "refused: this %s .blend expands to more than %llu bytes", kind,
+			 (unsigned long long)blend_max_expanded((uint64_t)st.st_size));
+		CHECK(ret == -EINVAL && !strncmp(why, want, strlen(want)) && one_line(why),
+		      "%s bomb: %d '%s'", kind, ret, why);
+		CHECK(util_mono_ms() - t0 < 5000, "%s bomb took %lld ms to refuse", kind,
+		      (long long)(util_mono_ms() - t0));
+		unlink(tpath("small.blend"));
+		unlink(tpath("bomb.blend"));
+	}
 }
 
 /*
@@ -785,6 +906,130 @@ static void test_images(void)
 	buf_free(&t);
 }
 
+/* A PNG signature and IHDR claiming w x h, nothing else. */
+static void png_head(struct buf *b, uint32_t w, uint32_t h)
+{
+	unsigned char ihdr[13] = {0};
+	struct buf tmp = {0};
+
+	put(b, "\x89PNG\r\n\x1a\n", 8);
+	put32(&tmp, w, 1);
+	put32(&tmp, h, 1);
+	memcpy(ihdr, tmp.p, 8);
+	ihdr[8] = 8;
+	ihdr[9] = 6; /* RGBA */
+	put_png_chunk(b, "IHDR", ihdr, 13);
+	buf_free(&tmp);
+}
+
+/* Files a hostile node would send: the job's size decides, and every
+ * length the file states is bounded before it is used. */
+static void test_hostile_images(void)
+{
+	struct buf b = {0};
+	char why[256];
+	int64_t t0;
+	int ret, fd;
+
+	/* 65536 x 65536 when the job asked for 64 x 64; and with the size
+	 * unknown (0), the hard cap still refuses it. */
+	png_head(&b, 65536, 65536);
+	put32(&b, 300u << 20, 1); /* an IDAT of 300 MB ... */
+	put(&b, "IDAT", 4);
+	put_fill(&b, 0, 4096); /* ... of which 4 KiB are here */
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 65536x65536, expected 64x64"),
+	      "65536 png for 64: '%s'", why);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "65536x65536, over the limit of 32768 pixels a side"),
+	      "65536 png, size unknown: '%s'", why);
+	ret = image_size(tpath("cut.img"), SC_FORMAT_PNG, NULL, NULL);
+	CHECK(ret == -EINVAL, "image_size accepted a 65536 a side header: %d", ret);
+
+	/* The right size, a 300 MB chunk length in a small file. */
+	b.n = 0;
+	png_head(&b, 64, 64);
+	put32(&b, 300u << 20, 1);
+	put(&b, "IDAT", 4);
+	put_fill(&b, 0, 4096);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "truncated PNG: chunk at byte 33 runs past the end"),
+	      "300 MB chunk in a 4 KB file: '%s'", why);
+	/* A metadata chunk of 2^31-1 is refused by the cap, not the file. */
+	b.n = 0;
+	png_head(&b, 64, 64);
+	put32(&b, 0x7fffffffu, 1);
+	put(&b, "tEXt", 4);
+	put_fill(&b, 0, 64);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "PNG is damaged: chunk at byte 33 has length 2147483647"),
+	      "huge tEXt length: '%s'", why);
+
+	/* A 64 x 64 PNG that is 300 MB (sparse): refused from its size,
+	 * before a byte of it is walked. */
+	b.n = 0;
+	png_head(&b, 64, 64);
+	write_file(tpath("sparse.png"), b.p, b.n);
+	fd = open(tpath("sparse.png"), O_WRONLY);
+	CHECK(fd >= 0 && ftruncate(fd, 300ll << 20) == 0, "make a sparse file");
+	if (fd >= 0)
+		close(fd);
+	t0 = util_mono_ms();
+	ret = image_check(tpath("sparse.png"), SC_FORMAT_PNG, 64, 64, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "implausibly large for 64x64"), "300 MB 64x64 png: '%s'", why);
+	CHECK(util_mono_ms() - t0 < 1000, "the 300 MB png took %lld ms", (long long)(util_mono_ms() - t0));
+	ret = image_check(tpath("sparse.png"), SC_FORMAT_PNG, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "implausibly large for 64x64"), "300 MB png, size unknown: '%s'",
+	      why);
+	unlink(tpath("sparse.png"));
+
+	/* JPEG and EXR headers saying otherwise than the job. */
+	b.n = 0;
+	make_jpeg(&b, 65535, 65535, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_JPEG, 64, 48, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 65535x65535, expected 64x48"), "jpeg for 64x48: '%s'",
+	      why);
+	ret = img_buf(&b, b.n, SC_FORMAT_JPEG, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "over the limit of 32768"), "jpeg 65535, size unknown: '%s'",
+	      why);
+	b.n = 0;
+	make_jpeg(&b, 640, 480, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_JPEG, 64, 48, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 640x480, expected 64x48"), "jpeg 640 for 64: '%s'",
+	      why);
+	b.n = 0;
+	make_exr(&b, 40000, 1, 3, 0, 0, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_EXR, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "OpenEXR header says 40000x1, over the limit"), "exr 40000: '%s'",
+	      why);
+	b.n = 0;
+	make_exr(&b, 20, 37, 3, 0, 0, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_EXR, 20, 36, why, sizeof(why));
+	CHECK(ret == -EINVAL && !strcmp(why, "image is 20x37, expected 20x36"), "exr 20x37 for 20x36: '%s'",
+	      why);
+	b.n = 0;
+	make_tiff(&b, 0, 40000, 3, 1, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_TIFF, 0, 0, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "over the limit of 32768"), "tiff 40000: '%s'", why);
+
+	/* The caller's expectation is bounded too; 0 is not "skip". */
+	b.n = 0;
+	make_png(&b, 32, 24, 0);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, -32, 24, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "outside 1..32768"), "negative expectation: '%s'", why);
+	ret = img_buf(&b, b.n, SC_FORMAT_PNG, 40000, 24, why, sizeof(why));
+	CHECK(ret == -EINVAL && strstr(why, "outside 1..32768"), "expectation over the cap: '%s'", why);
+
+	/* The copy cap follows the same bound. */
+	CHECK(image_max_bytes(SC_FORMAT_PNG, 64, 64) == 64 * 64 * 16 + (1 << 20), "png 64x64 cap %llu",
+	      (unsigned long long)image_max_bytes(SC_FORMAT_PNG, 64, 64));
+	CHECK(image_max_bytes(SC_FORMAT_EXR, 64, 64) == 64ull * 64 * IMAGE_EXR_BPP_MAX + (1 << 20),
+	      "exr 64x64 cap");
+	CHECK(image_max_bytes(SC_FORMAT_PNG, 0, 64) == 0 && image_max_bytes(SC_FORMAT_PNG, 32769, 1) == 0,
+	      "cap for an unknown or impossible size is not 0");
+	buf_free(&b);
+}
+
 /* ------------------------------------------------------------ samples */
 
 static int sample_format(const char *name, enum sc_format *fmt)
@@ -882,7 +1127,9 @@ int main(void)
 		return 2;
 	}
 	test_blend();
+	test_blend_bombs();
 	test_images();
+	test_hostile_images();
 	if (samples && *samples)
 		test_samples(samples);
 	cleanup();

@@ -104,11 +104,13 @@ static const struct step script_cut[] = {
 struct fake_node {
 	struct tnode base; /* first: the runner sees only this */
 	const struct step *script;
-	atomic_int down;   /* refuses connections */
-	atomic_int opens;  /* successful opens */
-	atomic_int spawns; /* workers started (the probe included) */
-	atomic_int frames; /* frame lines received, over all workers */
-	atomic_int cut;    /* the link is broken: reads fail */
+	atomic_int down;      /* refuses connections */
+	atomic_int opens;     /* successful opens */
+	atomic_int spawns;    /* workers started (the probe included) */
+	atomic_int frames;    /* frame lines received, over all workers */
+	atomic_int cut;       /* the link is broken: reads fail */
+	atomic_int get_errno; /* the next get_fails fetches fail with -get_errno */
+	atomic_int get_fails;
 	char last_argv[512];
 };
 
@@ -355,10 +357,18 @@ static int fake_put(struct tnode *n, const char *local, const char *remote)
 	return copy_made(local, remote);
 }
 
-static int fake_get(struct tnode *n, const char *remote, const char *local)
+static int fake_get(struct tnode *n, const char *remote, const char *local, uint64_t max_bytes)
 {
-	if (atomic_load(&fake_of(n)->cut))
+	struct fake_node *fn = fake_of(n);
+
+	if (atomic_load(&fn->cut))
 		return -ECONNRESET;
+	if (atomic_load(&fn->get_fails) > 0) {
+		atomic_fetch_sub(&fn->get_fails, 1);
+		return -atomic_load(&fn->get_errno);
+	}
+	if (max_bytes < sizeof(png_frame))
+		return -EFBIG;
 	if (access(remote, F_OK) < 0)
 		return -ENOENT;
 	return copy_made(remote, local);
@@ -722,6 +732,59 @@ static void test_lost(void)
 	world_close(&w);
 }
 
+/* ---- (e) a returned file the node got wrong, (f) this side's disk full ---- */
+
+static void test_bad_fetch(void)
+{
+	struct world w;
+	struct runner *r;
+	char buf[512];
+	int64_t node;
+
+	world_open(&w, "efbig", script_ok);
+	atomic_store(&w.node.get_errno, EFBIG);
+	atomic_store(&w.node.get_fails, 1);
+	add_job(&w, "big", "waiting", 1, 1, "queued");
+	r = start(&w);
+	node = runner_node_id(r);
+	CHECK(wait_for(w.st, 1, "SELECT count(*) FROM frames WHERE state = 'done'"),
+	      "the frame is done after the oversized one");
+	sql_row(w.st, buf, sizeof(buf), "SELECT attempts || '|' || interrupts FROM frames");
+	CHECK(!strcmp(buf, "1|0"), "an oversized frame uses an attempt, not an interruption: '%s'", buf);
+	CHECK(SQL_INT(w.st, "SELECT failures FROM blocklist WHERE node = %lld", (long long)node) == 1,
+	      "and counts against the node");
+	runner_stop(r);
+	world_close(&w);
+}
+
+static void test_disk_full(void)
+{
+	struct world w;
+	struct runner *r;
+	char buf[512];
+	int64_t job, node;
+
+	world_open(&w, "enospc", script_ok);
+	atomic_store(&w.node.get_errno, ENOSPC);
+	atomic_store(&w.node.get_fails, 2);
+	job = add_job(&w, "full", "waiting", 0, 1, "queued");
+	r = start(&w);
+	node = runner_node_id(r);
+	CHECK(
+	    wait_for(w.st, 1, "SELECT error LIKE 'disk full: %%' FROM jobs WHERE id = %lld", (long long)job),
+	    "the job says the disk is full");
+	CHECK(wait_for(w.st, 1, "SELECT count(*) FROM frames WHERE state = 'done'"),
+	      "the frame is done once the disk has room (retries = 0: no attempt was used)");
+	sql_row(w.st, buf, sizeof(buf), "SELECT attempts || '|' || interrupts FROM frames");
+	CHECK(!strcmp(buf, "0|2"), "attempts|interrupts: '%s', want 0|2", buf);
+	CHECK(SQL_INT(w.st, "SELECT count(*) FROM blocklist WHERE node = %lld", (long long)node) == 0,
+	      "a full disk here is not the node's fault");
+	CHECK(SQL_INT(w.st, "SELECT error IS NULL FROM jobs WHERE id = %lld", (long long)job) == 1,
+	      "the disk-full line goes once a frame lands");
+	runner_stop(r);
+	world_close(&w);
+}
+
 /* ---- (d) a duplicate that wins ---- */
 
 static void test_duplicate(void)
@@ -915,6 +978,8 @@ int main(void)
 	test_crash();
 	test_lost();
 	test_duplicate();
+	test_bad_fetch();
+	test_disk_full();
 	if (!failures)
 		util_rmtree(tmp_root);
 	else

@@ -188,11 +188,11 @@ static void test_keys_legal(void)
 	CHECK(sc.budget == 6.0, "budget");
 	sidecar_free(&sc);
 
-	PARSE_OK("1\nengine=Workbench\ndevice=CPU\nresolution = 65536 X 65536\n"
+	PARSE_OK("1\nengine=Workbench\ndevice=CPU\nresolution = 32768 X 32768\n"
 		 "format=tiff\nvideo=TRUE\nspot=on\ntimeout=30d\n",
 		 &sc);
 	CHECK(sc.engine == SC_ENGINE_WORKBENCH && sc.device == SC_DEVICE_CPU, "enums 2");
-	CHECK(sc.res_w == 65536 && sc.res_h == 65536, "max resolution");
+	CHECK(sc.res_w == 32768 && sc.res_h == 32768, "max resolution");
 	CHECK(sc.format == SC_FORMAT_TIFF && sc.video == 1 && sc.spot == 1, "tiff/bools");
 	CHECK(sc.timeout_s == 30 * 86400, "30 days");
 	sidecar_free(&sc);
@@ -265,8 +265,8 @@ static void test_keys_illegal(void)
 	     "bad resolution '1920x1080x2': expected WxH (like 1920x1080) or N% (like 50%)");
 	BAD2("resolution = -5x5", "bad resolution '-5x5': expected WxH (like 1920x1080) or N% (like 50%)");
 	BAD2("resolution = %", "bad resolution '%': expected WxH (like 1920x1080) or N% (like 50%)");
-	BAD2("resolution = 0x1080", "bad resolution '0x1080': width and height must be 1 to 65536");
-	BAD2("resolution = 1920x65537", "bad resolution '1920x65537': width and height must be 1 to 65536");
+	BAD2("resolution = 0x1080", "bad resolution '0x1080': width and height must be 1 to 32768");
+	BAD2("resolution = 1920x32769", "bad resolution '1920x32769': width and height must be 1 to 32768");
 	BAD2("resolution = 0%", "bad resolution '0%': the percentage must be 1 to 1000");
 	BAD2("resolution = 1001%", "bad resolution '1001%': the percentage must be 1 to 1000");
 

@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -39,6 +41,8 @@ static char rdir[1200]; /* the suite's directory on the node */
 static struct tnode *node;
 static const struct transport_ops *ops;
 static int is_ssh;
+
+#define GET_ANY (1ull << 40) /* a limit no test file reaches */
 
 #define CHECK(cond, ...)                                                        \
 	do {                                                                    \
@@ -418,7 +422,7 @@ static void roundtrip(const char *tag, size_t size)
 	rc = ops->put(node, src, remote);
 	t1 = util_mono_ms();
 	CHECK(rc == 0, "put %s (%zu bytes): %s", tag, size, strerror(-rc));
-	rc = ops->get(node, remote, dst);
+	rc = ops->get(node, remote, dst, GET_ANY);
 	t2 = util_mono_ms();
 	CHECK(rc == 0, "get %s: %s", tag, strerror(-rc));
 	CHECK(same_file(src, dst), "%s changed on the way (%zu bytes)", tag, size);
@@ -455,19 +459,112 @@ static void test_files(void)
 	CHECK(make_file(src, 3000) == 0, "make");
 	rc = ops->put(node, src, remote);
 	CHECK(rc == 0, "put over an existing file: %s", strerror(-rc));
-	rc = ops->get(node, remote, dst);
+	rc = ops->get(node, remote, dst, GET_ANY);
 	CHECK(rc == 0 && same_file(src, dst), "put over an existing file kept the old content");
 	snprintf(remote, sizeof(remote), "%s/over.part", rdir);
 	CHECK(remote_exists(remote) == 0, "a .part file was left behind");
 
 	snprintf(remote, sizeof(remote), "%s/missing", rdir);
-	rc = ops->get(node, remote, dst);
+	rc = ops->get(node, remote, dst, GET_ANY);
 	CHECK(rc == -ENOENT, "get of a missing file gave %d, want -ENOENT", rc);
 	snprintf(src, sizeof(src), "%s/missing.part", tmpdir);
 	CHECK(access(src, F_OK) < 0, "a failed get left %s", src);
 	snprintf(src, sizeof(src), "%s/no-such-local", tmpdir);
 	rc = ops->put(node, src, remote);
 	CHECK(rc == -ENOENT, "put of a missing local file gave %d", rc);
+}
+
+static int local_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* get's byte limit: the transfer stops at it, nothing is left behind. */
+static void test_get_limits(void)
+{
+	char src[4200], dst[4200], part[4300], remote[1400], fifo[1400];
+	char *mkfifo_argv[] = {"mkfifo", fifo, NULL};
+	int rc, status;
+	int64_t t0;
+
+	snprintf(src, sizeof(src), "%s/limit.src", tmpdir);
+	snprintf(dst, sizeof(dst), "%s/limit.dst", tmpdir);
+	snprintf(part, sizeof(part), "%s.part", dst);
+	snprintf(remote, sizeof(remote), "%s/limit", rdir);
+	CHECK(make_file(src, 100000) == 0, "make");
+	CHECK(ops->put(node, src, remote) == 0, "put");
+
+	rc = ops->get(node, remote, dst, 99999);
+	CHECK(rc == -EFBIG, "get of 100000 bytes with a limit of 99999 gave %d, want -EFBIG", rc);
+	CHECK(transport_get_fault(rc) == TF_REMOTE_FILE, "-EFBIG is not the remote file's fault");
+	CHECK(!local_exists(dst) && !local_exists(part), "an over-limit get left a file behind");
+	rc = ops->get(node, remote, dst, 100000);
+	CHECK(rc == 0 && same_file(src, dst), "get at exactly the limit: %d", rc);
+	unlink(dst);
+
+	/* A file whose size says 0 but whose content runs on: the count
+	 * while copying, not the size, stops it. */
+	rc = ops->get(node, "/proc/self/maps", dst, 16);
+	CHECK(rc == -EFBIG, "get of /proc/self/maps with a 16-byte limit gave %d, want -EFBIG", rc);
+	CHECK(!local_exists(dst) && !local_exists(part), "a get stopped at its limit left a file behind");
+
+	/* Not regular files: refused at once, never read (a FIFO would block). */
+	rc = ops->get(node, "/dev/zero", dst, GET_ANY);
+	CHECK(rc == -EINVAL, "get of /dev/zero gave %d, want -EINVAL", rc);
+	CHECK(!local_exists(dst) && !local_exists(part), "a get of /dev/zero left a file behind");
+	rc = ops->get(node, rdir, dst, GET_ANY);
+	CHECK(rc == -EINVAL, "get of a directory gave %d, want -EINVAL", rc);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", rdir);
+	rc = ops->run(node, mkfifo_argv, NULL, 0, &status, 10000);
+	CHECK(rc == 0 && status == 0, "mkfifo on the node: %d", rc);
+	t0 = util_mono_ms();
+	rc = ops->get(node, fifo, dst, GET_ANY);
+	CHECK(rc == -EINVAL, "get of a FIFO gave %d, want -EINVAL", rc);
+	CHECK(util_mono_ms() - t0 < 5000, "get of a FIFO took %lld ms", (long long)(util_mono_ms() - t0));
+	CHECK(!local_exists(dst) && !local_exists(part), "a get of a FIFO left a file behind");
+
+	rc = ops->get(node, "/no/such/file/here", dst, GET_ANY);
+	CHECK(rc == -ENOENT && transport_get_fault(rc) == TF_REMOTE_FILE, "missing: %d", rc);
+	unlink(src);
+}
+
+/*
+ * A full local disk is this machine's fault, not the link's: get into a
+ * 1 MB tmpfs of a 3 MB file says -ENOSPC (TF_LOCAL), never an errno the
+ * link could give, and leaves nothing.  Needs root (a private mount
+ * namespace); skipped otherwise.
+ */
+static void test_get_disk_full(void)
+{
+	char src[4200], full[4200], dst[4300], part[4400], remote[1400];
+	int rc;
+
+	snprintf(full, sizeof(full), "%s/full", tmpdir);
+	if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 || mkdir(full, 0700) < 0 ||
+	    mount("tmpfs", full, "tmpfs", 0, "size=1m") < 0) {
+		printf("# SKIP disk-full get: needs root and a mount namespace (%s)\n", strerror(errno));
+		return;
+	}
+	snprintf(src, sizeof(src), "%s/full.src", tmpdir);
+	snprintf(dst, sizeof(dst), "%s/frame.png", full);
+	snprintf(part, sizeof(part), "%s.part", dst);
+	snprintf(remote, sizeof(remote), "%s/full", rdir);
+	CHECK(make_file(src, 3 << 20) == 0, "make");
+	CHECK(ops->put(node, src, remote) == 0, "put");
+	rc = ops->get(node, remote, dst, GET_ANY);
+	CHECK(rc == -ENOSPC, "get into a full disk gave %d (%s), want -ENOSPC", rc, strerror(-rc));
+	CHECK(transport_get_fault(rc) == TF_LOCAL, "a full local disk is not sorted as local");
+	CHECK(!local_exists(dst) && !local_exists(part), "a get into a full disk left a file behind");
+	/* The node's file is untouched, and a later get with room works. */
+	snprintf(dst, sizeof(dst), "%s/full.dst", tmpdir);
+	rc = ops->get(node, remote, dst, GET_ANY);
+	CHECK(rc == 0 && same_file(src, dst), "get after the full disk: %d", rc);
+	unlink(dst);
+	unlink(src);
+	umount2(full, MNT_DETACH);
 }
 
 static void test_run(void)
@@ -648,6 +745,8 @@ int main(void)
 	test_kill();
 	test_quoting();
 	test_files();
+	test_get_limits();
+	test_get_disk_full();
 	test_run();
 	if (is_ssh) {
 		test_ssh_errors(target, key, pub);
