@@ -237,13 +237,22 @@ static int rental_void(struct provision *p, int64_t rental, const char *why)
 	return rc < 0 ? rc : 0;
 }
 
-/* An order found for an intent: remember its id and its own figures. */
-static int rental_found(struct provision *p, int64_t rental, const struct clore_order *o)
+/* The order's creation fee in its currency, as rentals.fee keeps it:
+ * Clore gives the fee in USD (clore-api.md), the row's usd_rate converts.
+ * Unknown (0) when the rate is. */
+static double fee_in_currency(const struct clore_order *o, double usd_rate)
+{
+	return o->creation_fee > 0 && usd_rate > 0 ? o->creation_fee / usd_rate : 0;
+}
+
+/* An order found for an intent: remember its id and its own figures.
+ * usd_rate is the rental's (USD per unit of its currency). */
+static int rental_found(struct provision *p, int64_t rental, double usd_rate, const struct clore_order *o)
 {
 	struct rental_move m = {
 	    .order_id = o->id,
 	    .created = o->ct > 0 ? o->ct * 1000 : util_now_ms(),
-	    .fee = o->creation_fee > 0 ? o->creation_fee : 0,
+	    .fee = fee_in_currency(o, usd_rate),
 	    .price_day = o->price,
 	    .currency = o->currency,
 	};
@@ -451,7 +460,7 @@ static void poll_orders(struct provision *p)
 		if (r->state == RS_INTENT) {
 			ord = match_intent(p, o, n, r);
 			if (ord) {
-				if (rental_found(p, r->id, ord))
+				if (rental_found(p, r->id, r->usd_rate, ord))
 					continue; /* lost race: the row is not an intent now */
 				r->order_id = ord->id;
 				r->state = RS_BOOTING;
@@ -462,7 +471,7 @@ static void poll_orders(struct provision *p)
 					done = NULL, ndone = 0;
 				ord = done ? match_intent(p, done, ndone, r) : NULL;
 				if (ord) {
-					if (rental_found(p, r->id, ord) == 0)
+					if (rental_found(p, r->id, r->usd_rate, ord) == 0)
 						rental_end(p, r->id, RS_BOOTING,
 							   "ended while renderfs was not running");
 				} else {
@@ -543,9 +552,10 @@ static void settle(struct provision *p)
 
 		if (!ord || !ord->expired || ord->spend < 0)
 			continue;
+		/* spend is in the order's currency, the creation fee in USD. */
 		store_rental_settle(p->st, u[i].order_id,
-				    (ord->spend + (ord->creation_fee > 0 ? ord->creation_fee : 0)) *
-					u[i].usd_rate);
+				    ord->spend * u[i].usd_rate +
+					(ord->creation_fee > 0 ? ord->creation_fee : 0));
 	}
 	free(o);
 }
@@ -983,7 +993,7 @@ static void rent_one(struct provision *p, const struct job_want *w)
 		char ev[300], a[32];
 
 		if (clore_my_orders(p->cc, 0, &o, &n) == 0 && (ord = match_intent(p, o, n, &r)) &&
-		    rental_found(p, rental, ord) == 0) {
+		    rental_found(p, rental, of.rate, ord) == 0) {
 			held_add(p, rental, ord->id, of.sv->id, RS_BOOTING);
 			snprintf(ev, sizeof(ev), "rented server %lld (%dx %s) as order %lld, %s, %s/h",
 				 (long long)of.sv->id, of.sv->gpu_count, of.sv->gpu_model, (long long)ord->id,

@@ -103,7 +103,7 @@ struct rental_move {
 	int64_t now;          /* wall-clock ms; 0: the clock now */
 	int64_t order_id;     /* RE_FOUND */
 	int64_t created;      /* RE_FOUND: the order's ct, ms */
-	double fee;           /* RE_FOUND: the order's creation_fee */
+	double fee;           /* RE_FOUND: the creation fee, in the rental's currency */
 	double price_day;     /* RE_FOUND: kept as it was when <= 0 */
 	const char *currency; /* RE_FOUND: kept when the row has one; borrowed */
 	int64_t node;         /* RE_UP */
