@@ -15,7 +15,9 @@ Prints "listening PORT" on stdout once it accepts connections.
 The scenario file (JSON; every key optional):
 
     {"rates": {"CLORE-Blockchain": 0.02, "bitcoin": 65000, "USD-Blockchain": 1},
-     "creation_fee_usd": 0.1,          # per order, charged in the order's currency
+     "creation_fee_usd": 0.1,          # per order: shown as creation_fee, a USD amount (as
+                                       # clore-api.md says), charged to the wallet of the
+                                       # order's currency at its rate
      "require_days": 0.0417,           # balance needed: fee + price * this many days
      "balance_error": "code6",         # short balance: "code6" (not_enough_balance) or "code1"
      "gpu_array_nested": false,        # gpu_array as [["name"], ...] instead of ["name", ...]
@@ -167,6 +169,7 @@ class Fake:
             order["spend0"] = float(o.get("spend", 0.0))
             order["accrue_from"] = now
             order["creation_fee"] = 0.0
+            order["fee_charged"] = 0.0
             if not o.get("online", True):
                 order["online_at"] = None
             if o.get("host"):
@@ -195,7 +198,7 @@ class Fake:
         now = time.time()
         after = s.get("online_after", 0)
         return {"id": oid, "si": sid, "ct": int(now), "t_created": now, "currency": currency, "price": price,
-                "creation_fee": 0.0, "spend0": 0.0, "accrue_from": now, "image": image,
+                "creation_fee": 0.0, "fee_charged": 0.0, "spend0": 0.0, "accrue_from": now, "image": image,
                 "mrl": s.get("mrl", 72), "spot": spot, "owner": owner, "ssh_key": ssh_key,
                 "online_at": None if after == "never" else time.monotonic() + float(after),
                 "forced_offline": False, "ended": False, "end_reason": None, "ended_at": None,
@@ -209,7 +212,7 @@ class Fake:
 
     def balance(self, name):
         w = self.wallets[name]
-        charged = sum(o["creation_fee"] + self.spend(o) - o["spend0"]
+        charged = sum(o["fee_charged"] + self.spend(o) - o["spend0"]
                       for o in self.orders.values() if o["currency"] == name)
         return w["base"] - (charged - w["charged_base"])
 
@@ -218,7 +221,7 @@ class Fake:
             self.wallets[name] = {"base": 0.0, "charged_base": 0.0, "deposit": "dep-" + name,
                                   "withdrawal_fee": 1.0}
         w = self.wallets[name]
-        charged = sum(o["creation_fee"] + self.spend(o) - o["spend0"]
+        charged = sum(o["fee_charged"] + self.spend(o) - o["spend0"]
                       for o in self.orders.values() if o["currency"] == name)
         w["base"] = float(value)
         w["charged_base"] = charged
@@ -349,7 +352,8 @@ class Fake:
         d.update({"owner": o["owner"], "ended": o["ended"], "end_reason": o["end_reason"],
                   "ssh_key": o["ssh_key"], "forced_offline": o["forced_offline"],
                   "env": o.get("env", {}), "command": o.get("command"),
-                  "t_created": o["t_created"], "t_ended": o["ended_at"]})
+                  "t_created": o["t_created"], "t_ended": o["ended_at"],
+                  "fee_charged": o["fee_charged"]})
         return d
 
     # ------------------------------------------------------------ endpoints
@@ -426,7 +430,8 @@ class Fake:
         oid = self.next_id
         self.next_id += 1
         o = self._new_order(oid, sid, spot, currency, price, image, ssh_key, owner="api")
-        o["creation_fee"] = fee
+        o["creation_fee"] = self.fee_usd if rate > 0 else 0.0  # USD, as my_orders shows it
+        o["fee_charged"] = fee                                  # in the order's currency
         o["ports"] = dict(ports)
         o["env"] = dict(env)
         o["command"] = body.get("command")

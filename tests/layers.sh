@@ -2,7 +2,7 @@
 # The backend's folders are layers (backend/meson.build lists them, lowest
 # first).  A file may include headers of its own folder and of folders
 # below it, never above; backend/ includes no FUSE header; SQL text and
-# sqlite3 calls appear only in backend/store/.  Prints each breach; exits 1
+# sqlite3 calls appear only in backend/store/ (not in fs/ either).  Prints each breach; exits 1
 # when there is one.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,5 +31,13 @@ for dir in "${layers[@]}"; do
 		fi
 	done
 done
-if [ $bad -eq 0 ]; then echo "layers: ${#layers[@]} folders, includes point one way"; fi
+# SQL lives in the store: no sqlite3 call and no SQL text anywhere else.
+for f in core/*.[ch] jobs/*.[ch] nodes/*.[ch] sched/*.[ch] clore/*.[ch] engine/*.[ch] ../fs/*.[ch]; do
+	[ -e "$f" ] || continue
+	if grep -nE 'sqlite3_[a-z]|#include <sqlite3\.h>|"[^"]*\b(SELECT|UPDATE|INSERT INTO|DELETE FROM) ' "$f" >&2; then
+		echo "layers: $f holds SQL or calls SQLite; that belongs in backend/store/" >&2
+		bad=1
+	fi
+done
+if [ $bad -eq 0 ]; then echo "layers: ${#layers[@]} folders, includes point one way, SQL only in store/"; fi
 exit $bad

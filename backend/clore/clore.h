@@ -109,9 +109,9 @@ struct clore_order {
 	int64_t server_id; /* si */
 	int64_t ct;        /* creation time, unix seconds */
 	char currency[CLORE_COIN_MAX];
-	double price; /* per DAY */
-	double creation_fee;
-	double spend;
+	double price;        /* per DAY */
+	double creation_fee; /* USD, not the order's currency (about $0.10; clore-api.md) */
+	double spend;        /* in the order's currency, so far or in all */
 	char image[256];
 	int mrl;
 	int spot;

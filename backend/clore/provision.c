@@ -1,15 +1,12 @@
 /*
  * provision: rent, watch and release Clore servers (see provision.h).
  *
- * A rental's life, as rows of `rentals`:
- *
- *	intent --create_order ok, found in my_orders--> booting --online, port 22--> ready
- *	   |                                               |                          |
- *	   +--create_order refused / never found--> void   +--boot_timeout, gone--+   +--idle, budget,
- *	                                                                          v      unmount, gone
- *	                                                                        ended <-----+
- *
- * (releasing: a cancel that failed for a passing reason, retried each poll.)
+ * A rental's life is a row of `rentals` and its state machine
+ * (intent -> booting -> ready -> ended; void; releasing) is drawn in
+ * store/rentals.h.  Every state change here goes through
+ * store_rental_transition() from the state this thread last read or made
+ * (struct held keeps it); a lost race (-ESTALE) is written as an event and
+ * the rental is left to the next poll, which reads the row again.
  *
  * One pass of the loop, about every 250 ms: poll my_orders when `poll` has
  * passed, keep to the budgets, release idle nodes, rent when queued frames
@@ -25,6 +22,8 @@
 #include "clore/market.h"
 #include "jobs/money.h"
 #include "sched/runner.h"
+#include "store/clore_rows.h"
+#include "store/rentals.h"
 #include "store/store.h"
 #include "store/nodes.h"
 #include "nodes/transport.h"
@@ -49,17 +48,11 @@
 
 struct held {
 	int64_t rental, order, server;
-	int64_t away_since; /* mono ms: its node offline or connecting since */
-	struct tnode *node; /* with runner, once the server came up */
+	enum rental_state state; /* what the row was when last read or moved */
+	int64_t away_since;      /* mono ms: its node offline or connecting since */
+	struct tnode *node;      /* with runner, once the server came up */
 	struct runner *runner;
 	int64_t idle_since; /* mono ms; 0 while it has work */
-};
-
-struct rental_row {
-	int64_t id, server, order_id, intent_at, job, created, node;
-	char state[16];
-	char currency[CLORE_COIN_MAX];
-	double price_day, usd_rate;
 };
 
 struct provision {
@@ -133,12 +126,15 @@ static struct held *held_find(struct provision *p, int64_t rental)
 	return NULL;
 }
 
-static struct held *held_add(struct provision *p, int64_t rental, int64_t order, int64_t server)
+static struct held *held_add(struct provision *p, int64_t rental, int64_t order, int64_t server,
+			     enum rental_state state)
 {
 	struct held *h = held_find(p, rental);
 
-	if (h)
+	if (h) {
+		h->state = state;
 		return h;
+	}
 	if (p->nheld >= MAX_HELD)
 		return NULL;
 	h = &p->held[p->nheld++];
@@ -146,6 +142,7 @@ static struct held *held_add(struct provision *p, int64_t rental, int64_t order,
 	h->rental = rental;
 	h->order = order;
 	h->server = server;
+	h->state = state;
 	return h;
 }
 
@@ -164,119 +161,83 @@ static const struct clore_order *order_by_id(const struct clore_order *o, size_t
 
 /* ---- the rentals table ---- */
 
-static void row_fill(struct rental_row *r, sqlite3_stmt *s)
+/* The rentals not yet over; *out malloc'd (free it), NULL on an error. */
+static void rentals_open(struct provision *p, struct rental_row **out, size_t *n)
 {
-	memset(r, 0, sizeof(*r));
-	r->id = sqlite3_column_int64(s, 0);
-	r->server = sqlite3_column_int64(s, 1);
-	r->order_id = sqlite3_column_int64(s, 2);
-	r->intent_at = sqlite3_column_int64(s, 3);
-	snprintf(r->state, sizeof(r->state), "%s", (const char *)sqlite3_column_text(s, 4));
-	r->job = sqlite3_column_int64(s, 5);
-	r->created = sqlite3_column_int64(s, 6);
-	r->node = sqlite3_column_int64(s, 7);
-	snprintf(r->currency, sizeof(r->currency), "%s", (const char *)sqlite3_column_text(s, 8));
-	r->price_day = sqlite3_column_double(s, 9);
-	r->usd_rate = sqlite3_column_double(s, 10);
+	if (store_rentals_open(p->st, out, n))
+		*out = NULL, *n = 0;
 }
 
-/* The rentals not yet over; *out malloc'd (free it). */
-static int rentals_open(struct provision *p, struct rental_row **out, size_t *n)
+/* A transition lost its race: the row is not in the state this thread
+ * believed.  Nothing is done on that belief; the rental is dropped from
+ * what is held (if it was), and the next poll reads the row afresh. */
+static void lost_race(struct provision *p, int64_t rental, enum rental_state from, enum rental_event ev)
 {
-	sqlite3_stmt *s;
-	size_t cap = 0;
+	char ev_text[256];
 
-	*out = NULL;
-	*n = 0;
-	if (store_prepare(
-		p->st,
-		"SELECT id, server, coalesce(order_id, 0), intent_at, state, coalesce(job, 0),"
-		" coalesce(created, 0), coalesce(node, 0), currency, price_day, usd_rate"
-		" FROM rentals WHERE state IN ('intent', 'booting', 'ready', 'releasing') ORDER BY id",
-		&s))
-		return -EIO;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (*n == cap) {
-			struct rental_row *nr = realloc(*out, (cap = cap ? cap * 2 : 16) * sizeof(*nr));
-
-			if (!nr)
-				break;
-			*out = nr;
-		}
-		row_fill(&(*out)[(*n)++], s);
-	}
-	sqlite3_finalize(s);
-	return 0;
+	snprintf(ev_text, sizeof(ev_text), "rental %lld was no longer %s (%s not made); left as it is",
+		 (long long)rental, rental_state_name(from), rental_event_name(ev));
+	store_event(p->st, 0, 0, 0, "clore", ev_text);
+	fprintf(stderr, "renderfs: clore: %s\n", ev_text);
 }
 
-static int rental_exec(struct provision *p, const char *sql, int64_t id, const char *text, int64_t a,
-		       double d)
+/* Move a rental by ev from the state the caller believes it is in; a lost
+ * race is reported (lost_race) and returned as -ESTALE. */
+static int rental_step(struct provision *p, int64_t rental, enum rental_state from, enum rental_event ev,
+		       const struct rental_move *m)
 {
-	sqlite3_stmt *s;
-	int rc = store_prepare(p->st, sql, &s);
-	int idx;
+	int rc = store_rental_transition(p->st, rental, from, ev, m);
 
-	if (rc)
-		return rc;
-	if ((idx = sqlite3_bind_parameter_index(s, ":id")))
-		sqlite3_bind_int64(s, idx, id);
-	if ((idx = sqlite3_bind_parameter_index(s, ":text")))
-		sqlite3_bind_text(s, idx, text, -1, SQLITE_TRANSIENT);
-	if ((idx = sqlite3_bind_parameter_index(s, ":a")))
-		sqlite3_bind_int64(s, idx, a);
-	if ((idx = sqlite3_bind_parameter_index(s, ":d")))
-		sqlite3_bind_double(s, idx, d);
-	if ((idx = sqlite3_bind_parameter_index(s, ":now")))
-		sqlite3_bind_int64(s, idx, util_now_ms());
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	store_change(p->st, CH_NODES, 0);
+	if (rc == -ESTALE)
+		lost_race(p, rental, from, ev);
 	return rc;
 }
 
-static void rental_end(struct provision *p, int64_t rental, const char *why)
+static int rental_end(struct provision *p, int64_t rental, enum rental_state from, const char *why)
 {
-	rental_exec(p,
-		    "UPDATE rentals SET state = 'ended', ended_at = coalesce(ended_at, :now),"
-		    " end_reason = :text WHERE id = :id AND state != 'ended'",
-		    rental, why, 0, 0);
+	struct rental_move m = {.reason = why};
+	int rc = rental_step(p, rental, from, RE_END, &m);
+
 	store_nodes_end_rental(p->st, rental); /* removed, and offline through the node machine */
+	return rc < 0 ? rc : 0;
 }
 
-/* An order found for a rental: remember its id and its own figures. */
-static void rental_found(struct provision *p, int64_t rental, const struct clore_order *o)
+static int rental_void(struct provision *p, int64_t rental, const char *why)
 {
-	sqlite3_stmt *s;
+	struct rental_move m = {.reason = why};
+	int rc = rental_step(p, rental, RS_INTENT, RE_VOID, &m);
 
-	if (store_prepare(p->st,
-			  "UPDATE rentals SET order_id = ?1, created = coalesce(created, ?2),"
-			  " state = CASE WHEN state = 'intent' THEN 'booting' ELSE state END,"
-			  " fee = ?3, price_day = CASE WHEN ?4 > 0 THEN ?4 ELSE price_day END,"
-			  " currency = CASE WHEN currency = '' THEN ?5 ELSE currency END WHERE id = ?6",
-			  &s))
-		return;
-	sqlite3_bind_int64(s, 1, o->id);
-	sqlite3_bind_int64(s, 2, o->ct > 0 ? o->ct * 1000 : util_now_ms());
-	sqlite3_bind_double(s, 3, o->creation_fee > 0 ? o->creation_fee : 0);
-	sqlite3_bind_double(s, 4, o->price);
-	sqlite3_bind_text(s, 5, o->currency, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 6, rental);
-	sqlite3_step(s);
-	sqlite3_finalize(s);
+	return rc < 0 ? rc : 0;
 }
 
-/* Is this order id already some rental's? */
+/* The order's creation fee in its currency, as rentals.fee keeps it:
+ * Clore gives the fee in USD (clore-api.md), the row's usd_rate converts.
+ * Unknown (0) when the rate is. */
+static double fee_in_currency(const struct clore_order *o, double usd_rate)
+{
+	return o->creation_fee > 0 && usd_rate > 0 ? o->creation_fee / usd_rate : 0;
+}
+
+/* An order found for an intent: remember its id and its own figures.
+ * usd_rate is the rental's (USD per unit of its currency). */
+static int rental_found(struct provision *p, int64_t rental, double usd_rate, const struct clore_order *o)
+{
+	struct rental_move m = {
+	    .order_id = o->id,
+	    .created = o->ct > 0 ? o->ct * 1000 : util_now_ms(),
+	    .fee = fee_in_currency(o, usd_rate),
+	    .price_day = o->price,
+	    .currency = o->currency,
+	};
+	int rc = rental_step(p, rental, RS_INTENT, RE_FOUND, &m);
+
+	return rc < 0 ? rc : 0;
+}
+
+/* Is this order id already some rental's?  (An error counts as yes.) */
 static int order_claimed(struct provision *p, int64_t order)
 {
-	sqlite3_stmt *s;
-	int claimed = 0;
-
-	if (store_prepare(p->st, "SELECT 1 FROM rentals WHERE order_id = ?", &s))
-		return 1;
-	sqlite3_bind_int64(s, 1, order);
-	claimed = sqlite3_step(s) == SQLITE_ROW;
-	sqlite3_finalize(s);
-	return claimed;
+	return store_rental_order_claimed(p->st, order) != 0;
 }
 
 /* The order Clore made for an intent: the newest on the server, created no
@@ -332,18 +293,31 @@ static double rental_price_h(const struct rental_row *r)
 	return r->price_day * r->usd_rate / 24.0;
 }
 
-/* The server is up: drive it like an SSH node. */
+static void node_stop(struct held *h, const char *why)
+{
+	if (!h->runner)
+		return;
+	runner_stop_because(h->runner, why);
+	runner_stop(h->runner);
+	ssh_node_free(h->node);
+	h->runner = NULL;
+	h->node = NULL;
+}
+
+/* The server is up: drive it like an SSH node.  -ESTALE: the rental's row
+ * was no longer what this thread believed; its node is stopped again and it
+ * is no longer held (h is gone). */
 static int node_start(struct provision *p, const struct rental_row *r, const struct clore_order *o)
 {
 	char host[CLORE_STR_MAX], target[CLORE_STR_MAX + 32], name[64];
+	struct rental_move m = {0};
 	struct held *h;
 	struct ssh_opts so;
-	sqlite3_stmt *s;
 	int port, rc;
 
 	if (clore_order_ssh(o, host, sizeof(host), &port))
 		return -EAGAIN;
-	h = held_add(p, r->id, r->order_id, r->server);
+	h = held_add(p, r->id, r->order_id, r->server, r->state);
 	if (!h)
 		return -ENOSPC;
 	if (h->runner)
@@ -368,20 +342,16 @@ static int node_start(struct provision *p, const struct rental_row *r, const str
 		h->node = NULL;
 		return rc;
 	}
-	if (!store_prepare(p->st,
-			   "UPDATE nodes SET provider = 'clore', rental = ?1, price_h = ?2, removed = 0"
-			   " WHERE id = ?3",
-			   &s)) {
-		sqlite3_bind_int64(s, 1, r->id);
-		sqlite3_bind_double(s, 2, rental_price_h(r));
-		sqlite3_bind_int64(s, 3, runner_node_id(h->runner));
-		sqlite3_step(s);
-		sqlite3_finalize(s);
+	store_clore_node_attach(p->st, runner_node_id(h->runner), r->id, rental_price_h(r));
+	m.node = runner_node_id(h->runner);
+	rc = rental_step(p, r->id, h->state, RE_UP, &m);
+	if (rc < 0) {
+		/* The row moved on (lost race): this node is not its rental's. */
+		node_stop(h, "its rental changed meanwhile");
+		held_remove(p, h);
+		return rc;
 	}
-	rental_exec(p,
-		    "UPDATE rentals SET state = 'ready', node = :a, online_at = coalesce(online_at, :now)"
-		    " WHERE id = :id",
-		    r->id, NULL, runner_node_id(h->runner), 0);
+	h->state = RS_READY;
 	{
 		char ev[256];
 
@@ -390,17 +360,6 @@ static int node_start(struct provision *p, const struct rental_row *r, const str
 		store_event(p->st, r->job, runner_node_id(h->runner), 0, "clore", ev);
 	}
 	return 0;
-}
-
-static void node_stop(struct held *h, const char *why)
-{
-	if (!h->runner)
-		return;
-	runner_stop_because(h->runner, why);
-	runner_stop(h->runner);
-	ssh_node_free(h->node);
-	h->runner = NULL;
-	h->node = NULL;
 }
 
 /* Give a rental back: stop its node (frames in flight go back to the queue
@@ -415,10 +374,11 @@ static void release(struct provision *p, struct held *h, const char *why)
 	if (order) {
 		rc = clore_cancel_order(p->cc, order, NULL);
 		if (rc) {
-			/* Try again on the next poll; the row says so. */
-			rental_exec(
-			    p, "UPDATE rentals SET state = 'releasing', end_reason = :text WHERE id = :id",
-			    rental, why, 0, 0);
+			struct rental_move m = {.reason = why};
+
+			/* Try again on the next poll; the row says so.  A lost
+			 * race leaves the row to the next poll as well. */
+			rental_step(p, rental, h->state, RE_CANCEL_FAILED, &m);
 			snprintf(ev, sizeof(ev), "cancelling order %lld failed: %s (will retry)",
 				 (long long)order, clore_error(p->cc));
 			store_event(p->st, 0, 0, 0, "clore", ev);
@@ -427,7 +387,7 @@ static void release(struct provision *p, struct held *h, const char *why)
 			return;
 		}
 	}
-	rental_end(p, rental, why);
+	rental_end(p, rental, h->state, why);
 	snprintf(ev, sizeof(ev), "order %lld released: %s", (long long)order, why);
 	store_event(p->st, 0, 0, 0, "clore", ev);
 	held_remove(p, h);
@@ -470,13 +430,13 @@ static void poll_orders(struct provision *p)
 		struct held *h;
 		char why[256];
 
-		if (!strcmp(r->state, "intent")) {
+		if (r->state == RS_INTENT) {
 			ord = match_intent(p, o, n, r);
 			if (ord) {
-				rental_found(p, r->id, ord);
+				if (rental_found(p, r->id, r->usd_rate, ord))
+					continue; /* lost race: the row is not an intent now */
 				r->order_id = ord->id;
-				snprintf(r->state, sizeof(r->state), "booting");
-				held_add(p, r->id, ord->id, r->server);
+				r->state = RS_BOOTING;
 			} else if (now - r->intent_at > INTENT_GIVE_UP) {
 				/* Its order may have come and gone while renderfs was
 				 * down: then it is ended (and settled), not void. */
@@ -484,37 +444,39 @@ static void poll_orders(struct provision *p)
 					done = NULL, ndone = 0;
 				ord = done ? match_intent(p, done, ndone, r) : NULL;
 				if (ord) {
-					rental_found(p, r->id, ord);
-					rental_end(p, r->id, "ended while renderfs was not running");
+					if (rental_found(p, r->id, r->usd_rate, ord) == 0)
+						rental_end(p, r->id, RS_BOOTING,
+							   "ended while renderfs was not running");
 				} else {
-					rental_exec(p,
-						    "UPDATE rentals SET state = 'void', end_reason = :text "
-						    "WHERE id = :id",
-						    r->id, "no order appeared", 0, 0);
+					rental_void(p, r->id, "no order appeared");
 				}
 				continue;
 			} else {
 				continue;
 			}
 		}
-		h = held_add(p, r->id, r->order_id, r->server);
+		h = held_add(p, r->id, r->order_id, r->server, r->state);
 		if (!h)
 			continue;
 		ord = order_by_id(o, n, r->order_id);
-		if (!strcmp(r->state, "releasing")) {
+		if (r->state == RS_RELEASING) {
 			release(p, h, "released");
 			continue;
 		}
-		if (!strcmp(r->state, "booting")) {
+		if (r->state == RS_BOOTING) {
 			if (!ord || ord->expired) {
 				node_stop(h, "the order ended before it came up");
-				rental_end(p, r->id, "the order ended before it came up");
+				rental_end(p, r->id, RS_BOOTING, "the order ended before it came up");
 				held_remove(p, h);
 				avoid_server(p, r->server);
 				continue;
 			}
-			if (ord->online && !p->closing && node_start(p, r, ord) == 0)
-				continue;
+			if (ord->online && !p->closing) {
+				int up = node_start(p, r, ord);
+
+				if (up == 0 || up == -ESTALE)
+					continue; /* up, or no longer ours to start (h is gone) */
+			}
 			/* From the later of our intent and the order's ct (whole seconds). */
 			if (now - (r->created > r->intent_at ? r->created : r->intent_at) >
 			    p->cfg->clore_boot_timeout_ms) {
@@ -540,10 +502,7 @@ static void poll_orders(struct provision *p)
 		} else if (!h->runner && !p->closing) {
 			node_start(p, r, ord); /* adopted after a restart */
 		} else if (ord->price > 0 && fabs(ord->price - r->price_day) > 1e-9) {
-			rental_exec(p, "UPDATE rentals SET price_day = :d WHERE id = :id", r->id, NULL, 0,
-				    ord->price);
-			rental_exec(p, "UPDATE nodes SET price_h = :d WHERE rental = :id", r->id, NULL, 0,
-				    ord->price * r->usd_rate / 24.0);
+			store_rental_set_price(p->st, r->id, ord->price, ord->price * r->usd_rate / 24.0);
 		}
 	}
 	free(rows);
@@ -555,36 +514,21 @@ static void poll_orders(struct provision *p)
 static void settle(struct provision *p)
 {
 	struct clore_order *o = NULL;
+	struct rental_unsettled u[64];
 	size_t n = 0;
-	sqlite3_stmt *s;
-	int64_t ids[64];
-	double rates[64];
-	int k = 0;
+	int k = store_rentals_unsettled(p->st, u, ARRAY_SIZE(u));
 
-	if (store_prepare(p->st,
-			  "SELECT order_id, usd_rate FROM rentals WHERE state = 'ended' AND settled IS NULL"
-			  " AND order_id IS NOT NULL LIMIT 64",
-			  &s))
-		return;
-	while (k < 64 && sqlite3_step(s) == SQLITE_ROW) {
-		ids[k] = sqlite3_column_int64(s, 0);
-		rates[k++] = sqlite3_column_double(s, 1);
-	}
-	sqlite3_finalize(s);
-	if (!k || clore_my_orders(p->cc, 1, &o, &n))
+	if (k <= 0 || clore_my_orders(p->cc, 1, &o, &n))
 		return;
 	for (int i = 0; i < k; i++) {
-		const struct clore_order *ord = order_by_id(o, n, ids[i]);
+		const struct clore_order *ord = order_by_id(o, n, u[i].order_id);
 
 		if (!ord || !ord->expired || ord->spend < 0)
 			continue;
-		if (!store_prepare(p->st, "UPDATE rentals SET settled = ?1 WHERE order_id = ?2", &s)) {
-			sqlite3_bind_double(
-			    s, 1, (ord->spend + (ord->creation_fee > 0 ? ord->creation_fee : 0)) * rates[i]);
-			sqlite3_bind_int64(s, 2, ids[i]);
-			sqlite3_step(s);
-			sqlite3_finalize(s);
-		}
+		/* spend is in the order's currency, the creation fee in USD. */
+		store_rental_settle(p->st, u[i].order_id,
+				    ord->spend * u[i].usd_rate +
+					(ord->creation_fee > 0 ? ord->creation_fee : 0));
 	}
 	free(o);
 }
@@ -594,36 +538,24 @@ static int budgets(struct provision *p)
 {
 	struct money_farm f;
 	int64_t now = util_now_ms();
-	sqlite3_stmt *s;
-	int64_t jobs[64];
-	double limits[64];
-	int k = 0;
+	struct clore_budget_job bj[64];
+	int k = store_clore_budget_jobs(p->st, bj, ARRAY_SIZE(bj));
 
 	/* A job's own budget: past it, the job takes no more frames (and
 	 * so asks for no more nodes). */
-	if (!store_prepare(p->st,
-			   "SELECT id, budget FROM jobs WHERE removed = 0 AND budget >= 0 AND over_budget = 0"
-			   " AND state IN ('waiting', 'rendering', 'paused') LIMIT 64",
-			   &s)) {
-		while (k < 64 && sqlite3_step(s) == SQLITE_ROW) {
-			jobs[k] = sqlite3_column_int64(s, 0);
-			limits[k++] = sqlite3_column_double(s, 1);
-		}
-		sqlite3_finalize(s);
-	}
 	for (int i = 0; i < k; i++) {
 		struct money_job mj;
 		char msg[256], a[32], b[32];
 
-		money_job_get(p->st, jobs[i], now, &mj);
-		if (mj.spent < limits[i])
+		money_job_get(p->st, bj[i].job, now, &mj);
+		if (mj.spent < bj[i].budget)
 			continue;
 		snprintf(msg, sizeof(msg),
 			 "budget reached: spent %s of the job's budget %s; no new frames start",
-			 util_fmt_money(a, sizeof(a), mj.spent), util_fmt_money(b, sizeof(b), limits[i]));
-		rental_exec(p, "UPDATE jobs SET over_budget = 1 WHERE id = :id", jobs[i], NULL, 0, 0);
-		job_set_error(p->st, jobs[i], msg);
-		store_event(p->st, jobs[i], 0, 0, "clore", msg);
+			 util_fmt_money(a, sizeof(a), mj.spent), util_fmt_money(b, sizeof(b), bj[i].budget));
+		store_clore_job_over_budget(p->st, bj[i].job);
+		job_set_error(p->st, bj[i].job, msg);
+		store_event(p->st, bj[i].job, 0, 0, "clore", msg);
 	}
 	if (p->cfg->clore_budget < 0)
 		return 0;
@@ -657,71 +589,30 @@ static int budgets(struct provision *p)
 
 /* ---- idle nodes ---- */
 
-/* Frames waiting for a node, counted up to 1000 (renting compares
- * the count with the orders coming up, a few at most: a job of a million
- * frames must not cost a million-row count four times a second), and the
- * job that decides what is rented: the first by priority with a queued
- * frame. */
-
-static const char queued_sql[] = "SELECT count(*) FROM (SELECT 1 FROM frames f JOIN jobs j ON j.id = f.job"
-				 " WHERE f.state = 'queued' AND j.removed = 0 AND j.over_budget = 0"
-				 " AND j.state IN ('waiting', 'rendering') LIMIT 1000)";
-static const char top_job_sql[] =
-    "SELECT j.id FROM jobs j WHERE j.removed = 0 AND j.over_budget = 0"
-    " AND j.state IN ('waiting', 'rendering')"
-    " AND EXISTS (SELECT 1 FROM frames f WHERE f.state = 'queued' AND f.job = j.id)"
-    " ORDER BY j.priority DESC, j.id LIMIT 1";
-
+/* Frames waiting for a node (counted up to 1000) and the job that decides
+ * what is rented: the first by priority with a queued frame (see
+ * store_clore_queued).  0 on an error. */
 static int64_t queued_frames(struct provision *p, int64_t *top_job)
 {
-	sqlite3_stmt *s;
-	int64_t n = 0;
+	int64_t n = store_clore_queued(p->st, top_job);
 
-	*top_job = 0;
-	if (store_cached(p->st, queued_sql, &s))
-		return 0;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	store_release(s);
-	if (!n || store_cached(p->st, top_job_sql, &s))
-		return n;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		*top_job = sqlite3_column_int64(s, 0);
-	store_release(s);
-	return n;
+	return n > 0 ? n : 0;
 }
 
+/* An error counts as busy: nothing is released on a guess. */
 static int node_busy(struct provision *p, int64_t node)
 {
-	sqlite3_stmt *s;
-	int busy = 1;
-
-	if (store_prepare(p->st,
-			  "SELECT EXISTS (SELECT 1 FROM frames WHERE (node = ?1 OR dup_node = ?1)"
-			  " AND state IN ('leased', 'rendering', 'rendered'))",
-			  &s))
-		return 1;
-	sqlite3_bind_int64(s, 1, node);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		busy = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
-	return busy;
+	return store_clore_node_busy(p->st, node) != 0;
 }
 
 static int node_broken(struct provision *p, struct held *h, int64_t node, int64_t mono, char *why,
 		       size_t whysz)
 {
-	sqlite3_stmt *s;
 	char state[16] = "", err[512] = "";
+	int rc = store_clore_node_state(p->st, node, state, sizeof(state), err, sizeof(err));
 
-	if (store_prepare(p->st, "SELECT state, coalesce(error, '') FROM nodes WHERE id = ?", &s))
+	if (rc && rc != -ENOENT)
 		return 0;
-	sqlite3_bind_int64(s, 1, node);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		snprintf(state, sizeof(state), "%s", (const char *)sqlite3_column_text(s, 0));
-		snprintf(err, sizeof(err), "%s", (const char *)sqlite3_column_text(s, 1));
-	}
-	sqlite3_finalize(s);
 	if (!strcmp(state, "error")) {
 		snprintf(why, whysz, "server %lld cannot render: %s", (long long)h->server, err);
 		return 1;
@@ -796,73 +687,44 @@ struct job_want {
 
 static int job_want_get(struct provision *p, int64_t job, struct job_want *w)
 {
-	sqlite3_stmt *s;
-	int rc = -ENOENT;
+	struct clore_job_wish jw;
+	int rc = store_clore_job_wish(p->st, job, &jw);
 
 	memset(w, 0, sizeof(*w));
-	if (store_prepare(p->st,
-			  "SELECT clore_nodes, clore_gpu, clore_min_vram, clore_max_price, clore_spot"
-			  " FROM jobs WHERE id = ?",
-			  &s))
-		return -EIO;
-	sqlite3_bind_int64(s, 1, job);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		const char *g = (const char *)sqlite3_column_text(s, 1);
-		double v = sqlite3_column_double(s, 2), mp = sqlite3_column_double(s, 3);
-		int sp = sqlite3_column_int(s, 4);
-
-		w->id = job;
-		w->nodes = sqlite3_column_int(s, 0) > 0 ? sqlite3_column_int(s, 0) : p->cfg->clore_nodes;
-		snprintf(w->gpu, sizeof(w->gpu), "%s",
-			 g && *g             ? g
-			 : p->cfg->clore_gpu ? p->cfg->clore_gpu
-					     : "");
-		w->min_vram = v >= 0 ? v : p->cfg->clore_min_vram;
-		w->max_price = mp >= 0 ? mp : p->cfg->clore_max_price;
-		w->spot = sp >= 0 ? sp : p->cfg->clore_spot;
-		rc = 0;
-	}
-	sqlite3_finalize(s);
-	return rc;
+	if (rc)
+		return rc == -ENOENT ? rc : -EIO;
+	w->id = job;
+	w->nodes = jw.nodes > 0 ? jw.nodes : p->cfg->clore_nodes;
+	snprintf(w->gpu, sizeof(w->gpu), "%s",
+		 jw.gpu[0]           ? jw.gpu
+		 : p->cfg->clore_gpu ? p->cfg->clore_gpu
+				     : "");
+	w->min_vram = jw.min_vram >= 0 ? jw.min_vram : p->cfg->clore_min_vram;
+	w->max_price = jw.max_price >= 0 ? jw.max_price : p->cfg->clore_max_price;
+	w->spot = jw.spot >= 0 ? jw.spot : p->cfg->clore_spot;
+	return 0;
 }
 
-/* Frame times measured per GPU model for the job, to refine the ranking. */
-static size_t measured(struct provision *p, int64_t job, struct market_measured *m,
-		       char names[][CLORE_STR_MAX], size_t cap)
+/* Frame times measured per GPU model for the job, to refine the ranking;
+ * m[i].gpu points into t. */
+static size_t measured(struct provision *p, int64_t job, struct market_measured *m, struct clore_gpu_time *t,
+		       size_t cap)
 {
-	sqlite3_stmt *s;
-	size_t k = 0;
+	int k = store_clore_gpu_times(p->st, job, t, cap);
 
-	if (store_prepare(p->st,
-			  "SELECT r.gpu, avg(f.secs) FROM frames f JOIN nodes n ON n.id = f.node"
-			  " JOIN rentals r ON r.id = n.rental WHERE f.job = ? AND f.state = 'done'"
-			  " AND f.secs > 0 AND r.gpu != '' GROUP BY r.gpu",
-			  &s))
-		return 0;
-	sqlite3_bind_int64(s, 1, job);
-	while (k < cap && sqlite3_step(s) == SQLITE_ROW) {
-		snprintf(names[k], CLORE_STR_MAX, "%s", (const char *)sqlite3_column_text(s, 0));
-		m[k].gpu = names[k];
-		m[k].secs = sqlite3_column_double(s, 1);
-		k++;
+	for (int i = 0; i < k; i++) {
+		m[i].gpu = t[i].gpu;
+		m[i].secs = t[i].secs;
 	}
-	sqlite3_finalize(s);
-	return k;
+	return k > 0 ? (size_t)k : 0;
 }
 
-static int count_state(struct provision *p, const char *states)
+/* How many rentals are in the states of mask; 0 on an error. */
+static int count_state(struct provision *p, unsigned mask)
 {
-	char sql[256];
-	sqlite3_stmt *s;
-	int n = 0;
+	int n = store_rental_count(p->st, mask);
 
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM rentals WHERE state IN (%s)", states);
-	if (store_prepare(p->st, sql, &s))
-		return 0;
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
-	return n;
+	return n > 0 ? n : 0;
 }
 
 static int refresh_market(struct provision *p)
@@ -918,7 +780,8 @@ static int choose(struct provision *p, const struct job_want *w, struct offer *o
 	    .min_reliability = p->cfg->clore_min_reliability,
 	};
 	struct market_measured m[MAX_MEASURED];
-	char names[MAX_MEASURED][CLORE_STR_MAX], why[512];
+	struct clore_gpu_time times[MAX_MEASURED];
+	char why[512];
 	int64_t avoid[MAX_AVOID + MAX_HELD];
 	struct rental_row *rows = NULL;
 	struct market_choice *ch;
@@ -932,7 +795,7 @@ static int choose(struct provision *p, const struct job_want *w, struct offer *o
 	for (size_t i = 0; i < nrows && navoid < ARRAY_SIZE(avoid); i++)
 		avoid[navoid++] = rows[i].server;
 	free(rows);
-	nm = measured(p, w->id, m, names, MAX_MEASURED);
+	nm = measured(p, w->id, m, times, MAX_MEASURED);
 	ch = calloc(p->nmarket ? p->nmarket : 1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
@@ -1009,28 +872,21 @@ static void spot_terms(struct provision *p, const struct job_want *w, struct off
 static int64_t record_intent(struct provision *p, const struct job_want *w, const struct offer *of,
 			     int64_t now)
 {
-	sqlite3_stmt *s;
-	int rc;
+	struct rental_intent in = {
+	    .server = of->sv->id,
+	    .intent_at = now,
+	    .job = w->id,
+	    .spot = w->spot,
+	    .currency = p->cfg->clore_currency,
+	    .price_day = of->bid,
+	    .usd_rate = of->rate,
+	    .gpu = of->sv->gpu_model,
+	    .gpus = of->sv->gpu_count,
+	    .score = of->score,
+	};
+	int64_t id = 0;
 
-	if (store_prepare(
-		p->st,
-		"INSERT INTO rentals(server, intent_at, state, job, spot, currency, price_day,"
-		" usd_rate, gpu, gpus, score) VALUES (?1, ?2, 'intent', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-		&s))
-		return 0;
-	sqlite3_bind_int64(s, 1, of->sv->id);
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_bind_int64(s, 3, w->id);
-	sqlite3_bind_int(s, 4, w->spot);
-	sqlite3_bind_text(s, 5, p->cfg->clore_currency, -1, SQLITE_STATIC);
-	sqlite3_bind_double(s, 6, of->bid);
-	sqlite3_bind_double(s, 7, of->rate);
-	sqlite3_bind_text(s, 8, of->sv->gpu_model, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 9, of->sv->gpu_count);
-	sqlite3_bind_double(s, 10, of->score);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	return rc ? 0 : sqlite3_last_insert_rowid(p->st->db);
+	return store_rental_intent(p->st, &in, &id) ? 0 : id;
 }
 
 /* create_order failed.  A timeout may still have made the order: the
@@ -1043,8 +899,7 @@ static void order_refused(struct provision *p, const struct job_want *w, const s
 
 	snprintf(why, sizeof(why), "ordering server %lld: %s", (long long)of->sv->id, clore_error(p->cc));
 	if (!maybe_made)
-		rental_exec(p, "UPDATE rentals SET state = 'void', end_reason = :text WHERE id = :id", rental,
-			    why, 0, 0);
+		rental_void(p, rental, why);
 	if (rc == -ENOSPC)
 		set_problem(p, "error: not enough balance in the %s wallet to rent server %lld",
 			    p->cfg->clore_currency, (long long)of->sv->id);
@@ -1104,14 +959,15 @@ static void rent_one(struct provision *p, const struct job_want *w)
 	/* Clore answers without the order id: find it (or the next poll will). */
 	{
 		struct clore_order *o = NULL;
-		struct rental_row r = {.id = rental, .server = of.sv->id, .intent_at = now};
+		struct rental_row r = {
+		    .id = rental, .server = of.sv->id, .intent_at = now, .state = RS_INTENT};
 		const struct clore_order *ord;
 		size_t n = 0;
 		char ev[300], a[32];
 
-		if (clore_my_orders(p->cc, 0, &o, &n) == 0 && (ord = match_intent(p, o, n, &r))) {
-			rental_found(p, rental, ord);
-			held_add(p, rental, ord->id, of.sv->id);
+		if (clore_my_orders(p->cc, 0, &o, &n) == 0 && (ord = match_intent(p, o, n, &r)) &&
+		    rental_found(p, rental, of.rate, ord) == 0) {
+			held_add(p, rental, ord->id, of.sv->id, RS_BOOTING);
 			snprintf(ev, sizeof(ev), "rented server %lld (%dx %s) as order %lld, %s, %s/h",
 				 (long long)of.sv->id, of.sv->gpu_count, of.sv->gpu_model, (long long)ord->id,
 				 w->spot ? "spot" : "on-demand",
@@ -1140,8 +996,8 @@ static void maybe_rent(struct provision *p)
 		set_problem(p, "%s", ""); /* nothing to rent for: nothing stops it */
 	if (!queued || job_want_get(p, top, &w))
 		return;
-	held = count_state(p, "'intent', 'booting', 'ready', 'releasing'");
-	coming = count_state(p, "'intent', 'booting'");
+	held = count_state(p, RENTAL_OPEN_MASK);
+	coming = count_state(p, RENTAL_BIT(RS_INTENT) | RENTAL_BIT(RS_BOOTING));
 	/* Each order coming up will take a frame: rent only for frames no
 	 * node is on its way for. */
 	if (held >= w.nodes || queued <= coming)
@@ -1154,7 +1010,7 @@ static void maybe_rent(struct provision *p)
 static void publish(struct provision *p)
 {
 	char line[600];
-	int held = count_state(p, "'booting', 'ready', 'releasing'");
+	int held = count_state(p, RENTAL_BIT(RS_BOOTING) | RENTAL_BIT(RS_READY) | RENTAL_BIT(RS_RELEASING));
 
 	if (p->problem[0])
 		snprintf(line, sizeof(line), "%s", p->problem);
@@ -1210,7 +1066,7 @@ static void *provision_main(void *arg)
 		while (p->nheld > 0)
 			release(p, &p->held[p->nheld - 1], "renderfs unmounted");
 		/* Intents whose order was never found: look once more. */
-		if (count_state(p, "'intent', 'booting', 'ready', 'releasing'")) {
+		if (count_state(p, RENTAL_OPEN_MASK)) {
 			poll_orders(p);
 			while (p->nheld > 0)
 				release(p, &p->held[p->nheld - 1], "renderfs unmounted");

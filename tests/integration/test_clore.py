@@ -195,11 +195,21 @@ def max_overlap(st):
     return best
 
 
+RATES = {"CLORE-Blockchain": CLORE_USD, "USD-Blockchain": 1.0, "bitcoin": 65000.0}
+
+
 def fake_charges(st):
-    """USD the fake charged for renderfs's orders: time held plus creation fees."""
-    rates = {"CLORE-Blockchain": CLORE_USD, "USD-Blockchain": 1.0, "bitcoin": 65000.0}
-    return sum((float(o["spend"]) + float(o["creation_fee"])) * rates[o["currency"]]
+    """USD the fake charged for renderfs's orders, by its own accounting as
+    my_orders shows it: `spend` (in the order's currency) plus
+    `creation_fee` (a USD amount, clore-api.md)."""
+    return sum(float(o["spend"]) * RATES[o["currency"]] + float(o["creation_fee"])
                for o in api_orders(st))
+
+
+def wallet_paid(st0, st):
+    """USD that left the wallets between two fake states."""
+    return sum((float(st0["wallets"][c]) - float(st["wallets"].get(c, 0))) * RATES[c]
+               for c in st0["wallets"])
 
 
 def excerpt(st, limit=40):
@@ -567,6 +577,7 @@ def test_job_rents_three_servers_and_releases_them(clore, slow):
         clore.server(196, None, gpu=RTX4090, od=10, rented=True),            # rented
     ]
     fake = clore.start_fake(servers)
+    st0 = clore.state()
     mnt = clore.mount(nodes=3, idle="2s")
     clore.wait(lambda: clore_line(mnt).startswith("ok"), 10, "clore: ok before any job")
     N = 18
@@ -644,7 +655,21 @@ def test_job_rents_three_servers_and_releases_them(clore, slow):
     clore.wait(lambda: not held_orders(mnt) and R.leading_number(mnt.status()["rate"]) == 0,
                10, "MOUNT/status to show no order held and a rate of $0", "shot")
     assert clore_line(mnt).startswith("ok"), mnt.status_text()
-    check_money(clore, ["shot"])
+    farm = check_money(clore, ["shot"])
+    # The marketplace's own accounting, two ways: what its orders say
+    # (spend plus the creation fee, a USD amount) and what left the wallet.
+    # renderfs's farm spent agrees with both within 5 %; the fees (3 x about
+    # $0.10) are most of it, so reading the fee as the order's currency
+    # (3 x $0.002) cannot pass.
+    st = clore.state()
+    charged, paid = fake_charges(st), wallet_paid(st0, st)
+    assert abs(paid - charged) <= 0.001 * charged + 1e-6, "the fake's orders say $%.4f, its wallet " \
+        "lost $%.4f\n%s" % (charged, paid, excerpt(st))
+    assert charged >= 3 * FEE_USD, "3 orders cost less than their creation fees: $%.4f\n%s" % (
+        charged, excerpt(st))
+    assert abs(farm - charged) <= 0.05 * charged, "MOUNT/status.json spent $%.4f, the marketplace " \
+        "charged $%.4f (wallet $%.4f): more than 5 %% apart\n%s\n%s" % (
+            farm, charged, paid, mnt.status_text(), excerpt(st))
     assert fake.alive()
 
 
