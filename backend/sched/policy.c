@@ -312,7 +312,8 @@ int sched_pick_frame(const struct sched_frame_fact *queued, size_t n, const stru
 	/* 3. The tail: w / slot > r + w / fastest  <=>  w > cap. */
 	if (known(slot) && known(fastest) && known(total) && slot * SCHED_SLOW_FACTOR <= fastest) {
 		double scale = ctx->queued_total > n ? (double)ctx->queued_total / (double)n : 1.0;
-		double inflight = ctx->inflight_work > 0 && ctx->inflight_work < 1e300 ? ctx->inflight_work : 0;
+		double inflight =
+		    ctx->inflight_work > 0 && ctx->inflight_work < 1e300 ? ctx->inflight_work : 0;
 		double r = (wsum * scale + inflight) / total;
 
 		cap = r / (1 / slot - 1 / fastest);

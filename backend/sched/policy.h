@@ -161,20 +161,21 @@ double sched_frame_weight(int64_t frame, const struct sched_done_fact *done, siz
  *    estimate has neighbours on both sides.  While no valid done fact
  *    exists (nothing to estimate from) the spread order goes on, up to
  *    SCHED_SPREAD_MAX frames; after that the lowest frame number.
- * 2. By estimated weight (sched_frame_weight()).  W is the heaviest
- *    queued estimate; this slot aims at W x slot_speed / fastest_speed,
- *    so every slot spends about the same time per frame: the fastest
- *    slots take the heaviest frames, slow slots light ones.  It takes the
- *    heaviest frame not above its aim, or the lightest when all are
- *    above.  Ties: the lower frame number.
- * 3. The tail: with R = (estimated queued work + inflight_work) /
- *    total_speed the time the farm needs for what is left, a slot at
- *    least SCHED_SLOW_FACTOR slower than the fastest does not take a
- *    frame whose time here, w / slot_speed, exceeds R + w / fastest_speed:
- *    a fastest slot would end it sooner even if it began it only once
- *    everything else is done.  Returns -1 then.
+ * 2. By estimated weight (sched_frame_weight()): the heaviest queued
+ *    frame first (longest processing time first: heavy frames early, on
+ *    whichever slots are free, light ones left for the end), within the
+ *    cap of rule 3.  Ties: the lower frame number.
+ * 3. The tail: R = (estimated queued work, scaled to queued_total, +
+ *    inflight_work) / total_speed is the time the farm needs for what is
+ *    left.  A slot at least SCHED_SLOW_FACTOR slower than the fastest
+ *    takes no frame whose time here, w / slot_speed, exceeds R + w /
+ *    fastest_speed (a fastest slot would end it sooner even if it began
+ *    it only once everything else is done): it takes the heaviest frame
+ *    with w <= R / (1 / slot_speed - 1 / fastest_speed), so slow slots
+ *    take lighter frames as the queue drains and heavy ones stay for fast
+ *    slots; -1 when even the lightest is above that.
  * Unknown speeds (slot_speed, fastest_speed or total_speed <= 0 or not
- * finite): rule 2 aims at the heaviest, rule 3 does not apply.
+ * finite): rule 3 does not apply (the heaviest frame is taken).
  *
  * Facts: queued sorted by frame number and done sorted by frame number
  * make it O(n + nd); other orders give the same answer in O(n x nd).  At

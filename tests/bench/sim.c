@@ -987,8 +987,8 @@ int main(int argc, char **argv)
 	printf("  old = lowest queued frame first; new = sched_pick_frame() (spread, weight by "
 	       "neighbours, tail); same worlds\n");
 	printf("%-15s %5s %6s | %5s %8s %8s %8s | %10s %10s %9s | %5s %5s %5s %4s %5s\n", "scenario", "nodes",
-	       "frames", "old", "mk/LB", "mk/rcp", "cost/rcp", "makespan_s", "recipe_s", "LB_s", "dups", "won",
-	       "requeue", "fail", "left");
+	       "frames", "old", "mk/LB", "mk/rcp", "cost/rcp", "makespan_s", "recipe_s", "LB_s", "dups",
+	       "won", "requeue", "fail", "left");
 	for (size_t k = 0; k < nsc; k++) {
 		const struct scenario *sc = &SCENARIOS[k];
 		struct result rf, rc, ro;
@@ -1008,11 +1008,12 @@ int main(int argc, char **argv)
 			misses += verdict(r1, 1.10, 1, sc->target, v1);
 			misses += verdict(r2, 0.75, 1, sc->target, v2);
 			misses += verdict(r3, 0.80, 1, sc->target, v3);
-			printf("%-14s%s %5d %6d | %5.3f %4.3f%-4s %4.3f%-4s %4.3f%-4s | %10.0f %10.0f %9.0f | "
-			       "%5d %5d %5d %4d %5d\n",
-			       sc->name, sc->target ? "*" : " ", sc->nodes, sc->frames, old, r1, v1, r2, v2, r3,
-			       v3, rf.makespan, rc.makespan, rf.lb, ndup_started, ndup_won, nrequeued, rf.failed,
-			       npick_left);
+			printf(
+			    "%-14s%s %5d %6d | %5.3f %4.3f%-4s %4.3f%-4s %4.3f%-4s | %10.0f %10.0f %9.0f | "
+			    "%5d %5d %5d %4d %5d\n",
+			    sc->name, sc->target ? "*" : " ", sc->nodes, sc->frames, old, r1, v1, r2, v2, r3,
+			    v3, rf.makespan, rc.makespan, rf.lb, ndup_started, ndup_won, nrequeued, rf.failed,
+			    npick_left);
 			printf("    cost: renderfs $%.2f ($%.4f/frame; old rule $%.2f), recipe $%.2f "
 			       "($%.4f/frame)%s; failed attempts %d, wasted dup results %d\n",
 			       rf.cost, rf.cost / sc->frames, ro.cost, rc.cost, rc.cost / sc->frames,
@@ -1042,7 +1043,8 @@ int main(int argc, char **argv)
 					seed_shift = 1000 * (uint64_t)seed;
 					v = run_one(sc, rule, &r, NULL);
 					if (getenv("SIM_VERBOSE"))
-						printf("  seed %d rule %d: %.3f (usable LB %.3f)\n", seed, rule, v, r.makespan / r.lb_usable);
+						printf("  seed %d rule %d: %.3f (usable LB %.3f)\n", seed,
+						       rule, v, r.makespan / r.lb_usable);
 					sum[rule] += v;
 					usum[rule] += r.makespan / r.lb_usable;
 					if (r.makespan / r.lb_usable > umax[rule])
@@ -1051,9 +1053,11 @@ int main(int argc, char **argv)
 						max[rule] = v;
 					over[rule] += v > 1.10;
 				}
-			printf("%-14s%s | old %5.3f %5.3f %d | new %5.3f %5.3f %d || usable LB: old %5.3f %5.3f | new %5.3f %5.3f\n", sc->name,
-			       sc->target ? "*" : " ", sum[0] / nseeds, max[0], over[0], sum[1] / nseeds, max[1],
-			       over[1], usum[0] / nseeds, umax[0], usum[1] / nseeds, umax[1]);
+			printf("%-14s%s | old %5.3f %5.3f %d | new %5.3f %5.3f %d || usable LB: old %5.3f "
+			       "%5.3f | new %5.3f %5.3f\n",
+			       sc->name, sc->target ? "*" : " ", sum[0] / nseeds, max[0], over[0],
+			       sum[1] / nseeds, max[1], over[1], usum[0] / nseeds, umax[0], usum[1] / nseeds,
+			       umax[1]);
 		}
 	}
 	printf("sim: %s\n", misses ? "some targets MISSED" : "all targets met");
