@@ -1,20 +1,34 @@
 /*
- * sim: the real scheduling policy (backend/policy.h: sched_pick_job,
- * sched_pick_duplicate, SCHED_BLOCK_AFTER, SCHED_FORGIVE_MS) on a virtual
+ * sim: the real scheduling policy (backend/sched/policy.h: sched_pick_job,
+ * sched_pick_frame, sched_pick_duplicate, SCHED_BLOCK_AFTER,
+ * SCHED_FORGIVE_MS) on a virtual
  * clock, against a makespan lower bound and against the original recipe's
  * static split, on the same simulated market.  Deterministic: every random
  * draw comes from a seeded generator.
  *
  *   build/tests/bench_sim [SCENARIO...]     (no argument: all of them)
  *
+ * Every scenario runs twice on the same world: the old frame choice
+ * (lowest-numbered queued frame, what runner.c does today) and the new one
+ * (sched_pick_frame()); the table prints the old makespan / lower bound
+ * beside the new figures.  Then the same ratio over SIM_SEED = 0..7, mean
+ * and max, old and new, also against the "usable" lower bound (the bound
+ * without the capacity of the servers that fail every frame); n1000-f100k
+ * only when named or with SIM_SEEDS_ALL=1 (about 10 s a draw).
+ *
  * SIM_SEED=K draws every scenario's world again from its seed + 1000 K (the
- * table's figures are K = 0), to see how much a figure owes to one draw;
+ * table's figures are K = 0) and skips the seed table; SIM_SEEDS=N sets
+ * its number of draws (0: none); SIM_VERBOSE=1 prints each draw;
  * SIM_DEBUG=1 prints each duplicate and the last frames to finish.
  *
  * What is simulated (the rules of backend/runner.c, one job):
  *   - every free slot (one per GPU) asks sched_pick_job() whether it may take
  *     a frame of the job (blocked_until from the node's blocklist row) and
- *     takes the lowest-numbered queued frame (runner.c dispatch_one);
+ *     takes the lowest-numbered queued frame (runner.c dispatch_one; the
+ *     old rule) or the one sched_pick_frame() names (the new rule: see
+ *     pick_frame() for the facts it is given); when that is -1 (a slow slot
+ *     leaves the tail to faster ones) it goes on as if nothing were queued
+ *     for it, to a tail duplicate, and polls again;
  *   - with nothing it may take, the slot asks sched_pick_duplicate() over the
  *     first 64 in-flight frames (by frame number) held by other nodes with no
  *     duplicate yet, with the speeds start_duplicate() reads from the job's
