@@ -1,20 +1,34 @@
 /*
- * sim: the real scheduling policy (backend/policy.h: sched_pick_job,
- * sched_pick_duplicate, SCHED_BLOCK_AFTER, SCHED_FORGIVE_MS) on a virtual
+ * sim: the real scheduling policy (backend/sched/policy.h: sched_pick_job,
+ * sched_pick_frame, sched_pick_duplicate, SCHED_BLOCK_AFTER,
+ * SCHED_FORGIVE_MS) on a virtual
  * clock, against a makespan lower bound and against the original recipe's
  * static split, on the same simulated market.  Deterministic: every random
  * draw comes from a seeded generator.
  *
  *   build/tests/bench_sim [SCENARIO...]     (no argument: all of them)
  *
+ * Every scenario runs twice on the same world: the old frame choice
+ * (lowest-numbered queued frame, what runner.c does today) and the new one
+ * (sched_pick_frame()); the table prints the old makespan / lower bound
+ * beside the new figures.  Then the same ratio over SIM_SEED = 0..7, mean
+ * and max, old and new, also against the "usable" lower bound (the bound
+ * without the capacity of the servers that fail every frame); n1000-f100k
+ * only when named or with SIM_SEEDS_ALL=1 (about 10 s a draw).
+ *
  * SIM_SEED=K draws every scenario's world again from its seed + 1000 K (the
- * table's figures are K = 0), to see how much a figure owes to one draw;
+ * table's figures are K = 0) and skips the seed table; SIM_SEEDS=N sets
+ * its number of draws (0: none); SIM_VERBOSE=1 prints each draw;
  * SIM_DEBUG=1 prints each duplicate and the last frames to finish.
  *
  * What is simulated (the rules of backend/runner.c, one job):
  *   - every free slot (one per GPU) asks sched_pick_job() whether it may take
  *     a frame of the job (blocked_until from the node's blocklist row) and
- *     takes the lowest-numbered queued frame (runner.c dispatch_one);
+ *     takes the lowest-numbered queued frame (runner.c dispatch_one; the
+ *     old rule) or the one sched_pick_frame() names (the new rule: see
+ *     pick_frame() for the facts it is given); when that is -1 (a slow slot
+ *     leaves the tail to faster ones) it goes on as if nothing were queued
+ *     for it, to a tail duplicate, and polls again;
  *   - with nothing it may take, the slot asks sched_pick_duplicate() over the
  *     first 64 in-flight frames (by frame number) held by other nodes with no
  *     duplicate yet, with the speeds start_duplicate() reads from the job's
@@ -201,36 +215,56 @@ static struct event pop(void)
 	return top;
 }
 
-/* ---- the queue: lowest frame number first ---- */
-static int *Q;
-static size_t qn;
+/* ---- the queue, and the done frames: Fenwick trees over frame numbers ----
+ * The old rule pops the lowest queued frame; the new one (sched_pick_frame)
+ * takes any, and needs the nearest done frames of the queued ones. */
+struct fenwick {
+	int *t;
+	int n, count;
+};
+static void fw_add(struct fenwick *w, int i, int d)
+{
+	w->count += d;
+	for (i++; i <= w->n; i += i & -i)
+		w->t[i] += d;
+}
+/* how many of 0..i are set */
+static int fw_prefix(const struct fenwick *w, int i)
+{
+	int c = 0;
+	for (i++; i > 0; i -= i & -i)
+		c += w->t[i];
+	return c;
+}
+/* the k-th set index (k from 1) */
+static int fw_select(const struct fenwick *w, int k)
+{
+	int pos = 0, step = 1;
+	while (step * 2 <= w->n)
+		step *= 2;
+	for (; step; step /= 2)
+		if (pos + step <= w->n && w->t[pos + step] < k) {
+			pos += step;
+			k -= w->t[pos];
+		}
+	return pos; /* 0-based index of the k-th */
+}
+
+static struct fenwick QW, DW; /* queued, done */
+#define qn ((size_t)QW.count)
 static void q_push(int f)
 {
-	size_t i = qn++;
-	while (i && Q[(i - 1) / 2] > f) {
-		Q[i] = Q[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	Q[i] = f;
+	fw_add(&QW, f, 1);
+}
+static void q_take(int f)
+{
+	fw_add(&QW, f, -1);
 }
 static int q_pop(void)
 {
-	int top = Q[0], last = Q[--qn];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= qn)
-			break;
-		if (c + 1 < qn && Q[c + 1] < Q[c])
-			c++;
-		if (Q[c] >= last)
-			break;
-		Q[i] = Q[c];
-		i = c;
-	}
-	if (qn)
-		Q[i] = last;
-	return top;
+	int f = fw_select(&QW, 1);
+	q_take(f);
+	return f;
 }
 
 /* ---- the speeds start_duplicate() reads ----
@@ -344,6 +378,109 @@ static size_t dup_candidates(int self, int *out, size_t max)
 	return k;
 }
 
+/* ---- frame choice by the new rule: sched_pick_frame() ----
+ * The facts a dispatcher would read: the queued frames (all of them up to
+ * PICK_WINDOW, else PICK_WINDOW evenly spaced by number, plus the queued
+ * frames of the spread), each one's nearest done frames with their secs
+ * and their renderer's speed (its GPU's score), the live slots' speeds,
+ * and, once the queue fits the window, the work still in flight estimated
+ * the same way (the estimate minus what its holder has rendered of it). */
+#define PICK_WINDOW 64
+static int rule_new, npick_left;
+static int64_t spread_frames[SCHED_SPREAD_MAX];
+static size_t nspread;
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+/* Append f's nearest done frames (below, above) to d, keeping it sorted
+ * and without repeats (callers go by increasing f). */
+static size_t add_neighbours(int f, struct sched_done_fact *d, size_t nd)
+{
+	int c = fw_prefix(&DW, f), pair[2], np = 0;
+
+	if (c > 0)
+		pair[np++] = fw_select(&DW, c);
+	if (c < DW.count)
+		pair[np++] = fw_select(&DW, c + 1);
+	for (int k = 0; k < np; k++) {
+		int g = pair[k];
+		if (nd && d[nd - 1].frame >= g)
+			continue;
+		d[nd++] = (struct sched_done_fact){g, F[g].secs, N[F[g].done_node].speed};
+	}
+	return nd;
+}
+
+static double estimate(int f)
+{
+	struct sched_done_fact d[2];
+	size_t nd = add_neighbours(f, d, 0);
+	return sched_frame_weight(f, d, nd);
+}
+
+static int pick_frame(int ni, double now)
+{
+	static int cand[PICK_WINDOW + SCHED_SPREAD_FRAMES];
+	static struct sched_frame_fact q[PICK_WINDOW + SCHED_SPREAD_FRAMES];
+	static struct sched_done_fact d[2 * (PICK_WINDOW + SCHED_SPREAD_FRAMES)];
+	struct sched_pick ctx = {.first = 0, .last = nf - 1, .slot_speed = N[ni].speed};
+	size_t nq = 0, nd = 0, k;
+	int best;
+
+	if (qn <= PICK_WINDOW) {
+		for (k = 0; k < qn; k++)
+			cand[nq++] = fw_select(&QW, (int)k + 1);
+	} else {
+		for (k = 0; k < PICK_WINDOW; k++)
+			cand[nq++] = fw_select(&QW, (int)(k * qn / PICK_WINDOW) + 1);
+		for (k = 0; k < nspread && k < SCHED_SPREAD_FRAMES; k++)
+			if (F[spread_frames[k]].st == F_QUEUED)
+				cand[nq++] = (int)spread_frames[k];
+		qsort(cand, nq, sizeof(int), cmp_int);
+	}
+	/* drop repeats (a spread frame also in the sample) */
+	{
+		size_t m = 0;
+		for (k = 0; k < nq; k++)
+			if (!m || cand[k] != q[m - 1].frame)
+				q[m++].frame = cand[k];
+		nq = m;
+	}
+	for (k = 0; k < nq; k++)
+		nd = add_neighbours((int)q[k].frame, d, nd);
+	for (int i = 0; i < nn; i++) {
+		if (!N[i].alive || N[i].released)
+			continue;
+		ctx.total_speed += N[i].speed * N[i].ngpu;
+		if (N[i].speed > ctx.fastest_speed)
+			ctx.fastest_speed = N[i].speed;
+		if (qn > PICK_WINDOW)
+			continue;
+		for (int s = 0; s < N[i].ngpu; s++) {
+			int f = N[i].slot[s].frame;
+			double w, done_w;
+			if (f < 0 || N[i].slot[s].dup)
+				continue;
+			w = estimate(f);
+			done_w = now > F[f].started ? (now - F[f].started) * N[i].speed : 0;
+			if (w > done_w)
+				ctx.inflight_work += w - done_w;
+		}
+	}
+	ctx.queued_total = qn;
+	best = sched_pick_frame(q, nq, d, nd, &ctx);
+	if (best < 0) {
+		npick_left++;
+		return -1;
+	}
+	q_take((int)q[best].frame);
+	return (int)q[best].frame;
+}
+
 static void schedule(int ni, double now)
 {
 	struct node *n = &N[ni];
@@ -356,18 +493,20 @@ static void schedule(int ni, double now)
 	for (int s = 0; s < n->ngpu; s++) {
 		struct slot *sl = &n->slot[s];
 		struct sched_job job = {.id = 1, .priority = 0, .blocked_until = ms(n->blocked_until)};
-		int pick;
+		int pick, qf;
 
 		if (sl->frame >= 0)
 			continue;
 		pick = sched_pick_job(&job, qn ? 1 : 0, ms(now));
-		if (pick >= 0) {
-			int f = q_pop();
-			F[f].st = F_FLIGHT;
-			F[f].node = ni;
-			F[f].slot = s;
-			F[f].lease++;
-			slot_start(ni, s, f, 0, now);
+		qf = -1;
+		if (pick >= 0)
+			qf = rule_new ? pick_frame(ni, now) : q_pop();
+		if (qf >= 0) {
+			F[qf].st = F_FLIGHT;
+			F[qf].node = ni;
+			F[qf].slot = s;
+			F[qf].lease++;
+			slot_start(ni, s, qf, 0, now);
 			continue;
 		}
 		/* the tail: start_duplicate() */
@@ -504,6 +643,7 @@ static void on_end(int ni, int si, double now)
 			f, fr->work, ni, GPUS[n->model].name, n->ngpu, dup ? " as dup" : "", fr->started);
 	fr->done_node = ni;
 	fr->secs = fr->work / n->speed;
+	fw_add(&DW, f, 1);
 	sample_note_done(f);
 	schedule(ni, now);
 }
@@ -527,7 +667,7 @@ static void on_detect(int ni, double now)
 }
 
 struct result {
-	double makespan, cost, lb;
+	double makespan, cost, lb, lb_usable;
 	int failed;
 };
 
@@ -536,7 +676,10 @@ static double run_renderfs(struct result *r)
 	double now = 0;
 
 	hn = 0;
-	qn = 0;
+	memset(QW.t, 0, sizeof(int) * ((size_t)nf + 1));
+	memset(DW.t, 0, sizeof(int) * ((size_t)nf + 1));
+	QW.count = DW.count = 0;
+	npick_left = 0;
 	sample_dirty = 1;
 	ndone = nfailed = ndup_started = ndup_won = nrequeued = nfail_events = nwasted = 0;
 	for (int i = 0; i < nf; i++) {
@@ -615,9 +758,9 @@ static int by_price_per_gpu(const void *a, const void *b)
 
 static void run_recipe(struct result *r)
 {
-	int *missing = malloc(sizeof(int) * (size_t)nf), nmiss = nf;
-	int *order = malloc(sizeof(int) * (size_t)nn);
-	char *excluded = calloc((size_t)nn, 1);
+	int *missing = malloc(sizeof(int) * (size_t)(nf > 0 ? nf : 1)), nmiss = nf;
+	int *order = malloc(sizeof(int) * (size_t)(nn > 0 ? nn : 1));
+	char *excluded = calloc((size_t)(nn > 0 ? nn : 1), 1);
 	double pass_start = 0, end = 0;
 	int passes = 0;
 
@@ -707,7 +850,7 @@ static int cap_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static double lower_bound(void)
+static double lower_bound(int usable)
 {
 	struct cap_ev *ev = malloc(sizeof(*ev) * (size_t)nn * 2);
 	int ne = 0;
@@ -719,7 +862,7 @@ static double lower_bound(void)
 			wmax = F[i].work;
 	}
 	for (int i = 0; i < nn; i++) {
-		if (N[i].die <= N[i].boot)
+		if (N[i].die <= N[i].boot || (usable && N[i].fails))
 			continue;
 		ev[ne++] = (struct cap_ev){N[i].boot, N[i].speed * N[i].ngpu};
 		if (N[i].die < INF)
@@ -757,9 +900,11 @@ static void build(const struct scenario *sc)
 	nf = sc->frames;
 	N = calloc((size_t)nn, sizeof(*N));
 	F = calloc((size_t)nf, sizeof(*F));
-	Q = malloc(sizeof(int) * (size_t)nf);
+	QW = (struct fenwick){calloc((size_t)nf + 1, sizeof(int)), nf, 0};
+	DW = (struct fenwick){calloc((size_t)nf + 1, sizeof(int)), nf, 0};
 	node_secs = calloc((size_t)nn, sizeof(*node_secs));
 	node_nsecs = calloc((size_t)nn, sizeof(*node_nsecs));
+	nspread = sched_spread_order(0, nf - 1, spread_frames, SCHED_SPREAD_FRAMES);
 	for (int i = 0; i < nn; i++) {
 		struct node *n = &N[i];
 		static const int counts[] = {1, 1, 2, 4};
@@ -794,14 +939,15 @@ static void teardown(void)
 {
 	free(N);
 	free(F);
-	free(Q);
+	free(QW.t);
+	free(DW.t);
 	free(node_secs);
 	free(node_nsecs);
 	node_secs = NULL;
 	node_nsecs = NULL;
 	N = NULL;
 	F = NULL;
-	Q = NULL;
+	QW.t = DW.t = NULL;
 }
 
 static const struct scenario SCENARIOS[] = {
@@ -824,48 +970,109 @@ static int verdict(double v, double target, int le, int applies, char *out)
 	return applies && !ok;
 }
 
+/* One scenario, one rule: the makespan over its lower bound. */
+static double run_one(const struct scenario *sc, int rule, struct result *rf, struct result *rc)
+{
+	build(sc);
+	if (rc)
+		run_recipe(rc);
+	rule_new = rule;
+	run_renderfs(rf);
+	rf->lb = lower_bound(0);
+	rf->lb_usable = lower_bound(1);
+	teardown();
+	return rf->makespan / rf->lb;
+}
+
 int main(int argc, char **argv)
 {
-	int misses = 0;
+	int misses = 0, nseeds = 8;
+	const size_t nsc = sizeof(SCENARIOS) / sizeof(SCENARIOS[0]);
 
-	if (getenv("SIM_SEED"))
+	if (getenv("SIM_SEED")) {
 		seed_shift = 1000 * (uint64_t)strtoull(getenv("SIM_SEED"), NULL, 10);
+		nseeds = 0;
+	}
+	if (getenv("SIM_SEEDS"))
+		nseeds = atoi(getenv("SIM_SEEDS"));
 	printf("sim: the real policy (policy.c) on a virtual clock; targets apply to the rows marked *\n");
 	printf("  (mixed GPUs with preemption): makespan/LB <= 1.10, makespan/recipe <= 0.75, "
 	       "cost/frame vs recipe <= 0.80\n");
-	printf("%-15s %5s %6s | %8s %8s %8s | %10s %10s %9s | %5s %5s %5s %4s\n", "scenario", "nodes",
-	       "frames", "mk/LB", "mk/rcp", "cost/rcp", "makespan_s", "recipe_s", "LB_s", "dups", "won",
-	       "requeue", "fail");
-	for (size_t k = 0; k < sizeof(SCENARIOS) / sizeof(SCENARIOS[0]); k++) {
+	printf("  old = lowest queued frame first; new = sched_pick_frame() (spread, weight by "
+	       "neighbours, tail); same worlds\n");
+	printf("%-15s %5s %6s | %5s %8s %8s %8s | %10s %10s %9s | %5s %5s %5s %4s %5s\n", "scenario", "nodes",
+	       "frames", "old", "mk/LB", "mk/rcp", "cost/rcp", "makespan_s", "recipe_s", "LB_s", "dups",
+	       "won", "requeue", "fail", "left");
+	for (size_t k = 0; k < nsc; k++) {
 		const struct scenario *sc = &SCENARIOS[k];
-		struct result rf, rc;
+		struct result rf, rc, ro;
 		char v1[8], v2[8], v3[8];
 		int pick = argc < 2;
+		double old;
 
 		for (int a = 1; a < argc; a++)
 			pick |= !strcmp(argv[a], sc->name);
 		if (!pick)
 			continue;
-		build(sc);
-		run_recipe(&rc);
-		run_renderfs(&rf);
-		rf.lb = lower_bound();
+		old = run_one(sc, 0, &ro, NULL);
+		run_one(sc, 1, &rf, &rc);
 		{
 			double r1 = rf.makespan / rf.lb, r2 = rf.makespan / rc.makespan;
 			double r3 = (rf.cost / nf) / (rc.cost / nf);
 			misses += verdict(r1, 1.10, 1, sc->target, v1);
 			misses += verdict(r2, 0.75, 1, sc->target, v2);
 			misses += verdict(r3, 0.80, 1, sc->target, v3);
-			printf("%-14s%s %5d %6d | %4.3f%-4s %4.3f%-4s %4.3f%-4s | %10.0f %10.0f %9.0f | %5d "
-			       "%5d %5d %4d\n",
-			       sc->name, sc->target ? "*" : " ", nn, nf, r1, v1, r2, v2, r3, v3, rf.makespan,
-			       rc.makespan, rf.lb, ndup_started, ndup_won, nrequeued, rf.failed);
-			printf("    cost: renderfs $%.2f ($%.4f/frame), recipe $%.2f ($%.4f/frame)%s; "
-			       "failed attempts %d, wasted dup results %d\n",
-			       rf.cost, rf.cost / nf, rc.cost, rc.cost / nf,
+			printf(
+			    "%-14s%s %5d %6d | %5.3f %4.3f%-4s %4.3f%-4s %4.3f%-4s | %10.0f %10.0f %9.0f | "
+			    "%5d %5d %5d %4d %5d\n",
+			    sc->name, sc->target ? "*" : " ", sc->nodes, sc->frames, old, r1, v1, r2, v2, r3,
+			    v3, rf.makespan, rc.makespan, rf.lb, ndup_started, ndup_won, nrequeued, rf.failed,
+			    npick_left);
+			printf("    cost: renderfs $%.2f ($%.4f/frame; old rule $%.2f), recipe $%.2f "
+			       "($%.4f/frame)%s; failed attempts %d, wasted dup results %d\n",
+			       rf.cost, rf.cost / sc->frames, ro.cost, rc.cost, rc.cost / sc->frames,
 			       rc.failed ? " (recipe never finished)" : "", nfail_events, nwasted);
 		}
-		teardown();
+	}
+	if (nseeds > 0) {
+		printf("\nmakespan / lower bound over SIM_SEED = 0..%d: old rule | new rule (mean, max, "
+		       "rows over 1.10)\n",
+		       nseeds - 1);
+		for (size_t k = 0; k < nsc; k++) {
+			const struct scenario *sc = &SCENARIOS[k];
+			double sum[2] = {0, 0}, max[2] = {0, 0}, usum[2] = {0, 0}, umax[2] = {0, 0};
+			int over[2] = {0, 0}, pick = argc < 2;
+
+			for (int a = 1; a < argc; a++)
+				pick |= !strcmp(argv[a], sc->name);
+			/* n1000-f100k takes ~10 s a draw: only when named or asked */
+			if (argc < 2 && sc->frames > 10000 && !getenv("SIM_SEEDS_ALL"))
+				pick = 0;
+			if (!pick)
+				continue;
+			for (int seed = 0; seed < nseeds; seed++)
+				for (int rule = 0; rule < 2; rule++) {
+					struct result r;
+					double v;
+					seed_shift = 1000 * (uint64_t)seed;
+					v = run_one(sc, rule, &r, NULL);
+					if (getenv("SIM_VERBOSE"))
+						printf("  seed %d rule %d: %.3f (usable LB %.3f)\n", seed,
+						       rule, v, r.makespan / r.lb_usable);
+					sum[rule] += v;
+					usum[rule] += r.makespan / r.lb_usable;
+					if (r.makespan / r.lb_usable > umax[rule])
+						umax[rule] = r.makespan / r.lb_usable;
+					if (v > max[rule])
+						max[rule] = v;
+					over[rule] += v > 1.10;
+				}
+			printf("%-14s%s | old %5.3f %5.3f %d | new %5.3f %5.3f %d || usable LB: old %5.3f "
+			       "%5.3f | new %5.3f %5.3f\n",
+			       sc->name, sc->target ? "*" : " ", sum[0] / nseeds, max[0], over[0],
+			       sum[1] / nseeds, max[1], over[1], usum[0] / nseeds, umax[0], usum[1] / nseeds,
+			       umax[1]);
+		}
 	}
 	printf("sim: %s\n", misses ? "some targets MISSED" : "all targets met");
 	return 0;

@@ -5,7 +5,9 @@
 #include "sched/policy.h"
 #include "check.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static void test_pick_job(void)
 {
@@ -220,6 +222,162 @@ static void test_duplicate_waiting(void)
 	CHECK(sched_pick_duplicate(&f, 1, now) == 0, "a fast slot rescues a slow holder's waiting frame");
 }
 
+/* The spread order: first, last, middle, quarters, ... each frame once. */
+static void test_spread_order(void)
+{
+	int64_t out[SCHED_SPREAD_MAX], again[SCHED_SPREAD_MAX];
+	int seen[100] = {0}, once = 1;
+	size_t k;
+
+	CHECK(sched_spread_order(1, 1, out, 8) == 1 && out[0] == 1, "one frame: itself");
+	k = sched_spread_order(1, 2, out, 8);
+	CHECK(k == 2 && out[0] == 1 && out[1] == 2, "two frames: first, last (got %zu)", k);
+	k = sched_spread_order(1, 3, out, 8);
+	CHECK(k == 3 && out[0] == 1 && out[1] == 3 && out[2] == 2, "three frames: 1, 3, 2");
+	k = sched_spread_order(0, 99, out, SCHED_SPREAD_MAX);
+	CHECK(k == 100, "100 frames: all of them (got %zu)", k);
+	CHECK(out[0] == 0 && out[1] == 99 && out[2] == 49, "first, last, middle: %lld %lld %lld",
+	      (long long)out[0], (long long)out[1], (long long)out[2]);
+	CHECK(out[3] == 24 && out[4] == 74, "then the quarters: %lld %lld", (long long)out[3],
+	      (long long)out[4]);
+	CHECK(out[5] == 12 && out[6] == 36 && out[7] == 61 && out[8] == 86,
+	      "then the eighths, left to right");
+	for (k = 0; k < 100; k++) {
+		if (out[k] < 0 || out[k] > 99 || seen[out[k]]++)
+			once = 0;
+	}
+	CHECK(once, "each of the 100 frames exactly once");
+	CHECK(sched_spread_order(0, 99, again, SCHED_SPREAD_MAX) == 100 &&
+		  memcmp(out, again, sizeof(int64_t) * 100) == 0,
+	      "deterministic");
+	CHECK(sched_spread_order(0, 99, out, 5) == 5 && out[4] == 74, "a prefix when max is small");
+	CHECK(sched_spread_order(5, 4, out, 8) == 0, "an empty range");
+	CHECK(sched_spread_order(INT64_MIN, INT64_MAX, out, 3) == 3 && out[2] == -1,
+	      "the widest range does not overflow (middle %lld)", (long long)out[2]);
+}
+
+/* Weights from the nearest done neighbours, normalised by their node's speed. */
+static void test_frame_weight(void)
+{
+	struct sched_done_fact d[] = {
+	    {.frame = 10, .secs = 100, .node_speed = 1}, /* weight 100 */
+	    {.frame = 20, .secs = 50, .node_speed = 4},  /* weight 200: a node 4x as fast */
+	};
+	struct sched_done_fact bad[] = {
+	    {.frame = 14, .secs = NAN, .node_speed = 1},   {.frame = 15, .secs = -5, .node_speed = 1},
+	    {.frame = 16, .secs = 1e300, .node_speed = 1}, {.frame = 17, .secs = 10, .node_speed = INFINITY},
+	    {.frame = 18, .secs = 10, .node_speed = 0},
+	};
+	struct sched_done_fact mixed[7];
+	double w;
+
+	w = sched_frame_weight(15, d, 2);
+	CHECK(fabs(w - 150) < 1e-9, "half way between 100 and 200: %g", w);
+	w = sched_frame_weight(12, d, 2);
+	CHECK(fabs(w - 120) < 1e-9, "a fifth of the way: %g", w);
+	CHECK(sched_frame_weight(5, d, 2) == 100, "below all: the nearest one's");
+	CHECK(sched_frame_weight(30, d, 2) == 200, "above all: the nearest one's (secs x speed)");
+	CHECK(sched_frame_weight(20, d, 2) == 200, "a done frame: its own");
+	CHECK(sched_frame_weight(15, d, 0) == 0, "no neighbours: neutral (0)");
+	CHECK(sched_frame_weight(15, NULL, 3) == 0, "no facts: neutral");
+	CHECK(sched_frame_weight(15, bad, 5) == 0, "NaN, negative, 1e300 secs, bad speeds: all ignored");
+	mixed[0] = d[1];
+	memcpy(&mixed[1], bad, sizeof(bad));
+	mixed[6] = d[0];
+	w = sched_frame_weight(15, mixed, 7);
+	CHECK(fabs(w - 150) < 1e-9, "bad facts between the good ones are skipped, any order: %g", w);
+}
+
+/* Frame choice: spread first, then heaviest, slow slots capped at the tail. */
+static void test_pick_frame(void)
+{
+	struct sched_frame_fact q[100];
+	struct sched_done_fact d[3];
+	struct sched_pick ctx = {
+	    .first = 0, .last = 99, .slot_speed = 1, .fastest_speed = 1, .total_speed = 1};
+	int64_t spread[SCHED_SPREAD_FRAMES];
+	int order_ok = 1, i;
+
+	for (i = 0; i < 100; i++)
+		q[i].frame = i;
+	CHECK(sched_pick_frame(q, 0, NULL, 0, &ctx) == -1, "n = 0: nothing");
+	CHECK(sched_pick_frame(q, 5, NULL, 0, NULL) == -1, "no context: nothing");
+	/* Nothing done: the spread order, taking each pick out of the queue. */
+	sched_spread_order(0, 99, spread, SCHED_SPREAD_FRAMES);
+	{
+		struct sched_frame_fact left[100];
+		size_t nl = 100;
+		memcpy(left, q, sizeof(q));
+		for (int k = 0; k < SCHED_SPREAD_FRAMES; k++) {
+			int p = sched_pick_frame(left, nl, NULL, 0, &ctx);
+			if (p < 0 || left[p].frame != spread[k])
+				order_ok = 0;
+			if (p >= 0)
+				memmove(&left[p], &left[p + 1], sizeof(left[0]) * (nl - (size_t)p - 1)), nl--;
+		}
+	}
+	CHECK(order_ok, "first picks follow the spread order");
+
+	/* Past the spread: 3 done frames; the middle of the shot is heavy. */
+	d[0] = (struct sched_done_fact){.frame = 0, .secs = 10, .node_speed = 1};
+	d[1] = (struct sched_done_fact){.frame = 50, .secs = 25, .node_speed = 2}; /* weight 50 */
+	d[2] = (struct sched_done_fact){.frame = 99, .secs = 10, .node_speed = 1};
+	{
+		/* queued: frames away from the spread */
+		struct sched_frame_fact qq[] = {{3}, {45}, {47}, {95}};
+		ctx.first = 0;
+		ctx.last = 99;
+		/* Spread frames are all done or leased: not queued here. */
+		ctx.slot_speed = 4;
+		ctx.fastest_speed = 4;
+		ctx.total_speed = 8;
+		i = sched_pick_frame(qq, 4, d, 3, &ctx);
+		CHECK(i == 2, "the fastest slot takes the heaviest estimate (frame 47): got %d", i);
+		/* Estimates 12.4, 46, 47.6, 13.27: R = 119.27 / 8 = 14.9 s.  A slot
+		 * 4x slower than the fastest: cap = 14.9 / (1 - 0.25) = 19.9, so
+		 * frames 3 and 95 only; the heavier of the two, 95. */
+		ctx.slot_speed = 1;
+		i = sched_pick_frame(qq, 4, d, 3, &ctx);
+		CHECK(i == 3, "a slow slot takes a light frame at the end (frame 95): got %d", i);
+		/* 8x slower: cap = 14.9 / 1.75 = 8.5, below every estimate. */
+		ctx.slot_speed = 0.5;
+		i = sched_pick_frame(qq, 4, d, 3, &ctx);
+		CHECK(i == -1, "a slot 8x slower leaves even the light frames: got %d", i);
+		ctx.slot_speed = 1;
+		/* Much more work left (queued_total): the slow slot may take heavy ones. */
+		ctx.queued_total = 400;
+		i = sched_pick_frame(qq, 4, d, 3, &ctx);
+		CHECK(i == 2, "with much work left the slow slot takes the heaviest: got %d", i);
+		/* Nothing light enough: leave it to faster slots. */
+		ctx.queued_total = 0;
+		ctx.slot_speed = 0.05;
+		i = sched_pick_frame(&qq[1], 2, d, 3, &ctx);
+		CHECK(i == -1, "a very slow slot leaves the heavy tail alone: got %d", i);
+		/* Unknown speeds: no cap, the heaviest. */
+		ctx.slot_speed = NAN;
+		i = sched_pick_frame(qq, 4, d, 3, &ctx);
+		CHECK(i == 2, "unknown slot speed: the heaviest");
+		/* Unsorted queued and done give the same answer. */
+		{
+			struct sched_frame_fact qr[] = {{95}, {47}, {3}, {45}};
+			struct sched_done_fact dr[] = {d[2], d[0], d[1]};
+			ctx.slot_speed = 4;
+			i = sched_pick_frame(qr, 4, dr, 3, &ctx);
+			CHECK(i == 1, "any order: frame 47 again (index %d)", i);
+		}
+		/* Hostile done facts only: as if nothing were done (spread order on,
+		 * then lowest number). */
+		{
+			struct sched_done_fact hostile[] = {{.frame = 47, .secs = NAN, .node_speed = 1},
+							    {.frame = 3, .secs = -1, .node_speed = 1},
+							    {.frame = 95, .secs = 1e300, .node_speed = 1}};
+			i = sched_pick_frame(qq, 4, hostile, 3, &ctx);
+			CHECK(i >= 0 && i < 4, "hostile facts: still a valid index (%d)", i);
+			CHECK(i == 0, "hostile facts are ignored: lowest frame, not frame 95 (%d)", i);
+		}
+	}
+}
+
 int main(void)
 {
 	test_pick_job();
@@ -227,5 +385,8 @@ int main(void)
 	test_duplicate_by_speed();
 	test_duplicate_unknown_speeds();
 	test_duplicate_waiting();
+	test_spread_order();
+	test_frame_weight();
+	test_pick_frame();
 	return check_summary("test_policy");
 }
