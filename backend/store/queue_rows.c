@@ -225,7 +225,7 @@ int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
-		rc = (rc & 0xff) == SQLITE_CONSTRAINT ? -EEXIST : store_errno(rc);
+		rc = store_errno(rc); /* a name taken is SQLITE_CONSTRAINT: -EEXIST */
 		goto out_rollback;
 	}
 	id = sqlite3_last_insert_rowid(st->db);
