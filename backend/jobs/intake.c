@@ -284,14 +284,20 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 	char *text = NULL, *perr = NULL;
 	size_t len = 0;
 	int rc, fd, created = 0;
+	/* The names as NAME.error shows them: a name holding a newline must
+	 * not forge a line there. */
+	char rname[4 * QUEUE_NAME_MAX + 8], bname[4 * QUEUE_NAME_MAX + 8];
+
+	util_clean_line(rname, sizeof(rname), d->range.name);
+	util_clean_line(bname, sizeof(bname), d->blend.name);
 
 	store_path_spool(st, d->range.id, path, sizeof(path));
 	rc = util_read_file(path, SIDECAR_MAX_BYTES, &text, &len);
 	if (rc == -EFBIG) {
-		util_sb_printf(&err, "%s: the sidecar is larger than %d KiB\n", d->range.name,
+		util_sb_printf(&err, "%s: the sidecar is larger than %d KiB\n", rname,
 			       SIDECAR_MAX_BYTES / 1024);
 	} else if (rc) {
-		util_sb_printf(&err, "%s: cannot read: %s\n", d->range.name, strerror(-rc));
+		util_sb_printf(&err, "%s: cannot read: %s\n", rname, strerror(-rc));
 	} else if (sidecar_parse(text, len, d->range.name, &sc, &perr)) {
 		util_sb_printf(&err, "%s", perr ? perr : "sidecar: out of memory\n");
 	}
@@ -299,12 +305,12 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 	store_path_spool(st, d->blend.id, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		util_sb_printf(&err, "%s: cannot read: %s\n", d->blend.name, strerror(errno));
+		util_sb_printf(&err, "%s: cannot read: %s\n", bname, strerror(errno));
 	} else {
 		struct blend_info bi;
 
 		if (blend_check(fd, &bi, why, sizeof(why)))
-			util_sb_printf(&err, "%s: %s\n", d->blend.name, why);
+			util_sb_printf(&err, "%s: %s\n", bname, why);
 		close(fd);
 	}
 
@@ -323,14 +329,14 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 			rc = util_copy_file(path, blob, NULL);
 	}
 	if (rc) {
-		snprintf(why, sizeof(why), "%s: cannot store a copy: %s\n", d->blend.name, strerror(-rc));
+		snprintf(why, sizeof(why), "%s: cannot store a copy: %s\n", bname, strerror(-rc));
 		store_drop_set(st, base, why, sig, util_now_ms());
 		goto out;
 	}
 	rc = create_job(st, d, base, &sc, text, sha);
 	created = rc == 0;
 	if (rc && rc != -EAGAIN) {
-		snprintf(why, sizeof(why), "%s: cannot create the job: %s\n", d->blend.name, strerror(-rc));
+		snprintf(why, sizeof(why), "%s: cannot create the job: %s\n", bname, strerror(-rc));
 		store_drop_set(st, base, why, sig, util_now_ms());
 	}
 out:

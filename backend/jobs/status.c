@@ -147,6 +147,14 @@ static void print_value(struct util_sb *out, const char *v)
 	}
 }
 
+/* "key: value\n" with the value escaped by print_value(). */
+static void print_kv(struct util_sb *out, const char *key, const char *v)
+{
+	util_sb_printf(out, "%s: ", key);
+	print_value(out, v);
+	util_sb_printf(out, "\n");
+}
+
 static double progress_of(int64_t done, int64_t frames)
 {
 	return frames > 0 ? 100.0 * (double)done / (double)frames : 0;
@@ -317,12 +325,26 @@ static void node_text(const struct node_facts *n, struct util_sb *out)
 {
 	char a[32];
 
-	util_sb_printf(out, "node: %s\nprovider: %s\naddress: %s\n", n->v.name, n->v.provider, n->v.address);
-	util_sb_printf(out, "gpus: %d%s%s%s\n", n->v.gpus, n->v.gpus ? " (" : "", n->v.gpu_names,
-		       n->v.gpus ? ")" : "");
-	util_sb_printf(out, "device: %s%s%s%s\n", n->v.device[0] ? n->v.device : "unknown",
-		       n->v.device_why[0] ? " (" : "", n->v.device_why, n->v.device_why[0] ? ")" : "");
-	util_sb_printf(out, "blender: %s\n", n->v.blender[0] ? n->v.blender : "unknown");
+	/* Names, devices and versions come from nodes and users: each is
+	 * escaped so that it cannot add a line. */
+	print_kv(out, "node", n->v.name);
+	print_kv(out, "provider", n->v.provider);
+	print_kv(out, "address", n->v.address);
+	util_sb_printf(out, "gpus: %d", n->v.gpus);
+	if (n->v.gpus) {
+		util_sb_printf(out, " (");
+		print_value(out, n->v.gpu_names);
+		util_sb_printf(out, ")");
+	}
+	util_sb_printf(out, "\ndevice: ");
+	print_value(out, n->v.device[0] ? n->v.device : "unknown");
+	if (n->v.device_why[0]) {
+		util_sb_printf(out, " (");
+		print_value(out, n->v.device_why);
+		util_sb_printf(out, ")");
+	}
+	util_sb_printf(out, "\n");
+	print_kv(out, "blender", n->v.blender[0] ? n->v.blender : "unknown");
 	if (n->v.order)
 		util_sb_printf(out, "order: %lld\nserver: %lld\nspot: %s\nspent: %s\n", (long long)n->v.order,
 			       (long long)n->v.server, n->v.spot ? "yes" : "no",
@@ -571,8 +593,11 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 		for (size_t i = 0; i < c.nnodes; i++) {
 			const struct node_facts *n = &c.nodes[i];
 
-			util_sb_printf(out, "node: %s %s %s, %lld done, %lld failed\n", n->v.name, n->v.state,
-				       n->v.device[0] ? n->v.device : "unknown", (long long)n->v.done,
+			util_sb_printf(out, "node: ");
+			print_value(out, n->v.name);
+			util_sb_printf(out, " %s ", n->v.state);
+			print_value(out, n->v.device[0] ? n->v.device : "unknown");
+			util_sb_printf(out, ", %lld done, %lld failed\n", (long long)n->v.done,
 				       (long long)n->v.failed);
 		}
 		for (size_t i = 0; i < c.n; i++) {

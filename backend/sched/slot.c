@@ -446,8 +446,11 @@ static void note_ready(struct runner *r, const cJSON *msg)
 	const cJSON *why = cJSON_GetObjectItem(msg, "why");
 	const cJSON *ver = cJSON_GetObjectItem(msg, "blender");
 	const cJSON *devs = cJSON_GetObjectItem(msg, "devices");
-	char gpus[1024] = "";
+	char gpus[1024] = "", device[64], device_why[256], blender[64], name[128];
 	struct node_ready nr = {0};
+
+	/* Everything here is the node's word: each piece is made one safe
+	 * line, cut to a size that status can show. */
 
 	if (cJSON_IsArray(devs)) {
 		const cJSON *d;
@@ -457,13 +460,17 @@ static void note_ready(struct runner *r, const cJSON *msg)
 			if (!cJSON_IsString(d) || !strncmp(d->valuestring, "CPU", 3))
 				continue;
 			size_t l = strlen(gpus);
-			snprintf(gpus + l, sizeof(gpus) - l, "%s%s", l ? ", " : "", d->valuestring);
+			if (nr.gpus >= 64)
+				break;
+			util_clean_line(name, sizeof(name), d->valuestring);
+			snprintf(gpus + l, sizeof(gpus) - l, "%s%s", l ? ", " : "", name);
 			nr.gpus++;
 		}
 	}
-	nr.device = cJSON_IsString(dev) ? dev->valuestring : NULL;
-	nr.device_why = cJSON_IsString(why) ? why->valuestring : NULL;
-	nr.blender = cJSON_IsString(ver) ? ver->valuestring : NULL;
+	nr.device = cJSON_IsString(dev) ? util_clean_line(device, sizeof(device), dev->valuestring) : NULL;
+	nr.device_why =
+	    cJSON_IsString(why) ? util_clean_line(device_why, sizeof(device_why), why->valuestring) : NULL;
+	nr.blender = cJSON_IsString(ver) ? util_clean_line(blender, sizeof(blender), ver->valuestring) : NULL;
 	nr.gpu_names = gpus;
 	r->ngpus = nr.gpus;
 	store_node_note_ready(r->st, r->node_id, &nr);
@@ -510,8 +517,8 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 	} else if (!strcmp(ev->valuestring, "error") && sl->state == SLOT_STARTING) {
 		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
 
-		snprintf(sl->setup_error, sizeof(sl->setup_error), "%s",
-			 cJSON_IsString(m) ? m->valuestring : "worker setup failed");
+		util_clean_line(sl->setup_error, sizeof(sl->setup_error),
+				cJSON_IsString(m) ? m->valuestring : "worker setup failed");
 	} else if (!strcmp(ev->valuestring, "start") && sl->state == SLOT_BUSY) {
 		struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + r->cfg->lease_ms};
 
@@ -522,8 +529,13 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 	} else if (!strcmp(ev->valuestring, "fail") && sl->state == SLOT_BUSY && sl->frame_id) {
 		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
 
+		char why[512];
+
 		slot_drain_log(r, sl);
-		frame_failed(r, sl, cJSON_IsString(m) ? m->valuestring : "Blender reported a failure");
+		frame_failed(
+		    r, sl,
+		    util_clean_line(why, sizeof(why),
+				    cJSON_IsString(m) ? m->valuestring : "Blender reported a failure"));
 		if (slot_transition(sl, SE_FINISH) >= 0)
 			sl->idle_since = util_mono_ms();
 	}

@@ -162,3 +162,13 @@ def test_refused_files_can_be_removed(mnt, scenes):
     mnt.settle(scenes.plain, t0)
     assert [n for n in os.listdir(mnt.queue) if n.startswith("bad.")] == []
     assert [n for n in os.listdir(mnt.out) if not n.startswith("sentinel")] == []
+
+
+def test_a_newline_in_a_name_forges_no_line(mnt, scenes):
+    # A drop named with a newline and a would-be status key: its refusal
+    # names it on one line, escaped, and adds no line of its own.
+    name = "bad\nstate: done"
+    text = check_refused(mnt, name, b"not a scene at all\n", "1-2\n", "blend", None, [])
+    lines = text.splitlines()
+    assert not any(l.startswith("state:") for l in lines), text
+    assert any("bad\\nstate: done.blend" in l for l in lines), text

@@ -82,6 +82,19 @@ static const struct step script_ok[] = {
     {A_SETUP, 0, NULL}, {A_SAY, 0, READY_LINE}, {A_FRAME, 0, NULL}, RENDER_OK, {A_END, 0, NULL},
 };
 
+/* A node that lies in its ready line: a version that would add a status
+ * line, a device with a control character, a width no frame can have. */
+static const struct step script_liar[] = {
+    {A_SETUP, 0, NULL},
+    {A_SAY, 0,
+     "{\"ev\":\"ready\",\"blender\":\"4.2.0\\nstate: idle\",\"scene\":\"Scene\",\"engine\":"
+     "\"CYCLES\",\"device\":\"CPU\\u0007\",\"devices\":[\"CPU\"],\"why\":\"\",\"width\":65536,"
+     "\"height\":-3,\"fps\":1e300}"},
+    {A_FRAME, 0, NULL},
+    RENDER_OK,
+    {A_END, 0, NULL},
+};
+
 static const struct step script_crash[] = {
     {A_SETUP, 0, NULL},
     {A_SAY, 0, READY_LINE},
@@ -785,6 +798,31 @@ static void test_disk_full(void)
 	world_close(&w);
 }
 
+/* ---- (g) what a node says is data, bounded and made one line ---- */
+
+static void test_liar(void)
+{
+	struct world w;
+	struct runner *r;
+	char buf[512];
+	int64_t job, node;
+
+	world_open(&w, "liar", script_liar);
+	job = add_job(&w, "liar", "waiting", 0, 1, "queued");
+	r = start(&w);
+	node = runner_node_id(r);
+	CHECK(wait_for(w.st, 1, "SELECT count(*) FROM frames WHERE state = 'done'"),
+	      "the frame is done (its size checked against the hard caps only)");
+	sql_row(w.st, buf, sizeof(buf), "SELECT blender || '|' || device FROM nodes WHERE id = %lld",
+		(long long)node);
+	CHECK(!strcmp(buf, "4.2.0\\nstate: idle|CPU\\x07"), "the node's words are stored escaped: '%s'", buf);
+	CHECK(SQL_INT(w.st, "SELECT scene_fps IS NULL OR scene_fps != 1e300 FROM jobs WHERE id = %lld",
+		      (long long)job) == 1,
+	      "an fps of 1e300 is not taken");
+	runner_stop(r);
+	world_close(&w);
+}
+
 /* ---- (d) a duplicate that wins ---- */
 
 static void test_duplicate(void)
@@ -980,6 +1018,7 @@ int main(void)
 	test_duplicate();
 	test_bad_fetch();
 	test_disk_full();
+	test_liar();
 	if (!failures)
 		util_rmtree(tmp_root);
 	else
