@@ -7,27 +7,23 @@
  * inode (the root, status, status.json, queue/, out/, nodes/) is a kind of
  * its own.
  *
- *   kind              file             getattr lookup list open write setattr create/mknod/rename unlink rmdir
- *   /                 node_root.c      dir     top    top
- *   status(.json)     node_status.c    render                 snap
- *   queue/            node_queue.c     dir     name   all                      create mknod rename
- *   queue/NAME        node_queue.c     spool              spool pwrite size/mode/times   unlink(fsync, close)
- *   queue/NAME.error  node_queue.c     row                text                       remove
- *   out/              node_out.c       dir     job    jobs
- *   out/JOB           node_out.c       row     entry  files                                      remove
- *   out/JOB/status*   node_status.c    render             snap                       (ended job)
- *   out/JOB/control   node_out.c       row                none  command              (ended job)
- *   out/JOB/logs      node_out.c       row     log    logs                                       (ended job)
- *   out/JOB/JOB.mp4   node_out.c       file               file                       remove
- *   out/JOB/frame_N   node_out.c       row                file                       remove
- *   out/JOB/logs/N    node_out.c       file               file                       (ended job)
- *   nodes/            node_nodes.c     dir     node   nodes
- *   nodes/NODE        node_nodes.c     row     status status
- *   nodes/NODE/status node_status.c    render             snap
+ *   kind                     file            entries set (the others are NULL)
+ *   /                        node_root.c     getattr lookup list
+ *   status, status.json      node_status.c   getattr open render
+ *   queue/                   node_queue.c    getattr lookup list create mknod rename
+ *   queue/NAME               node_queue.c    getattr open write setattr fsync close unlink
+ *   queue/NAME.error         node_queue.c    getattr open unlink
+ *   out/                     node_out.c      getattr lookup list
+ *   out/JOB, out/JOB/logs    node_out.c      getattr lookup list rmdir
+ *   out/JOB/status(.json)    node_status.c   getattr open unlink render
+ *   out/JOB/control          node_out.c      getattr open write unlink
+ *   JOB.mp4, frames, logs/N  node_out.c      getattr open unlink
+ *   nodes/, nodes/NODE       node_nodes.c    getattr lookup list
+ *   nodes/NODE/status(.json) node_status.c   getattr open render
  *
- * A blank cell is a NULL pointer, which means the answer named in the
- * struct below.  None of these functions replies: each returns 0 or
- * -errno, and ops.c sends the one reply.
+ * A NULL entry means the answer named in the struct below.  None of these
+ * functions replies: each returns 0 or -errno, and ops.c sends the one
+ * reply.
  */
 #ifndef RENDERFS_NODE_H
 #define RENDERFS_NODE_H
