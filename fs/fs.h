@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "store/store.h"
+#include "statcache.h" /* status_cache_flush(): the notifier calls it on a job's new state */
 
 enum ino_type {
 	T_FIXED = 0, /* the root and its fixed children */
@@ -54,8 +55,5 @@ void pool_fini(void);
  * the kernel invalidations -- never from a request thread. */
 int notify_start(struct fuse_session *se, const char *state_dir);
 void notify_stop(void);
-/* ops.c: forget every cached status rendering (the notifier calls it when
- * a job changes state). */
-void status_cache_flush(void);
 
 #endif

@@ -1,0 +1,419 @@
+/*
+ * node_out: out/, the read-only tree of results.  out/JOB is a job's
+ * directory: its frames (listed once done, never changing after), the
+ * video JOB.mp4 once assembled, status files (node_status.c), control
+ * (each write is one command for jobs.c) and logs/ with one log per
+ * rendered frame.  Nothing can be made or changed here (EROFS); frames,
+ * the video and the whole job directory can be removed through jobs.c,
+ * which refuses (EBUSY) while the job is active, and the other entries
+ * "remove" without removing anything once the job has ended, so that
+ * `rm -r out/JOB` works.
+ */
+#include "node.h"
+#include "jobs/jobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- out/ ---- */
+
+static int out_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	(void)s;
+	(void)ttl;
+	node_fill_dir(st, ino, 0755);
+	return 0;
+}
+
+static int out_lookup(struct store *s, fuse_ino_t dir, const char *name, fuse_ino_t *ino)
+{
+	struct job_row j;
+	int rc;
+
+	(void)dir;
+	rc = job_by_name(s, name, &j);
+	if (!rc)
+		*ino = INO(T_JOB, j.id);
+	return rc;
+}
+
+struct out_list_ctx {
+	struct listing *l;
+	const char *ext;
+};
+
+static int list_job(void *arg, const struct job_row *j)
+{
+	struct out_list_ctx *c = arg;
+
+	list_add(c->l, INO(T_JOB, j->id), 1, j->name);
+	return 0;
+}
+
+static int out_list(struct store *s, fuse_ino_t dir, struct listing *l)
+{
+	struct out_list_ctx c = {.l = l};
+
+	(void)dir;
+	return jobs_list(s, list_job, &c);
+}
+
+/* out/ itself is EACCES to setattr, as the root's other entries are. */
+const struct node_ops node_out = {
+    .getattr = out_getattr,
+    .lookup = out_lookup,
+    .list = out_list,
+    .refuse_make = EROFS,
+};
+
+/* ---- out/JOB and out/JOB/logs ---- */
+
+static int job_dir_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	struct job_row j;
+	int rc;
+
+	(void)ttl;
+	rc = job_get(s, INO_ID(ino), &j);
+	if (rc)
+		return rc;
+	node_fill_dir(st, ino, 0755);
+	return 0;
+}
+
+static int job_lookup(struct store *s, fuse_ino_t dir, const char *name, fuse_ino_t *ino)
+{
+	int64_t id = INO_ID(dir);
+	char video[JOB_NAME_MAX + 8];
+	struct frame_row f;
+	struct job_row j;
+	long n;
+	int rc;
+
+	rc = job_get(s, id, &j);
+	if (rc)
+		return rc;
+	if (!strcmp(name, "status"))
+		*ino = INO(T_JSTATUS, id);
+	else if (!strcmp(name, "status.json"))
+		*ino = INO(T_JSTATUSJSON, id);
+	else if (!strcmp(name, "control"))
+		*ino = INO(T_JCONTROL, id);
+	else if (!strcmp(name, "logs"))
+		*ino = INO(T_JLOGS, id);
+	else if (snprintf(video, sizeof(video), "%s.mp4", j.name) > 0 && !strcmp(name, video) &&
+		 j.video_exists)
+		*ino = INO(T_JVIDEO, id);
+	else if ((n = node_parse_frame_name(name, j.ext)) >= 0 && !frame_by_number(s, id, (uint32_t)n, &f) &&
+		 f.state == FS_DONE)
+		*ino = INO(T_FRAME, f.id);
+	else
+		return -ENOENT;
+	return 0;
+}
+
+static int list_frame(void *arg, const struct frame_row *f)
+{
+	struct out_list_ctx *c = arg;
+	char name[64];
+
+	frame_file_name(f->frame, c->ext, name, sizeof(name));
+	list_add_frame(c->l, INO(T_FRAME, f->id), f->size, f->mtime, name);
+	return 0;
+}
+
+static int job_list(struct store *s, fuse_ino_t dir, struct listing *l)
+{
+	int64_t id = INO_ID(dir);
+	struct out_list_ctx c = {.l = l};
+	char video[JOB_NAME_MAX + 8];
+	struct job_row j;
+	int rc;
+
+	rc = job_get(s, id, &j);
+	if (rc)
+		return rc;
+	c.ext = j.ext;
+	list_add(l, INO(T_JSTATUS, id), 0, "status");
+	list_add(l, INO(T_JSTATUSJSON, id), 0, "status.json");
+	list_add(l, INO(T_JCONTROL, id), 0, "control");
+	list_add(l, INO(T_JLOGS, id), 1, "logs");
+	if (j.video_exists) {
+		snprintf(video, sizeof(video), "%s.mp4", j.name);
+		list_add(l, INO(T_JVIDEO, id), 0, video);
+	}
+	return job_frames(s, id, list_frame, &c);
+}
+
+static int job_rmdir(struct store *s, fuse_ino_t ino)
+{
+	return job_remove(s, INO_ID(ino));
+}
+
+const struct node_ops node_job = {
+    .getattr = job_dir_getattr,
+    .lookup = job_lookup,
+    .list = job_list,
+    .rmdir = job_rmdir,
+    .refuse = EROFS,
+    .refuse_make = EROFS,
+};
+
+static int jlogs_lookup(struct store *s, fuse_ino_t dir, const char *name, fuse_ino_t *ino)
+{
+	long n = node_parse_frame_name(name, ".log");
+	struct frame_row f;
+
+	if (n < 0 || frame_by_number(s, INO_ID(dir), (uint32_t)n, &f) || !f.logged)
+		return -ENOENT;
+	*ino = INO(T_LOG, f.id);
+	return 0;
+}
+
+static int list_log(void *arg, const struct frame_row *f)
+{
+	struct out_list_ctx *c = arg;
+	char name[64];
+
+	frame_file_name(f->frame, ".log", name, sizeof(name));
+	list_add(c->l, INO(T_LOG, f->id), 0, name);
+	return 0;
+}
+
+static int jlogs_list(struct store *s, fuse_ino_t dir, struct listing *l)
+{
+	struct out_list_ctx c = {.l = l};
+
+	return job_logs(s, INO_ID(dir), list_log, &c);
+}
+
+/* logs/ goes with the job's directory (rm -r): fine once it has ended. */
+static int jlogs_rmdir(struct store *s, fuse_ino_t ino)
+{
+	return job_removable(s, INO_ID(ino));
+}
+
+const struct node_ops node_jlogs = {
+    .getattr = job_dir_getattr,
+    .lookup = jlogs_lookup,
+    .list = jlogs_list,
+    .rmdir = jlogs_rmdir,
+    .refuse = EROFS,
+    .refuse_make = EROFS,
+};
+
+/* ---- out/JOB/control ---- */
+
+static int control_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	struct job_row j;
+	int rc;
+
+	(void)ttl;
+	rc = job_get(s, INO_ID(ino), &j);
+	if (rc)
+		return rc;
+	node_fill_reg(st, ino, 0644, 0, j.created);
+	return 0;
+}
+
+/* Reads see an empty file: the handle has neither fd nor snapshot. */
+static int control_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, struct fh *fh)
+{
+	(void)fh;
+	fi->direct_io = 1;
+	fi->nonseekable = 1;
+	return job_get(s, INO_ID(ino), &(struct job_row){0});
+}
+
+/* Each write is one command; status renderings are stale after it. */
+static int control_write(struct fh *fh, fuse_ino_t ino, const char *buf, size_t size, off_t off, size_t *done)
+{
+	struct store *s = pool_get();
+	int rc;
+
+	(void)fh;
+	(void)off;
+	rc = s ? job_control(s, INO_ID(ino), buf, size) : -EIO;
+	status_cache_flush();
+	pool_put(s);
+	if (!rc)
+		*done = size;
+	return rc;
+}
+
+static int job_entry_unlink(struct store *s, fuse_ino_t ino, const char *name)
+{
+	(void)name;
+	return job_removable(s, INO_ID(ino));
+}
+
+const struct node_ops node_jcontrol = {
+    .getattr = control_getattr,
+    .open = control_open,
+    .write = control_write,
+    .unlink = job_entry_unlink,
+    .refuse = EROFS,
+    .refuse_make = EROFS,
+};
+
+/* ---- out/JOB/JOB.mp4, frames, logs: local files, read-only ---- */
+
+static int open_ro(const char *path, struct fh *fh)
+{
+	fh->fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fh->fd < 0 ? -errno : 0;
+}
+
+static int video_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	char path[4096];
+
+	(void)ttl;
+	store_path_video(s, INO_ID(ino), path, sizeof(path));
+	return node_stat_file(path, ino, 0444, st);
+}
+
+static int video_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, struct fh *fh)
+{
+	char path[4096];
+	int rc;
+
+	if (node_is_write(fi->flags))
+		return -EROFS;
+	store_path_video(s, INO_ID(ino), path, sizeof(path));
+	rc = open_ro(path, fh);
+	if (!rc)
+		fi->keep_cache = 1;
+	return rc;
+}
+
+static int video_unlink(struct store *s, fuse_ino_t ino, const char *name)
+{
+	(void)name;
+	return job_remove_video(s, INO_ID(ino));
+}
+
+const struct node_ops node_jvideo = {
+    .getattr = video_getattr,
+    .open = video_open,
+    .unlink = video_unlink,
+    .refuse = EROFS,
+    .refuse_make = EROFS,
+};
+
+static int frame_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	struct frame_row f;
+	int rc;
+
+	rc = frame_get(s, INO_ID(ino), &f);
+	if (rc)
+		return rc;
+	if (f.state != FS_DONE)
+		return -ENOENT;
+	node_fill_reg(st, ino, 0444, (off_t)f.size, f.mtime);
+	*ttl = TTL_FOREVER;
+	return 0;
+}
+
+/* The frame row of a frame or log inode, and its job. */
+static int frame_and_job(struct store *s, fuse_ino_t ino, struct frame_row *f, struct job_row *j)
+{
+	int rc = frame_get(s, INO_ID(ino), f);
+
+	return rc ? rc : job_get(s, f->job, j);
+}
+
+/* Frames never change: the page cache may keep them. */
+static int frame_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, struct fh *fh)
+{
+	struct frame_row f;
+	struct job_row j;
+	char path[4096];
+	int rc;
+
+	if (node_is_write(fi->flags))
+		return -EROFS;
+	rc = frame_and_job(s, ino, &f, &j);
+	if (rc)
+		return rc;
+	store_path_frame(s, f.job, f.frame, j.ext, path, sizeof(path));
+	rc = open_ro(path, fh);
+	if (!rc)
+		fi->keep_cache = 1;
+	return rc;
+}
+
+static int frame_unlink(struct store *s, fuse_ino_t ino, const char *name)
+{
+	(void)name;
+	return job_remove_frame(s, INO_ID(ino));
+}
+
+const struct node_ops node_frame = {
+    .getattr = frame_getattr,
+    .open = frame_open,
+    .unlink = frame_unlink,
+    .refuse = EROFS,
+    .refuse_make = EROFS,
+    .entry_ttl = NODE_TTL_FOREVER,
+};
+
+static int log_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	struct frame_row f;
+	char path[4096];
+	int rc;
+
+	rc = frame_get(s, INO_ID(ino), &f);
+	if (rc)
+		return rc;
+	store_path_log(s, f.job, f.frame, path, sizeof(path));
+	*ttl = 0;
+	return node_stat_file(path, ino, 0444, st);
+}
+
+/* A log may still be growing: no page cache, direct_io. */
+static int log_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, struct fh *fh)
+{
+	struct frame_row f;
+	struct job_row j;
+	char path[4096];
+	int rc;
+
+	if (node_is_write(fi->flags))
+		return -EROFS;
+	rc = frame_and_job(s, ino, &f, &j);
+	if (rc)
+		return rc;
+	store_path_log(s, f.job, f.frame, path, sizeof(path));
+	rc = open_ro(path, fh);
+	if (!rc) {
+		fi->keep_cache = 0;
+		fi->direct_io = 1;
+	}
+	return rc;
+}
+
+/* Logs go with the job's directory (rm -r): fine once it has ended. */
+static int log_unlink(struct store *s, fuse_ino_t ino, const char *name)
+{
+	struct frame_row f;
+	int rc;
+
+	(void)name;
+	rc = frame_get(s, INO_ID(ino), &f);
+	return rc ? rc : job_removable(s, f.job);
+}
+
+const struct node_ops node_log = {
+    .getattr = log_getattr,
+    .open = log_open,
+    .unlink = log_unlink,
+    .refuse = EROFS,
+    .refuse_make = EROFS,
+};
