@@ -75,11 +75,11 @@ static int queue_dir_list(struct store *s, fuse_ino_t dir, struct listing *l)
 	int rc;
 
 	(void)dir;
-	rc = store_exec(s, "BEGIN");
+	rc = store_read_begin(s);
 	if (!rc) {
 		queue_list(s, list_qfile, &c);
 		queue_error_list(s, list_qerror, &c);
-		store_exec(s, "COMMIT");
+		store_read_end(s);
 	}
 	return rc;
 }
