@@ -13,6 +13,7 @@
  * duration of a call; what survives is the frame array and the error text.
  */
 #include "core/sidecar.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -35,43 +36,6 @@ _Static_assert(SIDECAR_MAX_FRAMES <= SIDECAR_MAX_FRAME + 1,
 	       "the job limit cannot exceed the number of distinct frames");
 
 /* ---- text helpers ---------------------------------------------------- */
-
-/*
- * Length of the well-formed UTF-8 sequence at p (n bytes available), or 0.
- * Overlong forms, surrogates and code points past U+10FFFF are refused as
- * the Unicode standard asks (table 3-7), so "valid" means what Python and
- * Blender will also accept.
- */
-static size_t sc_utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (n < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return len;
-}
 
 /*
  * Escape s[0..n) into dst so it stays on one line: control bytes are
@@ -100,14 +64,14 @@ static void sc_escape(char *dst, size_t dstsz, const char *s, size_t n, size_t c
 			esc[1] = (char)c;
 			elen = 2;
 		} else if (c < 0x20 || c == 0x7f ||
-			   (c >= 0x80 && !sc_utf8_len((const unsigned char *)s + i, n - i))) {
+			   (c >= 0x80 && !util_utf8_seq((const unsigned char *)s + i, n - i, NULL))) {
 			esc[0] = '\\';
 			esc[1] = 'x';
 			esc[2] = hex[c >> 4];
 			esc[3] = hex[c & 15];
 			elen = 4;
 		} else {
-			slen = sc_utf8_len((const unsigned char *)s + i, n - i);
+			slen = util_utf8_seq((const unsigned char *)s + i, n - i, NULL);
 			memcpy(esc, s + i, slen);
 			elen = slen;
 		}
@@ -1000,7 +964,7 @@ static int sc_check_text(struct sc_parser *ps, unsigned lineno, const char *line
 			sc_err(ps, lineno, "NUL byte at column %zu (is this a text file?)", i + 1);
 			return -1;
 		}
-		l = sc_utf8_len((const unsigned char *)line + i, n - i);
+		l = util_utf8_seq((const unsigned char *)line + i, n - i, NULL);
 		if (!l) {
 			sc_err(ps, lineno, "invalid UTF-8 (byte 0x%02x at column %zu)", c, i + 1);
 			return -1;

@@ -377,14 +377,17 @@ int util_tail_lines(const char *path, int nlines, char *out, size_t sz)
 }
 
 /* Length of the valid UTF-8 sequence at p (1..4) and its code point, or 0. */
-static int utf8_seq(const unsigned char *p, uint32_t *cp)
+size_t util_utf8_seq(const unsigned char *p, size_t avail, uint32_t *cp)
 {
 	unsigned char c = p[0];
-	int n;
+	size_t n;
 	uint32_t v, lo = 0x80, hi = 0xbf;
 
+	if (!avail)
+		return 0;
 	if (c < 0x80) {
-		*cp = c;
+		if (cp)
+			*cp = c;
 		return 1;
 	}
 	if (c >= 0xc2 && c <= 0xdf)
@@ -405,14 +408,15 @@ static int utf8_seq(const unsigned char *p, uint32_t *cp)
 		lo = 0x90;
 	else if (c == 0xf4)
 		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
+	if (avail < n || p[1] < lo || p[1] > hi)
 		return 0;
-	for (int i = 1; i < n; i++) {
+	for (size_t i = 1; i < n; i++) {
 		if ((p[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the NUL */
+			return 0; /* also stops at a NUL */
 		v = v << 6 | (p[i] & 0x3f);
 	}
-	*cp = v;
+	if (cp)
+		*cp = v;
 	return n;
 }
 
@@ -433,7 +437,7 @@ char *util_clean_line(char *dst, size_t dstsz, const char *src)
 		char piece[8];
 		size_t plen;
 		uint32_t cp;
-		int n = utf8_seq(p, &cp);
+		int n = (int)util_utf8_seq(p, SIZE_MAX, &cp);
 
 		if (n == 1 && (cp < 0x20 || cp == 0x7f)) {
 			if (cp == '\n' || cp == '\r' || cp == '\t')

@@ -63,6 +63,12 @@ int util_tail_lines(const char *path, int nlines, char *out, size_t sz);
  * src NULL is taken as ""; dst and src must not overlap.  Returns dst.
  */
 char *util_clean_line(char *dst, size_t dstsz, const char *src);
+/* Length of the well-formed UTF-8 sequence at p (avail bytes there; a
+ * NUL-terminated string may pass SIZE_MAX), or 0.  Overlong forms,
+ * surrogates and code points past U+10FFFF are refused (Unicode table
+ * 3-7), so "valid" is what Python and Blender accept too.  *cp gets the
+ * code point when cp is not NULL. */
+size_t util_utf8_seq(const unsigned char *p, size_t avail, uint32_t *cp);
 
 /*
  * Remove the environment variable name so that its value cannot be read

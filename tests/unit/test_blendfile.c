@@ -30,48 +30,18 @@
 
 #include "core/blendfile.h"
 #include "check.h"
+#include "testbuf.h"
 
 static char tmpdir[4096];
 
 /* ------------------------------------------------------------ buffers */
-
-struct buf {
-	unsigned char *p;
-	size_t n, cap;
-};
-
-static void put(struct buf *b, const void *data, size_t n)
-{
-	if (b->n + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap < b->n + n)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p) {
-			perror("realloc");
-			exit(2);
-		}
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->n, data, n);
-	b->n += n;
-}
 
 /* A string literal without its NUL. */
 #define PUT_LIT(b, s) put((b), (s), sizeof(s) - 1)
 
 static void put_zero(struct buf *b, size_t n)
 {
-	static const unsigned char z[256];
-
-	while (n) {
-		size_t k = n < sizeof(z) ? n : sizeof(z);
-
-		put(b, z, k);
-		n -= k;
-	}
+	put_fill(b, 0, n);
 }
 
 /* ------------------------------------------------------------ layouts */
@@ -598,24 +568,6 @@ static void write_file(const char *path, const void *p, size_t n)
 		exit(2);
 	}
 	close(fd);
-}
-
-static void gzip_buf(const struct buf *in, struct buf *out)
-{
-	z_stream z = {0};
-	unsigned char chunk[65536];
-	int r;
-
-	deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
-	z.next_in = in->p;
-	z.avail_in = (uInt)in->n;
-	do {
-		z.next_out = chunk;
-		z.avail_out = sizeof(chunk);
-		r = deflate(&z, Z_FINISH);
-		put(out, chunk, sizeof(chunk) - z.avail_out);
-	} while (r != Z_STREAM_END);
-	deflateEnd(&z);
 }
 
 /* Two zstd frames and a skippable frame after them, as Blender writes. */

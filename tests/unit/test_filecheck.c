@@ -29,43 +29,11 @@
 #include "core/filecheck.h"
 #include "core/util.h"
 #include "check.h"
+#include "testbuf.h"
 
 static char tmpdir[4096];
 
 /* ------------------------------------------------------------ buffers */
-
-struct buf {
-	unsigned char *p;
-	size_t n, cap;
-};
-
-static void put(struct buf *b, const void *data, size_t n)
-{
-	if (b->n + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap < b->n + n)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		if (!b->p) {
-			perror("realloc");
-			exit(2);
-		}
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->n, data, n);
-	b->n += n;
-}
-
-static void put_fill(struct buf *b, int c, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)c;
-
-		put(b, &ch, 1);
-	}
-}
 
 static void put_u8(struct buf *b, unsigned int v)
 {
@@ -208,28 +176,6 @@ static void make_blend(struct buf *b, int ptr8, int be, int large, int endb)
 		}
 		put_noise(b, (size_t)len, (uint32_t)i + 1);
 	}
-}
-
-static void gzip_buf(const struct buf *in, struct buf *out)
-{
-	z_stream z;
-	unsigned char tmp[4096];
-	int ret;
-
-	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		exit(2);
-	z.next_in = in->p;
-	z.avail_in = (uInt)in->n;
-	do {
-		z.next_out = tmp;
-		z.avail_out = sizeof(tmp);
-		ret = deflate(&z, Z_FINISH);
-		put(out, tmp, sizeof(tmp) - z.avail_out);
-	} while (ret == Z_OK);
-	deflateEnd(&z);
-	if (ret != Z_STREAM_END)
-		exit(2);
 }
 
 static void zstd_frame(const unsigned char *p, size_t n, struct buf *out)
