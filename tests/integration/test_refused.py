@@ -168,7 +168,8 @@ def test_a_newline_in_a_name_forges_no_line(mnt, scenes):
     # A drop named with a newline and a would-be status key: its refusal
     # names it on one line, escaped, and adds no line of its own.
     name = "bad\nstate: done"
-    text = check_refused(mnt, name, b"not a scene at all\n", "1-2\n", "blend", None, [])
+    mnt.drop(name, b"not a scene at all\n", b"1-2\n")
+    text = wait_error(mnt, name)
     lines = text.splitlines()
     assert not any(l.startswith("state:") for l in lines), text
     assert any("bad\\nstate: done.blend" in l for l in lines), text
