@@ -109,6 +109,188 @@ int store_frame_next_queued(struct store *st, int64_t job, int64_t *frame_id, ui
 	return *frame_id ? 0 : -ENOENT;
 }
 
+/* ---- the facts of the frame choice (runner_rows.h) ---- */
+
+int store_job_frame_span(struct store *st, int64_t job, int64_t *first, int64_t *last, size_t *queued)
+{
+	sqlite3_stmt *s;
+	int rc = store_cached(st,
+			      /* one min() or max() a query keeps SQLite's
+			       * index shortcut for each */
+			      "SELECT (SELECT min(frame) FROM frames WHERE job = ?1),"
+			      " (SELECT max(frame) FROM frames WHERE job = ?1),"
+			      " (SELECT count(*) FROM (SELECT 1 FROM frames"
+			      "   WHERE state = 'queued' AND job = ?1 LIMIT 4096))",
+			      &s);
+
+	*first = *last = 0;
+	*queued = 0;
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	rc = -ENOENT;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		*first = sqlite3_column_int64(s, 0);
+		*last = sqlite3_column_int64(s, 1);
+		*queued = (size_t)sqlite3_column_int64(s, 2);
+		rc = 0;
+	}
+	store_release(s);
+	return rc;
+}
+
+/* The done frames nearest to `frame` of job, below and at or above, into
+ * f->d (repeats of the last one added are dropped). */
+static int add_done_around(struct store *st, int64_t job, int64_t frame, struct store_pick_facts *f)
+{
+	static const char *const sql[2] = {
+	    "SELECT frame, node, secs FROM frames WHERE state = 'done' AND job = ? AND frame < ?"
+	    " AND secs > 0 ORDER BY frame DESC LIMIT 1",
+	    "SELECT frame, node, secs FROM frames WHERE state = 'done' AND job = ? AND frame >= ?"
+	    " AND secs > 0 ORDER BY frame LIMIT 1",
+	};
+
+	for (int k = 0; k < 2; k++) {
+		sqlite3_stmt *s;
+		int rc = store_cached(st, sql[k], &s);
+
+		if (rc)
+			return rc;
+		sqlite3_bind_int64(s, 1, job);
+		sqlite3_bind_int64(s, 2, frame);
+		if (sqlite3_step(s) == SQLITE_ROW && f->nd < ARRAY_SIZE(f->d)) {
+			int64_t fr = sqlite3_column_int64(s, 0);
+			int dup = 0;
+
+			for (size_t i = f->nd; i-- > 0 && !dup;)
+				dup = f->d[i].frame == fr;
+			if (!dup) {
+				f->d[f->nd].frame = fr;
+				f->d[f->nd].node = sqlite3_column_int64(s, 1);
+				f->d[f->nd].secs = sqlite3_column_double(s, 2);
+				f->nd++;
+			}
+		}
+		store_release(s);
+	}
+	return 0;
+}
+
+static size_t node_index(struct store_pick_facts *f, int64_t node)
+{
+	for (size_t i = 0; i < f->nn; i++)
+		if (f->nodes[i].node == node)
+			return i;
+	if (f->nn == ARRAY_SIZE(f->nodes))
+		return SIZE_MAX;
+	f->nodes[f->nn].node = node;
+	f->nodes[f->nn].avg_secs = 0;
+	f->nodes[f->nn].slots = 0;
+	return f->nn++;
+}
+
+int store_pick_facts(struct store *st, int64_t job, int64_t now, const int64_t *targets, size_t nt,
+		     struct store_pick_facts *f)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	rc = store_cached(st,
+			  "SELECT id, frame FROM frames WHERE state = 'queued' AND job = ? AND frame >= ?"
+			  " ORDER BY frame LIMIT 1",
+			  &s);
+	if (rc)
+		return rc;
+	/* No targets: the first queued frames in order, each found after
+	 * the one before. */
+	for (size_t t = 0; (targets ? t < nt : 1) && f->nq < ARRAY_SIZE(f->q); t++) {
+		int dup = 0;
+
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, job);
+		sqlite3_bind_int64(s, 2, targets ? targets[t] : f->nq ? f->q[f->nq - 1].frame + 1 : INT64_MIN);
+		if (sqlite3_step(s) != SQLITE_ROW) {
+			if (!targets)
+				break;
+			continue;
+		}
+		for (size_t i = 0; i < f->nq && !dup; i++)
+			dup = f->q[i].frame == sqlite3_column_int64(s, 1);
+		if (!dup) {
+			f->q[f->nq].id = sqlite3_column_int64(s, 0);
+			f->q[f->nq].frame = sqlite3_column_int64(s, 1);
+			f->nq++;
+		}
+	}
+	store_release(s);
+	/* sorted by number (insertion: nq <= STORE_PICK_TARGETS) */
+	for (size_t i = 1; i < f->nq; i++)
+		for (size_t j = i; j > 0 && f->q[j - 1].frame > f->q[j].frame; j--) {
+			int64_t id = f->q[j].id, fr = f->q[j].frame;
+			f->q[j] = f->q[j - 1];
+			f->q[j - 1].id = id;
+			f->q[j - 1].frame = fr;
+		}
+
+	rc = store_cached(st,
+			  "SELECT frame, node, coalesce(started, 0) FROM frames WHERE state IN ('leased', 'rendering')"
+			  " AND job = ? AND node IS NOT NULL LIMIT 64",
+			  &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	while (f->nf < ARRAY_SIZE(f->f) && sqlite3_step(s) == SQLITE_ROW) {
+		f->f[f->nf].frame = sqlite3_column_int64(s, 0);
+		f->f[f->nf].node = sqlite3_column_int64(s, 1);
+		f->f[f->nf].started = sqlite3_column_int64(s, 2);
+		f->nf++;
+	}
+	store_release(s);
+
+	for (size_t i = 0; i < f->nq; i++)
+		if ((rc = add_done_around(st, job, f->q[i].frame, f)))
+			return rc;
+	for (size_t i = 0; i < f->nf; i++)
+		if ((rc = add_done_around(st, job, f->f[i].frame, f)))
+			return rc;
+
+	rc = store_cached(st,
+			  "WITH d AS (SELECT node, secs FROM frames WHERE state = 'done' AND job = ?1"
+			  "   AND secs > 0 ORDER BY frame LIMIT 1024)"
+			  " SELECT node, avg(secs), (SELECT avg(secs) FROM d) FROM d GROUP BY node",
+			  &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		size_t k = node_index(f, sqlite3_column_int64(s, 0));
+
+		if (k != SIZE_MAX)
+			f->nodes[k].avg_secs = sqlite3_column_double(s, 1);
+		f->avg_secs = sqlite3_column_double(s, 2);
+	}
+	store_release(s);
+
+	rc = store_cached(st,
+			  "SELECT id, slots FROM nodes WHERE removed = 0 AND state IN ('idle', 'rendering')"
+			  " AND id NOT IN (SELECT node FROM blocklist WHERE job = ?1 AND until > ?2) LIMIT 64",
+			  &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	sqlite3_bind_int64(s, 2, now);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		size_t k = node_index(f, sqlite3_column_int64(s, 0));
+		int slots = sqlite3_column_int(s, 1);
+
+		if (k != SIZE_MAX)
+			f->nodes[k].slots = slots > 0 ? slots : 1;
+	}
+	store_release(s);
+	return 0;
+}
+
 /*
  * Candidates and speeds in one query: the speeds come from a sample of
  * each candidate job's done frames, the first 256 by frame number (the

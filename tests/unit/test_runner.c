@@ -1006,6 +1006,55 @@ static void test_node_table(void)
 	world_close(&w);
 }
 
+/* ---- (h) the frame choice: the spread first, then heavy frames first ---- */
+
+static void test_lease_order(void)
+{
+	static const uint32_t spread[] = {1, 100, 50, 25, 75};
+	struct world w;
+	struct lease_grant g;
+	int64_t job, node;
+	char buf[64];
+
+	world_open(&w, "order", script_ok);
+	if (store_node_register(w.st, "n1", "ssh", "n1:22", 2, &node))
+		die("node", EIO);
+	job = add_job(&w, "spread", "waiting", 2, 100, "queued");
+	for (size_t i = 0; i < ARRAY_SIZE(spread); i++) {
+		int rc = runner_lease_frame(w.st, node, 0, job, 60000, util_now_ms(), &g);
+
+		CHECK(rc == 0, "lease %zu of a fresh job: rc %d", i, rc);
+		/* the middle of 1..100 may be 50 or 51 */
+		CHECK(g.frame_no == spread[i] || (i == 2 && g.frame_no == 51), "lease %zu is frame %u (want %u)",
+		      i, g.frame_no, spread[i]);
+	}
+	sql_row(w.st, buf, sizeof(buf), "SELECT state FROM jobs WHERE id = %lld", (long long)job);
+	CHECK(!strcmp(buf, "rendering"),
+	      "the job is rendering after its first lease: %s", buf);
+
+	/* Frames 1-100 done but three; 41-60 took ten times as long: of the
+	 * three, the one among the heavy frames goes first, then by weight. */
+	job = add_job(&w, "weights", "rendering", 2, 100, "done");
+	sql_exec(w.st, "UPDATE frames SET secs = CASE WHEN frame BETWEEN 41 AND 60 THEN 10.0 ELSE 1.0 END,"
+		       " node = %lld WHERE job = %lld", (long long)node, (long long)job);
+	sql_exec(w.st, "UPDATE frames SET state = 'queued', secs = NULL, node = NULL"
+		       " WHERE job = %lld AND frame IN (20, 50, 90)", (long long)job);
+	/* the spread's frames (1, 100, 50, ...) are a rule for a fresh job:
+	 * here 50 is also the heaviest */
+	for (int i = 0; i < 3; i++) {
+		int rc = runner_lease_frame(w.st, node, 0, job, 60000, util_now_ms(), &g);
+
+		CHECK(rc == 0, "lease %d by weight: rc %d", i, rc);
+		if (i == 0)
+			CHECK(g.frame_no == 50, "the heavy frame first: got %u", g.frame_no);
+		else
+			CHECK(g.frame_no == 20 || g.frame_no == 90, "then a light one: got %u", g.frame_no);
+	}
+	CHECK(runner_lease_frame(w.st, node, 0, job, 60000, util_now_ms(), &g) == -ENOENT,
+	      "nothing left to lease");
+	world_close(&w);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmp_root))
@@ -1019,6 +1068,7 @@ int main(void)
 	test_bad_fetch();
 	test_disk_full();
 	test_liar();
+	test_lease_order();
 	if (!failures)
 		util_rmtree(tmp_root);
 	else
