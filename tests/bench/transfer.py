@@ -25,6 +25,9 @@ COUNT = 100
 SIZE = 5 * 1024 * 1024
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 XFER = B.REPO / "build" / "tests" / "bench_xfer"
+# BENCH_XFER_BASE=path/to/another/bench_xfer: that build's transport is
+# measured in the same rounds (an A/B of a transport change in one run).
+BASE = os.environ.get("BENCH_XFER_BASE")
 
 
 RTT_COUNT = 20        # files at 40 ms RTT (each costs OpenSSH a few round trips)
@@ -64,13 +67,22 @@ def measure(tmp, user, ip, port, key, src, count, with_scp):
         out = subprocess.run([str(XFER), "%s@%s:%d" % (user, ip, port), str(key), str(src), str(dst),
                               str(count)], check=True, capture_output=True, text=True).stdout
         best["rfs"] = min(best["rfs"], float(out.split("get ")[1].split()[0]))
+        assert len(os.listdir(dst)) == count, dst
+        shutil.rmtree(dst)
+        if BASE:
+            dst.mkdir()
+            out = subprocess.run([BASE, "%s@%s:%d" % (user, ip, port), str(key), str(src), str(dst),
+                                  str(count)], check=True, capture_output=True, text=True).stdout
+            best["base"] = min(best.get("base", 1e9), float(out.split("get ")[1].split()[0]))
+            assert len(os.listdir(dst)) == count, dst
+            shutil.rmtree(dst)
         dst2 = tmp / ("sftp%d" % r)
         dst2.mkdir()
         batch = tmp / "get.batch"
         batch.write_text("".join("get %s/%s %s/%s\n" % (src, n, dst2, n) for n in names))
         conn = sftp(user, ip, port, key, empty)
         best["sftp"] = min(best["sftp"], sftp(user, ip, port, key, batch) - conn)
-        dirs = [dst, dst2]
+        dirs = [dst2]
         if with_scp:
             dst3 = tmp / ("scp%d" % r)
             dst3.mkdir()
@@ -120,6 +132,9 @@ def main():
                      best["scp"], mb / best["scp"], ROUNDS))
             B.ratio_line("transfer 40ms RTT: renderfs / sftp speed", best["sftp"] / best["rfs"], 0.9, le=False)
             B.ratio_line("transfer 40ms RTT: renderfs / scp speed", best["scp"] / best["rfs"], 0.9, le=False)
+            if BASE:
+                print("  (BENCH_XFER_BASE at 40 ms RTT: %.2fs, %.1f MB/s; this build / that one: %.2f)"
+                      % (best["base"], mb / best["base"], best["base"] / best["rfs"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
