@@ -117,6 +117,9 @@ def main():
                   " OpenSSH sftp %.2fs (%.0f MB/s), best of %d"
                   % (COUNT, best["rfs"], mb / best["rfs"], best["sftp"], mb / best["sftp"], ROUNDS))
             B.ratio_line("transfer: renderfs / sftp speed", best["sftp"] / best["rfs"], 0.8, le=False)
+            if BASE:
+                print("  (BENCH_XFER_BASE on the bare link: %.2fs, %.0f MB/s; this build / that one: %.2f)"
+                      % (best["base"], mb / best["base"], best["base"] / best["rfs"]))
             # The same link with 40 ms of round trip (a rented node across
             # the internet), through a user-space delay line
             # (delayproxy.py: the kernel here has no netem).
