@@ -13,6 +13,7 @@
 #include "sched/collect.h"
 #include "sched/dispatch.h"
 #include "sched/poke.h"
+#include "sched/proto.h"
 #include "sched/runner_priv.h"
 #include "store/nodes.h"
 #include "store/runner_rows.h"
@@ -307,10 +308,8 @@ void slot_interrupt(struct runner *r, struct slot *sl, const char *why)
 	slot_drop_frame(r, sl);
 }
 
-static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
+static void frame_done(struct runner *r, struct slot *sl, const struct proto_msg *pm)
 {
-	const cJSON *secs = cJSON_GetObjectItem(msg, "secs");
-	const cJSON *sha = cJSON_GetObjectItem(msg, "sha256");
 	struct frame_move m = {.now = util_now_ms()};
 	double wall = (util_mono_ms() - sl->frame_started) / 1000.0;
 	int64_t size, mtime;
@@ -321,9 +320,8 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	 * not negative, and not longer than the frame was held here (plus a
 	 * second of slack for clocks); else what was measured here. */
 	m.secs = wall;
-	if (cJSON_IsNumber(secs) && isfinite(secs->valuedouble) && secs->valuedouble >= 0 &&
-	    secs->valuedouble <= wall + 1.0)
-		m.secs = secs->valuedouble;
+	if (pm->secs >= 0 && pm->secs <= wall + 1.0)
+		m.secs = pm->secs;
 	if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_RENDERED, &m) < 0) {
 		/* The frame was taken from us (cancelled, or a duplicate won):
 		 * drop the result. */
@@ -365,7 +363,7 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	/* The size checked is the one this slot's worker announced when it
 	 * loaded the scene, never what a done message claims. */
 	rc = collect_verify(local, sl->fmt, sl->width, sl->height,
-			    cJSON_IsString(sha) ? sha->valuestring : NULL, &size, &mtime, why, sizeof(why));
+			    pm->sha256[0] ? pm->sha256 : NULL, &size, &mtime, why, sizeof(why));
 	if (rc) {
 		unlink(local);
 		frame_failed(r, sl, why);
@@ -412,7 +410,7 @@ void slot_drain_log(struct runner *r, struct slot *sl)
  * and committed while the worker renders.  The GPU never waits for a
  * transfer.
  */
-static void slot_finished(struct runner *r, struct slot *sl, const cJSON *msg)
+static void slot_finished(struct runner *r, struct slot *sl, const struct proto_msg *pm)
 {
 	struct slot *fin = &r->fin;
 	int64_t now = util_now_ms(), job;
@@ -435,112 +433,95 @@ static void slot_finished(struct runner *r, struct slot *sl, const cJSON *msg)
 		    !dispatch_one(r, sl, job, now))
 			slot_start_frame(r, sl, job);
 	}
-	frame_done(r, fin, msg);
+	frame_done(r, fin, pm);
 }
 
 /* What a worker's "ready" says about the node: device, Blender version,
- * GPUs. */
-static void note_ready(struct runner *r, const cJSON *msg)
+ * GPUs (each already one clean line: proto.c). */
+static void note_ready(struct runner *r, const struct proto_msg *pm)
 {
-	const cJSON *dev = cJSON_GetObjectItem(msg, "device");
-	const cJSON *why = cJSON_GetObjectItem(msg, "why");
-	const cJSON *ver = cJSON_GetObjectItem(msg, "blender");
-	const cJSON *devs = cJSON_GetObjectItem(msg, "devices");
-	char gpus[1024] = "", device[64], device_why[256], blender[64], name[128];
-	struct node_ready nr = {0};
+	struct node_ready nr = {
+	    .device = pm->has_device ? pm->device : NULL,
+	    .device_why = pm->has_why ? pm->device_why : NULL,
+	    .blender = pm->has_blender ? pm->blender : NULL,
+	    .gpus = pm->ngpus,
+	    .gpu_names = pm->gpu_names,
+	};
 
-	/* Everything here is the node's word: each piece is made one safe
-	 * line, cut to a size that status can show. */
-
-	if (cJSON_IsArray(devs)) {
-		const cJSON *d;
-
-		cJSON_ArrayForEach(d, devs)
-		{
-			if (!cJSON_IsString(d) || !strncmp(d->valuestring, "CPU", 3))
-				continue;
-			size_t l = strlen(gpus);
-			if (nr.gpus >= 64)
-				break;
-			util_clean_line(name, sizeof(name), d->valuestring);
-			snprintf(gpus + l, sizeof(gpus) - l, "%s%s", l ? ", " : "", name);
-			nr.gpus++;
-		}
-	}
-	nr.device = cJSON_IsString(dev) ? util_clean_line(device, sizeof(device), dev->valuestring) : NULL;
-	nr.device_why =
-	    cJSON_IsString(why) ? util_clean_line(device_why, sizeof(device_why), why->valuestring) : NULL;
-	nr.blender = cJSON_IsString(ver) ? util_clean_line(blender, sizeof(blender), ver->valuestring) : NULL;
-	nr.gpu_names = gpus;
-	r->ngpus = nr.gpus;
+	r->ngpus = pm->ngpus;
 	store_node_note_ready(r->st, r->node_id, &nr);
+}
+
+/* Text for the frame's log: Blender's own lines that reached stdout, and
+ * what we refused of the worker's. */
+static void slot_log_line(struct slot *sl, const char *text, size_t len)
+{
+	if (sl->log_fd < 0)
+		return;
+	if (write(sl->log_fd, text, len) < 0 || write(sl->log_fd, "\n", 1) < 0)
+		slot_close_log(sl);
 }
 
 static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 {
-	cJSON *msg;
-	const cJSON *ev;
+	struct proto_msg pm;
+	int rc, this_frame;
 
 	sl->last_output = util_mono_ms();
-	if (len < 5 || memcmp(line, "@rfs ", 5)) {
-		if (sl->log_fd >= 0) {
-			line[len] = '\n';
-			if (write(sl->log_fd, line, len + 1) < 0)
-				slot_close_log(sl);
-		}
+	rc = proto_parse_line(line, len, &pm);
+	if (rc) {
+		char note[200];
+
+		/* Kept in the log, where the user looking at a stuck frame
+		 * finds it; the line itself is ignored. */
+		snprintf(note, sizeof(note), "renderfs: ignored a bad worker line: %s",
+			 rc == -EINVAL ? pm.why : strerror(-rc));
+		slot_log_line(sl, note, strlen(note));
 		return;
 	}
-	line[len] = '\0';
-	msg = cJSON_Parse(line + 5);
-	ev = msg ? cJSON_GetObjectItem(msg, "ev") : NULL;
-	if (!cJSON_IsString(ev))
-		goto out_free;
-	if (!strcmp(ev->valuestring, "ready")) {
-		const cJSON *w = cJSON_GetObjectItem(msg, "width");
-		const cJSON *h = cJSON_GetObjectItem(msg, "height");
-		const cJSON *fps = cJSON_GetObjectItem(msg, "fps");
-
+	this_frame = sl->frame_id && pm.frame == (int64_t)sl->frame_no;
+	switch (pm.ev) {
+	case PROTO_NONE: slot_log_line(sl, line, len); return;
+	case PROTO_READY:
 		if (slot_transition(sl, SE_READY) < 0)
-			goto out_free; /* not starting: out of turn, ignored */
-		sl->width = cJSON_IsNumber(w) && w->valuedouble >= 1 && w->valuedouble <= IMAGE_MAX_DIM
-				? w->valueint
-				: 0;
-		sl->height = cJSON_IsNumber(h) && h->valuedouble >= 1 && h->valuedouble <= IMAGE_MAX_DIM
-				 ? h->valueint
-				 : 0;
-		note_ready(r, msg);
-		if (cJSON_IsNumber(fps) && fps->valuedouble > 0 && fps->valuedouble <= 1000)
-			store_job_set_scene_fps(r->st, sl->job, fps->valuedouble);
+			return; /* not starting: out of turn, ignored */
+		sl->width = pm.width;
+		sl->height = pm.height;
+		note_ready(r, &pm);
+		if (pm.fps > 0)
+			store_job_set_scene_fps(r->st, sl->job, pm.fps);
 		sl->idle_since = util_mono_ms();
 		if (sl->frame_id && slot_send_frame(r, sl))
 			frame_failed(r, sl, "could not hand the frame to the worker");
-	} else if (!strcmp(ev->valuestring, "error") && sl->state == SLOT_STARTING) {
-		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
+		return;
+	case PROTO_ERROR:
+		if (sl->state == SLOT_STARTING)
+			snprintf(sl->setup_error, sizeof(sl->setup_error), "%s",
+				 pm.msg[0] ? pm.msg : "worker setup failed");
+		return;
+	case PROTO_START:
+		if (sl->state == SLOT_BUSY && this_frame) {
+			struct frame_move m = {.now = util_now_ms(),
+					       .lease_until = util_now_ms() + r->cfg->lease_ms};
 
-		util_clean_line(sl->setup_error, sizeof(sl->setup_error),
-				cJSON_IsString(m) ? m->valuestring : "worker setup failed");
-	} else if (!strcmp(ev->valuestring, "start") && sl->state == SLOT_BUSY) {
-		struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + r->cfg->lease_ms};
-
-		if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
-			slot_kill(r, sl); /* no longer ours */
-	} else if (!strcmp(ev->valuestring, "done") && sl->state == SLOT_BUSY && sl->frame_id) {
-		slot_finished(r, sl, msg);
-	} else if (!strcmp(ev->valuestring, "fail") && sl->state == SLOT_BUSY && sl->frame_id) {
-		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
-
-		char why[512];
-
-		slot_drain_log(r, sl);
-		frame_failed(
-		    r, sl,
-		    util_clean_line(why, sizeof(why),
-				    cJSON_IsString(m) ? m->valuestring : "Blender reported a failure"));
-		if (slot_transition(sl, SE_FINISH) >= 0)
-			sl->idle_since = util_mono_ms();
+			if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
+				slot_kill(r, sl); /* no longer ours */
+		}
+		return;
+	case PROTO_PROGRESS: return;
+	case PROTO_DONE:
+		if (sl->state == SLOT_BUSY && this_frame)
+			slot_finished(r, sl, &pm);
+		return;
+	case PROTO_FAIL:
+		if (sl->state == SLOT_BUSY && this_frame) {
+			slot_drain_log(r, sl);
+			frame_failed(r, sl, pm.msg[0] ? pm.msg : "Blender reported a failure");
+			if (slot_transition(sl, SE_FINISH) >= 0)
+				sl->idle_since = util_mono_ms();
+		}
+		return;
 	}
-out_free:
-	cJSON_Delete(msg);
 }
 
 void slot_read(struct runner *r, struct slot *sl)
