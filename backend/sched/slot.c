@@ -191,7 +191,7 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	sl->fmt = format_of(js.format);
 	sl->timeout_ms = js.timeout_ms;
 	sl->setup_error[0] = '\0';
-	sl->last_output = util_mono_ms();
+	sl->last_output = sl->last_progress = util_mono_ms();
 	sl->width = sl->height = 0;
 	setup = cJSON_CreateObject();
 	if (!setup)
@@ -212,6 +212,23 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	rc = slot_send_json(r, sl, setup);
 	cJSON_Delete(setup);
 	return rc;
+}
+
+int64_t slot_timeout_default_ms(double avg_secs)
+{
+	double t = avg_secs * 1000.0 * SLOT_TIMEOUT_AVG_FACTOR;
+
+	if (!isfinite(t) || t < (double)SLOT_DEFAULT_TIMEOUT_MS)
+		return SLOT_DEFAULT_TIMEOUT_MS;
+	return t > 30.0 * 86400 * 1000 ? 30LL * 86400 * 1000 : (int64_t)t;
+}
+
+static int64_t slot_default_timeout(struct runner *r, int64_t job)
+{
+	double avg = 0;
+
+	store_job_avg_secs(r->st, job, &avg);
+	return slot_timeout_default_ms(avg);
 }
 
 static int slot_send_frame(struct runner *r, struct slot *sl)
@@ -242,7 +259,13 @@ static int slot_send_frame(struct runner *r, struct slot *sl)
 	if (rc < 0)
 		return rc;
 	sl->frame_sent = 1;
-	sl->frame_started = sl->last_output = util_mono_ms();
+	sl->frame_started = sl->last_output = sl->last_progress = util_mono_ms();
+	sl->prog_fraction = 0;
+	sl->prog_step = 0;
+	sl->prog_written = 0;
+	sl->prog_written_val = -1;
+	sl->timeout_default = sl->timeout_ms <= 0;
+	sl->frame_timeout_ms = sl->timeout_default ? slot_default_timeout(r, sl->job) : sl->timeout_ms;
 	return 0;
 }
 
@@ -387,7 +410,8 @@ static void frame_done(struct runner *r, struct slot *sl, const struct proto_msg
 /* ---- the worker protocol ---- */
 
 /* Blender's own output (the worker's stderr) goes to the frame's log as
- * it comes; any output at all shows the worker is not hung. */
+ * it comes.  It shows the link is alive (last_output), never that the
+ * render is: a worker that prints forever without progress is hung. */
 void slot_drain_log(struct runner *r, struct slot *sl)
 {
 	char buf[16384];
@@ -462,6 +486,28 @@ static void slot_log_line(struct slot *sl, const char *text, size_t len)
 		slot_close_log(sl);
 }
 
+/* The worker's progress inside the frame.  Only an advance (a larger
+ * fraction, or a new phase of the render) refreshes the stall clock; the
+ * store gets it at most once a SLOT_PROGRESS_WRITE_MS, for status. */
+static void slot_progress(struct runner *r, struct slot *sl, const struct proto_msg *pm)
+{
+	int64_t now = util_mono_ms();
+
+	if (pm->fraction > sl->prog_fraction || pm->step > sl->prog_step) {
+		sl->last_progress = now;
+		if (pm->fraction > sl->prog_fraction)
+			sl->prog_fraction = pm->fraction;
+		if (pm->step > sl->prog_step)
+			sl->prog_step = pm->step;
+	}
+	if (sl->dup || sl->prog_fraction == sl->prog_written_val ||
+	    now - sl->prog_written < SLOT_PROGRESS_WRITE_MS)
+		return;
+	sl->prog_written = now;
+	sl->prog_written_val = sl->prog_fraction;
+	store_frame_set_progress(r->st, sl->frame_id, sl->lease, sl->prog_fraction);
+}
+
 static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 {
 	struct proto_msg pm;
@@ -469,6 +515,10 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 
 	sl->last_output = util_mono_ms();
 	rc = proto_parse_line(line, len, &pm);
+	/* The stall clock: every valid protocol event but progress, which
+	 * counts only when it advances (below). */
+	if (!rc && pm.ev != PROTO_NONE && pm.ev != PROTO_PROGRESS)
+		sl->last_progress = sl->last_output;
 	if (rc) {
 		char note[200];
 
@@ -508,7 +558,10 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 				slot_kill(r, sl); /* no longer ours */
 		}
 		return;
-	case PROTO_PROGRESS: return;
+	case PROTO_PROGRESS:
+		if (sl->state == SLOT_BUSY && this_frame)
+			slot_progress(r, sl, &pm);
+		return;
 	case PROTO_DONE:
 		if (sl->state == SLOT_BUSY && this_frame)
 			slot_finished(r, sl, &pm);
@@ -644,7 +697,7 @@ void slot_watch(struct runner *r)
 
 	for (int i = 0; i < r->nslots; i++) {
 		struct slot *sl = &r->slots[i];
-		char why[160], d[32];
+		char why[200], d[32];
 		int ours;
 
 		if (sl->state == SLOT_EMPTY)
@@ -683,17 +736,19 @@ void slot_watch(struct runner *r)
 			slot_kill(r, sl);
 			continue;
 		}
-		if (sl->state == SLOT_BUSY && sl->timeout_ms > 0 &&
-		    mono - sl->frame_started > sl->timeout_ms) {
-			snprintf(why, sizeof(why), "timed out after %s (timeout)",
-				 util_fmt_duration(d, sizeof(d), sl->timeout_ms / 1000.0));
+		if (sl->state == SLOT_BUSY && sl->frame_timeout_ms > 0 &&
+		    mono - sl->frame_started > sl->frame_timeout_ms) {
+			snprintf(why, sizeof(why), "timed out after %s (%s)",
+				 util_fmt_duration(d, sizeof(d), sl->frame_timeout_ms / 1000.0),
+				 sl->timeout_default ? "the default timeout; set timeout in the sidecar"
+						     : "timeout");
 			frame_failed(r, sl, why);
 			slot_kill(r, sl);
 			continue;
 		}
-		if (mono - sl->last_output > r->cfg->stall_ms) {
-			snprintf(why, sizeof(why), "hung: no output from Blender for %s",
-				 util_fmt_duration(d, sizeof(d), (mono - sl->last_output) / 1000.0));
+		if (mono - sl->last_progress > r->cfg->stall_ms) {
+			snprintf(why, sizeof(why), "hung: no render progress for %s",
+				 util_fmt_duration(d, sizeof(d), (mono - sl->last_progress) / 1000.0));
 			frame_failed(r, sl, why);
 			slot_kill(r, sl);
 			continue;

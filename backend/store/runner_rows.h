@@ -22,10 +22,26 @@ struct store_job_spec {
 	char scene[SIDECAR_SCENE_MAX];
 	char engine_name[16], device[16], format[8];
 	int samples, res_w, res_h, res_pct;
+	int scene_w, scene_h; /* read by renderfs from the scene; 0 = not yet */
 	int64_t timeout_ms;
 };
 /* 0, -ENOENT when there is no such job, or -errno. */
 int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js);
+
+/*
+ * A rendering frame's progress inside it (0..1), as its worker reported:
+ * written only under the caller's lease while the frame renders.  The
+ * caller rate-limits these writes.
+ */
+int store_frame_set_progress(struct store *st, int64_t frame, int64_t lease, double fraction);
+
+/* The mean render seconds of the job's done frames that have one; *avg 0
+ * when none has. */
+int store_job_avg_secs(struct store *st, int64_t job, double *avg);
+
+/* The output size renderfs read from the job's scene (w, h > 0), kept so
+ * the file is read once per job. */
+int store_job_set_scene_size(struct store *st, int64_t job, int w, int h);
 
 /* The frame rate a worker found in the job's scene. */
 int store_job_set_scene_fps(struct store *st, int64_t job, double fps);
