@@ -77,6 +77,68 @@ static void slot_close_log(struct slot *sl)
 	if (sl->log_fd >= 0)
 		close(sl->log_fd);
 	sl->log_fd = -1;
+	sl->log_size = 0;
+}
+
+#define LOG_CUT_NOTE "[renderfs: earlier output of this attempt was cut; the last part is kept]\n"
+
+/* Replace the log's content with note + the tail of old (from its first
+ * line start) + nothing else; the caller appends the new bytes. */
+static int log_rewrite(struct slot *sl, const char *tail, size_t n)
+{
+	const char *nl = memchr(tail, '\n', n);
+	size_t note = sizeof(LOG_CUT_NOTE) - 1;
+
+	if (nl) {
+		n -= (size_t)(nl + 1 - tail);
+		tail = nl + 1;
+	}
+	if (pwrite(sl->log_fd, LOG_CUT_NOTE, note, 0) != (ssize_t)note ||
+	    (n && pwrite(sl->log_fd, tail, n, (off_t)note) != (ssize_t)n) ||
+	    ftruncate(sl->log_fd, (off_t)(note + n)))
+		return -1;
+	sl->log_size = (int64_t)(note + n);
+	return 0;
+}
+
+/*
+ * Append to the frame's log, keeping at most SLOT_LOG_CAP bytes: a write
+ * that would pass the cap first cuts the file to the last half of the cap
+ * (the new bytes included), at a line start, so the file a user reads is
+ * always the attempt's tail as text.  Each byte is copied at most once
+ * more on the way, whatever a worker prints.  A write error closes the
+ * log (the frame goes on without one).
+ */
+static void slot_log_write(struct slot *sl, const char *buf, size_t n)
+{
+	const size_t half = SLOT_LOG_CAP / 2;
+
+	if (sl->log_fd < 0 || !n)
+		return;
+	if (n >= half) {
+		/* The new bytes alone fill the kept half: only their tail. */
+		if (log_rewrite(sl, buf + n - half, half))
+			slot_close_log(sl);
+		return;
+	}
+	if (sl->log_size + (int64_t)n > SLOT_LOG_CAP) {
+		size_t keep = half - n;
+		char *old = malloc(keep ? keep : 1);
+		ssize_t got = old && keep ? pread(sl->log_fd, old, keep, (off_t)(sl->log_size - (int64_t)keep))
+					  : 0;
+
+		if (!old || got < 0 || log_rewrite(sl, old, (size_t)got)) {
+			free(old);
+			slot_close_log(sl);
+			return;
+		}
+		free(old);
+	}
+	if (pwrite(sl->log_fd, buf, n, (off_t)sl->log_size) != (ssize_t)n) {
+		slot_close_log(sl);
+		return;
+	}
+	sl->log_size += (int64_t)n;
 }
 
 /* The slot stops holding its frame.  Its slot time goes to the frame's job:
@@ -151,6 +213,35 @@ static enum sc_format format_of(const char *name)
 	return SC_FORMAT_PNG;
 }
 
+/*
+ * The size the job's frames must have: the sidecar's absolute resolution
+ * (with its percentage), else the scene's own settings, read here from
+ * the job's blob (once per job: the result is kept in the store).  0x0
+ * when neither is known (an old file blendfile cannot read); the worker's
+ * ready line is then the fallback.
+ */
+static void slot_expected_size(struct runner *r, struct slot *sl, int64_t job, const struct store_job_spec *js)
+{
+	char path[4096];
+	int w, h, x, y, pct;
+
+	sl->exp_w = sl->exp_h = 0;
+	if (js->out_w > 0 && js->out_h > 0 && js->out_w <= IMAGE_MAX_DIM && js->out_h <= IMAGE_MAX_DIM) {
+		sl->exp_w = js->out_w;
+		sl->exp_h = js->out_h;
+		return;
+	}
+	if (collect_expected_size(js->res_w, js->res_h, js->res_pct, 0, 0, 0, &w, &h)) {
+		store_path_blob(r->st, js->sha, path, sizeof(path));
+		if (collect_scene_resolution(path, js->scene, &x, &y, &pct) ||
+		    collect_expected_size(js->res_w, js->res_h, js->res_pct, x, y, pct, &w, &h))
+			return;
+	}
+	sl->exp_w = w;
+	sl->exp_h = h;
+	store_job_set_out_size(r->st, job, w, h);
+}
+
 /* Start a worker for job on this slot: Blender loads the job's blob once. */
 static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 {
@@ -163,6 +254,7 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	rc = store_job_spec(r->st, job, &js);
 	if (rc)
 		return rc;
+	slot_expected_size(r, sl, job, &js);
 	rc = install_blob(&r->inst, r->st, js.sha, blob, sizeof(blob));
 	if (rc)
 		return rc;
@@ -383,8 +475,9 @@ static void frame_done(struct runner *r, struct slot *sl, const struct proto_msg
 		r->lost = 1;
 		return;
 	}
-	/* The size checked is the one this slot's worker announced when it
-	 * loaded the scene, never what a done message claims. */
+	/* The size checked is the job's (its sidecar, else its scene as
+	 * renderfs read it), or what the worker announced at ready when
+	 * neither is known; never what a done message claims. */
 	rc = collect_verify(local, sl->fmt, sl->width, sl->height,
 			    pm->sha256[0] ? pm->sha256 : NULL, &size, &mtime, why, sizeof(why));
 	if (rc) {
@@ -422,8 +515,7 @@ void slot_drain_log(struct runner *r, struct slot *sl)
 		if (n <= 0)
 			return;
 		sl->last_output = util_mono_ms();
-		if (sl->log_fd >= 0 && write(sl->log_fd, buf, (size_t)n) != n)
-			slot_close_log(sl);
+		slot_log_write(sl, buf, (size_t)n);
 	}
 }
 
@@ -480,10 +572,8 @@ static void note_ready(struct runner *r, const struct proto_msg *pm)
  * what we refused of the worker's. */
 static void slot_log_line(struct slot *sl, const char *text, size_t len)
 {
-	if (sl->log_fd < 0)
-		return;
-	if (write(sl->log_fd, text, len) < 0 || write(sl->log_fd, "\n", 1) < 0)
-		slot_close_log(sl);
+	slot_log_write(sl, text, len);
+	slot_log_write(sl, "\n", 1);
 }
 
 /* The worker's progress inside the frame.  Only an advance (a larger
@@ -535,8 +625,10 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 	case PROTO_READY:
 		if (slot_transition(sl, SE_READY) < 0)
 			return; /* not starting: out of turn, ignored */
-		sl->width = pm.width;
-		sl->height = pm.height;
+		/* The job's own size; the worker's word only when that is not
+		 * known (proto.c range-checked it). */
+		sl->width = sl->exp_w ? sl->exp_w : pm.width;
+		sl->height = sl->exp_w ? sl->exp_h : pm.height;
 		note_ready(r, &pm);
 		if (pm.fps > 0)
 			store_job_set_scene_fps(r->st, sl->job, pm.fps);
@@ -655,7 +747,8 @@ static void slot_open_log(struct runner *r, struct slot *sl)
 	if (sl->dup)
 		return; /* the holder's attempt keeps the frame's log */
 	store_path_log(r->st, sl->job, sl->frame_no, logp, sizeof(logp));
-	sl->log_fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	sl->log_fd = open(logp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	sl->log_size = 0;
 	store_frame_mark_logged(r->st, sl->frame_id, sl->job);
 }
 

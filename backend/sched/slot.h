@@ -74,6 +74,10 @@
  */
 #define SLOT_DEFAULT_TIMEOUT_MS (2 * 3600 * 1000LL)
 #define SLOT_TIMEOUT_AVG_FACTOR 10
+/* A frame's log keeps at most the last SLOT_LOG_CAP bytes of an attempt:
+ * when a write would pass it, the file is cut to its last half (from a
+ * line start), headed by a note that earlier output was cut. */
+#define SLOT_LOG_CAP (1024 * 1024)
 /* Progress is written to the store at most this often per slot. */
 #define SLOT_PROGRESS_WRITE_MS 1000
 
@@ -105,7 +109,9 @@ struct slot {
 	int64_t held_since; /* mono ms: when the slot took the frame (its slot time starts) */
 	int out_alt;        /* which of the slot's two output names the next frame gets */
 	int log_fd;
-	int width, height;
+	int64_t log_size; /* bytes in the log file (log_fd) */
+	int width, height; /* what frames are checked against (0 = hard caps only) */
+	int exp_w, exp_h;  /* the job's own size (sidecar, else its scene); 0 = unknown */
 	char setup_error[512];
 	char last_fail[512];
 	char outpath[4096];

@@ -22,7 +22,7 @@ int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js)
 	sqlite3_stmt *s;
 	int rc = store_prepare(st,
 			       "SELECT blend_sha, scene, engine, device, format, samples, res_w,"
-			       " res_h, res_pct, timeout_ms, scene_w, scene_h FROM jobs WHERE id = ?",
+			       " res_h, res_pct, timeout_ms, out_w, out_h FROM jobs WHERE id = ?",
 			       &s);
 
 	if (rc)
@@ -40,8 +40,8 @@ int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js)
 		js->res_h = sqlite3_column_int(s, 7);
 		js->res_pct = sqlite3_column_int(s, 8);
 		js->timeout_ms = sqlite3_column_int64(s, 9);
-		js->scene_w = sqlite3_column_int(s, 10);
-		js->scene_h = sqlite3_column_int(s, 11);
+		js->out_w = sqlite3_column_int(s, 10);
+		js->out_h = sqlite3_column_int(s, 11);
 		rc = 0;
 	}
 	sqlite3_finalize(s);
@@ -86,10 +86,10 @@ int store_job_avg_secs(struct store *st, int64_t job, double *avg)
 	return rc;
 }
 
-int store_job_set_scene_size(struct store *st, int64_t job, int w, int h)
+int store_job_set_out_size(struct store *st, int64_t job, int w, int h)
 {
 	sqlite3_stmt *s;
-	int rc = store_prepare(st, "UPDATE jobs SET scene_w = ?, scene_h = ? WHERE id = ?", &s);
+	int rc = store_prepare(st, "UPDATE jobs SET out_w = ?, out_h = ? WHERE id = ?", &s);
 
 	if (rc)
 		return rc;

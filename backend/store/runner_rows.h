@@ -22,7 +22,7 @@ struct store_job_spec {
 	char scene[SIDECAR_SCENE_MAX];
 	char engine_name[16], device[16], format[8];
 	int samples, res_w, res_h, res_pct;
-	int scene_w, scene_h; /* read by renderfs from the scene; 0 = not yet */
+	int out_w, out_h; /* the frames' pixel size renderfs worked out; 0 = not yet */
 	int64_t timeout_ms;
 };
 /* 0, -ENOENT when there is no such job, or -errno. */
@@ -39,9 +39,10 @@ int store_frame_set_progress(struct store *st, int64_t frame, int64_t lease, dou
  * when none has. */
 int store_job_avg_secs(struct store *st, int64_t job, double *avg);
 
-/* The output size renderfs read from the job's scene (w, h > 0), kept so
- * the file is read once per job. */
-int store_job_set_scene_size(struct store *st, int64_t job, int w, int h);
+/* The pixel size renderfs expects of the job's frames (w, h > 0; from
+ * the sidecar and the scene it read itself), kept so that the scene is
+ * read once per job. */
+int store_job_set_out_size(struct store *st, int64_t job, int w, int h);
 
 /* The frame rate a worker found in the job's scene. */
 int store_job_set_scene_fps(struct store *st, int64_t job, double fps);

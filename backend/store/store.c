@@ -289,11 +289,11 @@ static const char *const migrations[] = {
     /* 4 -> 5: a job's status counts its frames from the index alone */
     "CREATE INDEX frames_counts ON frames(job, state, node, secs, interrupts, attempts);",
     /* 5 -> 6: a frame's render progress inside the frame (0..1, from the
-     * worker; NULL until it reports), and the output size renderfs read
-     * from the job's own scene (0 = not known) */
+     * worker; NULL until it reports), and the pixel size renderfs expects of
+     * the job's frames, from its sidecar and its scene (0 = not known) */
     "ALTER TABLE frames ADD COLUMN progress REAL;"
-    "ALTER TABLE jobs ADD COLUMN scene_w INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE jobs ADD COLUMN scene_h INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE jobs ADD COLUMN out_w INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN out_h INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int migrate(struct store *st)
