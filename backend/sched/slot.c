@@ -353,6 +353,7 @@ static int slot_send_frame(struct runner *r, struct slot *sl)
 	sl->frame_sent = 1;
 	sl->frame_started = sl->last_output = sl->last_progress = util_mono_ms();
 	sl->prog_fraction = 0;
+	sl->prog_seen = 0;
 	sl->prog_step = 0;
 	sl->prog_written = 0;
 	sl->prog_written_val = -1;
@@ -576,6 +577,20 @@ static void slot_log_line(struct slot *sl, const char *text, size_t len)
 	slot_log_write(sl, "\n", 1);
 }
 
+/* Write the frame's progress to the store when it changed and the last
+ * write is SLOT_PROGRESS_WRITE_MS old (also from slot_watch, so the last
+ * value of a burst lands too). */
+static void slot_progress_flush(struct runner *r, struct slot *sl, int64_t now)
+{
+	if (sl->dup || !sl->frame_id || sl->state != SLOT_BUSY || !sl->prog_seen ||
+	    sl->prog_fraction == sl->prog_written_val ||
+	    now - sl->prog_written < SLOT_PROGRESS_WRITE_MS)
+		return;
+	sl->prog_written = now;
+	sl->prog_written_val = sl->prog_fraction;
+	store_frame_set_progress(r->st, sl->frame_id, sl->lease, sl->prog_fraction);
+}
+
 /* The worker's progress inside the frame.  Only an advance (a larger
  * fraction, or a new phase of the render) refreshes the stall clock; the
  * store gets it at most once a SLOT_PROGRESS_WRITE_MS, for status. */
@@ -583,6 +598,7 @@ static void slot_progress(struct runner *r, struct slot *sl, const struct proto_
 {
 	int64_t now = util_mono_ms();
 
+	sl->prog_seen = 1;
 	if (pm->fraction > sl->prog_fraction || pm->step > sl->prog_step) {
 		sl->last_progress = now;
 		if (pm->fraction > sl->prog_fraction)
@@ -590,12 +606,7 @@ static void slot_progress(struct runner *r, struct slot *sl, const struct proto_
 		if (pm->step > sl->prog_step)
 			sl->prog_step = pm->step;
 	}
-	if (sl->dup || sl->prog_fraction == sl->prog_written_val ||
-	    now - sl->prog_written < SLOT_PROGRESS_WRITE_MS)
-		return;
-	sl->prog_written = now;
-	sl->prog_written_val = sl->prog_fraction;
-	store_frame_set_progress(r->st, sl->frame_id, sl->lease, sl->prog_fraction);
+	slot_progress_flush(r, sl, now);
 }
 
 static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
@@ -846,6 +857,7 @@ void slot_watch(struct runner *r)
 			slot_kill(r, sl);
 			continue;
 		}
+		slot_progress_flush(r, sl, mono);
 		/* Renew the lease only while the node shows signs of life: a
 		 * node behind a dead link must let its frames go. */
 		if (!sl->dup && mono - sl->last_beat > r->cfg->lease_ms / 6 &&

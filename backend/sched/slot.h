@@ -103,6 +103,7 @@ struct slot {
 	 * progress only, never log output. */
 	int64_t frame_started, last_output, last_progress, last_beat, idle_since;
 	double prog_fraction;    /* the frame's progress so far, 0..1 */
+	int prog_seen;           /* the worker reported progress for this frame */
 	int64_t prog_step;       /* the worker's phase count so far */
 	int64_t prog_written;    /* mono ms of the last store write */
 	double prog_written_val; /* what it wrote */

@@ -91,3 +91,13 @@ def test_frame_size_is_the_jobs_not_the_nodes(rfs, scenes, tmp_path):
     # (the next frame starts while the last one is fetched and checked).
     assert 3 <= int(node["failed"]) <= 4, node
     assert int(s["failed"]) + int(s["queued"]) + int(s["cancelled"]) == 5, s
+
+
+def test_frame_size_comes_from_the_scene_without_a_sidecar_size(rfs, scenes, tmp_path):
+    # No resolution in the sidecar: renderfs reads the scene's own 32x24
+    # from the .blend itself; the node's 65536x65536 claim changes nothing.
+    mnt = fake_mount(rfs, tmp_path, "liar")
+    mnt.drop("s", scenes.plain, "1-2\nretries = 0\nvideo = no\n")
+    s = mnt.wait_state("s", R.TERMINAL, timeout=60)
+    assert s["state"] == "failed" and R.parse_frame_list(s["missing"]) == {1, 2}, s
+    assert "128x128, expected 32x24" in s.get("error", ""), s
