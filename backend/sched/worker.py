@@ -130,8 +130,11 @@ def stats_progress(line):
         k, n = int(t.group(1)), int(t.group(2))
         frac = (max(min(k, n), 1) - 1 + (s or 0.0)) / n
     elif td and int(td.group(2)) > 0:
+        # "Rendered K/T Tiles, Sample N/M": K tiles done, the next at N.
+        # Right after a tile ends Blender prints N = M for it either side
+        # of counting it, so N = M adds nothing (never over-reports).
         k, n = int(td.group(1)), int(td.group(2))
-        frac = (min(k, n) + (s or 0.0)) / n
+        frac = (min(k, n) + (s if s is not None and s < 1 else 0.0)) / n
     elif s is not None:
         frac = s
     parts = [p.strip() for p in line.split(b"|")]
