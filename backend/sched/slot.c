@@ -226,6 +226,8 @@ static void slot_expected_size(struct runner *r, struct slot *sl, int64_t job, c
 	int w, h, x, y, pct;
 
 	sl->exp_w = sl->exp_h = 0;
+	if (js->out_w < 0)
+		return; /* tried before: not known */
 	if (js->out_w > 0 && js->out_h > 0 && js->out_w <= IMAGE_MAX_DIM && js->out_h <= IMAGE_MAX_DIM) {
 		sl->exp_w = js->out_w;
 		sl->exp_h = js->out_h;
@@ -234,8 +236,11 @@ static void slot_expected_size(struct runner *r, struct slot *sl, int64_t job, c
 	if (collect_expected_size(js->res_w, js->res_h, js->res_pct, 0, 0, 0, &w, &h)) {
 		store_path_blob(r->st, js->sha, path, sizeof(path));
 		if (collect_scene_resolution(path, js->scene, &x, &y, &pct) ||
-		    collect_expected_size(js->res_w, js->res_h, js->res_pct, x, y, pct, &w, &h))
+		    collect_expected_size(js->res_w, js->res_h, js->res_pct, x, y, pct, &w, &h)) {
+			/* Not read again for this job's next workers. */
+			store_job_set_out_size(r->st, job, -1, -1);
 			return;
+		}
 	}
 	sl->exp_w = w;
 	sl->exp_h = h;
