@@ -22,7 +22,7 @@ int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js)
 	sqlite3_stmt *s;
 	int rc = store_prepare(st,
 			       "SELECT blend_sha, scene, engine, device, format, samples, res_w,"
-			       " res_h, res_pct, timeout_ms FROM jobs WHERE id = ?",
+			       " res_h, res_pct, timeout_ms, out_w, out_h FROM jobs WHERE id = ?",
 			       &s);
 
 	if (rc)
@@ -40,8 +40,63 @@ int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js)
 		js->res_h = sqlite3_column_int(s, 7);
 		js->res_pct = sqlite3_column_int(s, 8);
 		js->timeout_ms = sqlite3_column_int64(s, 9);
+		js->out_w = sqlite3_column_int(s, 10);
+		js->out_h = sqlite3_column_int(s, 11);
 		rc = 0;
 	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_frame_set_progress(struct store *st, int64_t frame, int64_t lease, double fraction)
+{
+	sqlite3_stmt *s;
+	int rc = store_cached(st,
+			      "UPDATE frames SET progress = ?1 WHERE id = ?2 AND lease = ?3"
+			      " AND state = 'rendering'",
+			      &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_double(s, 1, fraction < 0 ? 0 : fraction > 1 ? 1 : fraction);
+	sqlite3_bind_int64(s, 2, frame);
+	sqlite3_bind_int64(s, 3, lease);
+	rc = store_errno(sqlite3_step(s));
+	store_release(s);
+	return rc;
+}
+
+int store_job_avg_secs(struct store *st, int64_t job, double *avg)
+{
+	sqlite3_stmt *s;
+	int rc = store_cached(st,
+			      "SELECT coalesce(avg(secs), 0) FROM frames WHERE job = ?"
+			      " AND state = 'done' AND secs IS NOT NULL",
+			      &s);
+
+	*avg = 0;
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*avg = sqlite3_column_double(s, 0);
+	rc = rc == SQLITE_ROW ? 0 : store_errno(rc);
+	store_release(s);
+	return rc;
+}
+
+int store_job_set_out_size(struct store *st, int64_t job, int w, int h)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, "UPDATE jobs SET out_w = ?, out_h = ? WHERE id = ?", &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int(s, 1, w);
+	sqlite3_bind_int(s, 2, h);
+	sqlite3_bind_int64(s, 3, job);
+	rc = store_errno(sqlite3_step(s));
 	sqlite3_finalize(s);
 	return rc;
 }

@@ -22,10 +22,27 @@ struct store_job_spec {
 	char scene[SIDECAR_SCENE_MAX];
 	char engine_name[16], device[16], format[8];
 	int samples, res_w, res_h, res_pct;
+	int out_w, out_h; /* the frames' pixel size renderfs worked out; 0 = not yet, -1 = unknown */
 	int64_t timeout_ms;
 };
 /* 0, -ENOENT when there is no such job, or -errno. */
 int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js);
+
+/*
+ * A rendering frame's progress inside it (0..1), as its worker reported:
+ * written only under the caller's lease while the frame renders.  The
+ * caller rate-limits these writes.
+ */
+int store_frame_set_progress(struct store *st, int64_t frame, int64_t lease, double fraction);
+
+/* The mean render seconds of the job's done frames that have one; *avg 0
+ * when none has. */
+int store_job_avg_secs(struct store *st, int64_t job, double *avg);
+
+/* The pixel size renderfs expects of the job's frames (w, h > 0; from
+ * the sidecar and the scene it read itself), kept so that the scene is
+ * read once per job; -1, -1 when it could not be worked out. */
+int store_job_set_out_size(struct store *st, int64_t job, int w, int h);
 
 /* The frame rate a worker found in the job's scene. */
 int store_job_set_scene_fps(struct store *st, int64_t job, double fps);

@@ -21,6 +21,7 @@
  * A plain program: one line per failed check, exit status 1 if any failed.
  */
 #include "core/util.h"
+#include "sched/collect.h"
 #include "sched/runner.h"
 #include "sched/slot.h"
 #include "store/nodes.h"
@@ -1055,8 +1056,41 @@ static void test_lease_order(void)
 	world_close(&w);
 }
 
+/* The size a job's frames must have: the sidecar over the scene. */
+static void test_expected_size(void)
+{
+	int w = -1, h = -1;
+
+	CHECK(collect_expected_size(0, 0, 0, 1920, 1080, 50, &w, &h) == 0 && w == 960 && h == 540,
+	      "scene at 50%%: %dx%d", w, h);
+	CHECK(collect_expected_size(64, 64, 0, 1920, 1080, 50, &w, &h) == 0 && w == 64 && h == 64,
+	      "absolute sidecar size is 100%%: %dx%d", w, h);
+	CHECK(collect_expected_size(64, 48, 50, 0, 0, 0, &w, &h) == 0 && w == 32 && h == 24,
+	      "sidecar size with its percentage, scene unknown: %dx%d", w, h);
+	CHECK(collect_expected_size(0, 0, 25, 1921, 1081, 100, &w, &h) == 0 && w == 480 && h == 270,
+	      "percentage only, rounded down as Blender does: %dx%d", w, h);
+	CHECK(collect_expected_size(0, 0, 50, 0, 0, 0, &w, &h) == -ENOENT, "percentage without a scene");
+	CHECK(collect_expected_size(0, 0, 0, 0, 0, 0, &w, &h) == -ENOENT, "nothing known");
+	CHECK(collect_expected_size(0, 0, 1000, 32768, 32768, 100, &w, &h) == -ENOENT, "over IMAGE_MAX_DIM");
+	CHECK(collect_expected_size(0, 0, 0, 1, 1, 1, &w, &h) == -ENOENT, "under one pixel");
+	CHECK(collect_expected_size(0, 0, 0, -5, 10, 100, &w, &h) == -ENOENT, "negative scene side");
+	CHECK(collect_scene_resolution("/nonexistent/x.blend", NULL, &w, &h, &w) < 0, "unreadable blob");
+}
+
+/* The default per-frame timeout: 2 h, or 10x the job's mean when longer. */
+static void test_default_timeout(void)
+{
+	CHECK(slot_timeout_default_ms(0) == SLOT_DEFAULT_TIMEOUT_MS, "no average: 2 h");
+	CHECK(slot_timeout_default_ms(60) == SLOT_DEFAULT_TIMEOUT_MS, "1 min frames: 2 h floor");
+	CHECK(slot_timeout_default_ms(3600) == 10 * 3600 * 1000LL, "1 h frames: 10 h");
+	CHECK(slot_timeout_default_ms(1e300) == 30LL * 86400 * 1000, "capped at 30 days");
+	CHECK(slot_timeout_default_ms(-5) == SLOT_DEFAULT_TIMEOUT_MS, "negative: the floor");
+}
+
 int main(void)
 {
+	test_expected_size();
+	test_default_timeout();
 	if (!mkdtemp(tmp_root))
 		die("mkdtemp", errno);
 	test_slot_table();
