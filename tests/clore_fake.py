@@ -66,7 +66,7 @@ counted; it does not use up the budget.
 Control endpoints (no auth, loopback clients only):
     GET  /_control/state      orders (ended ones too, with owner, end_reason, the
                               ssh_key, env and command sent, and t_created /
-                              t_ended as unix times with fractions), cancels,
+                              t_ended as unix times with fractions), cancels, cancels_refused,
                               create_attempts (every authorised create_order:
                               server, type, spotprice, code, error, t),
                               violations, forced, requests per endpoint,
@@ -81,6 +81,11 @@ Control endpoints (no auth, loopback clients only):
       force_code5 makes the next N authorised requests answer code 5 (or 429),
       counted as "forced", not as violations; pad_bytes adds that much padding to
       every reply; stall_ms delays every API reply.
+      "cancel_429": N makes the next N authorised cancel_order calls answer as
+      an over-the-rate-limit front proxy would (clore-api.md): HTTP 429 with a
+      text body, or {"code":5} with "cancel_429_as": "code5".  Each is counted
+      in "cancels_refused" (and "forced"), cancels nothing and uses up no
+      rate-limit budget; other endpoints answer normally meanwhile.
 
 The API key is compared, never logged: the log (--log) holds the method, the
 path and the reply code only.
@@ -182,6 +187,9 @@ class Fake:
         self.violations = 0
         self.forced = 0
         self.force_code5 = 0
+        self.cancel_429 = 0
+        self.cancel_429_as = "http429"
+        self.cancels_refused = 0
         self.unauthorized = 0
         self.requests = {}
         self.last_req = {}
@@ -539,6 +547,13 @@ class Fake:
                 self.unauthorized += 1
                 return 200, {"code": 3}
             now = time.monotonic()
+            if name == "cancel_order" and self.cancel_429 > 0:
+                self.cancel_429 -= 1
+                self.cancels_refused += 1
+                self.forced += 1
+                if self.cancel_429_as == "code5":
+                    return 200, {"code": 5}
+                return 429, "Too Many Requests\n"
             if self.force_code5 > 0:
                 self.force_code5 -= 1
                 self.forced += 1
@@ -572,7 +587,8 @@ class Fake:
         with self.lock:
             if method == "GET" and name == "state":
                 return {"orders": [self.control_order(o) for o in self.orders.values()],
-                        "cancels": list(self.cancels), "violations": self.violations,
+                        "cancels": list(self.cancels), "cancels_refused": self.cancels_refused,
+                        "cancel_429_left": self.cancel_429, "violations": self.violations,
                         "forced": self.forced, "requests": dict(self.requests),
                         "requests_total": sum(self.requests.values()),
                         "unauthorized": self.unauthorized,
@@ -612,6 +628,10 @@ class Fake:
                                 ("stall_ms", "stall_ms")):
                     if k in body:
                         setattr(self, attr, int(body[k]))
+                if "cancel_429" in body:
+                    self.cancel_429 = int(body["cancel_429"])
+                if "cancel_429_as" in body:
+                    self.cancel_429_as = str(body["cancel_429_as"])
                 if "http429" in body:
                     self.http429 = bool(body["http429"])
                 if "cancel_ended_reply" in body:

@@ -45,6 +45,11 @@
 #define INTENT_WINDOW_S 30     /* an order this long before its intent still matches (clock skew) */
 #define INTENT_GIVE_UP  120000 /* ms: an intent no order appeared for is void */
 #define MARKET_MAX_AGE  30000  /* ms between marketplace listings */
+/* At unmount, cancels that failed are tried again, with backoff, for this
+ * long (times the client's rate scale: the tests' fake runs faster); new
+ * attempts start only within it, so unmount takes at most this plus one
+ * cancel call (its own retries on code 5 / HTTP 429 included). */
+#define UNMOUNT_RETRY_MS 60000
 
 struct held {
 	int64_t rental, order, server;
@@ -404,6 +409,73 @@ static void lost(struct provision *p, struct held *h, const char *why)
 	store_event(p->st, 0, 0, 0, "clore", ev);
 	fprintf(stderr, "renderfs: clore: %s\n", ev);
 	release(p, h, why);
+}
+
+/* Cancel again every rental left `releasing` (a cancel that failed); no
+ * new attempt starts after the mono-ms deadline (0: none).  Returns how
+ * many are still releasing (an error counts as one). */
+static int release_pending(struct provision *p, const char *why, int64_t deadline)
+{
+	struct rental_row *rows = NULL;
+	size_t n = 0;
+	int left;
+
+	rentals_open(p, &rows, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct held *h;
+
+		if (rows[i].state != RS_RELEASING || (deadline && util_mono_ms() >= deadline))
+			continue;
+		h = held_add(p, rows[i].id, rows[i].order_id, rows[i].server, RS_RELEASING);
+		if (h)
+			release(p, h, why);
+	}
+	free(rows);
+	left = store_rental_count(p->st, RENTAL_BIT(RS_RELEASING));
+	return left < 0 ? 1 : left;
+}
+
+/* Unmounting: the cancels that failed are tried again, 1 s, 2 s, 4 s ...
+ * apart (scaled like the client's backoff), for UNMOUNT_RETRY_MS.  What is
+ * still not given back is said on stderr with its order ids: the rentals
+ * stay `releasing`, and the next mount cancels them before anything else. */
+static void release_at_unmount(struct provision *p)
+{
+	double scale = clore_rate_scale(p->cc);
+	int64_t deadline = util_mono_ms() + (int64_t)(UNMOUNT_RETRY_MS * scale);
+	int64_t wait = (int64_t)(1000 * scale);
+	struct rental_row *rows = NULL;
+	size_t n = 0;
+	char ids[400] = "", ev[700], d[32];
+	size_t len = 0;
+	int left = release_pending(p, "renderfs unmounted", deadline), k = 0;
+
+	while (left > 0 && util_mono_ms() + wait < deadline) {
+		for (int64_t end = util_mono_ms() + wait; util_mono_ms() < end;)
+			usleep(20 * 1000);
+		wait = wait * 2 > 10000 ? 10000 : wait * 2;
+		left = release_pending(p, "renderfs unmounted", deadline);
+	}
+	if (left <= 0)
+		return;
+	rentals_open(p, &rows, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].state != RS_RELEASING)
+			continue;
+		k++;
+		if (len < sizeof(ids) - 24)
+			len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%lld", len ? ", " : "",
+						(long long)rows[i].order_id);
+	}
+	free(rows);
+	snprintf(ev, sizeof(ev),
+		 "%d order%s could not be cancelled within %s: %s (last error: %s); the next mount "
+		 "cancels %s first; until then %s may cost money (cancelling at clore.ai stops that now)",
+		 k, k == 1 ? "" : "s", util_fmt_duration(d, sizeof(d), UNMOUNT_RETRY_MS * scale / 1000.0),
+		 ids[0] ? ids : "?", clore_error(p->cc)[0] ? clore_error(p->cc) : "unknown",
+		 k == 1 ? "it" : "them", k == 1 ? "it" : "they");
+	store_event(p->st, 0, 0, 0, "clore", ev);
+	fprintf(stderr, "renderfs: clore: %s\n", ev);
 }
 
 /* ---- polling ---- */
@@ -1029,8 +1101,11 @@ static void *provision_main(void *arg)
 	struct provision *p = arg;
 	int spent_out = 0;
 
-	/* Reconcile first: adopt what is still ours and running, end what
-	 * is gone, resolve intents left by a crash. */
+	/* Orders an earlier mount could not give back are cancelled first,
+	 * before anything else is asked of the API; then reconcile: adopt
+	 * what is still ours and running, end what is gone, resolve intents
+	 * left by a crash. */
+	release_pending(p, "left over from an earlier mount", 0);
 	poll_orders(p);
 	p->last_poll = util_mono_ms();
 	while (!atomic_load(&p->stop)) {
@@ -1066,11 +1141,12 @@ static void *provision_main(void *arg)
 		while (p->nheld > 0)
 			release(p, &p->held[p->nheld - 1], "renderfs unmounted");
 		/* Intents whose order was never found: look once more. */
-		if (count_state(p, RENTAL_OPEN_MASK)) {
+		if (count_state(p, RENTAL_OPEN_MASK & ~RENTAL_BIT(RS_RELEASING))) {
 			poll_orders(p);
 			while (p->nheld > 0)
 				release(p, &p->held[p->nheld - 1], "renderfs unmounted");
 		}
+		release_at_unmount(p);
 		settle(p);
 	}
 	publish(p);

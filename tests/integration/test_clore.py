@@ -1085,3 +1085,91 @@ def test_bad_clore_settings_refused_before_mounting(clore, bad):
     assert re.search(why, out), "the message does not say what is wrong with %r:\n%s" % (settings, out)
     assert clore.key not in out, "the message shows the key"
     assert clore.state()["requests_total"] == 0, "renderfs talked to the API before refusing"
+
+
+# ---------------------------------------------------------------- unmount under fire
+
+def _fake_log_lines(fake):
+    try:
+        return get(fake.log).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+
+
+@pytest.mark.deadline(200)
+def test_unmount_gives_everything_back_under_fire(clore, slow):
+    """Unmount with one node unreachable and the front proxy answering HTTP
+    429 to cancel_order: a failed cancel is tried again (the client gives up
+    after 5 tries, so 7 refusals need a second round); while the refusals
+    last longer than the retry window, the orders left are named on stderr,
+    stay on the account, and the next mount cancels them before any other
+    request."""
+    nodes = clore.make_nodes(2)
+    servers = [clore.server(1101, nodes[0], od=100), clore.server(1102, nodes[1], od=110)]
+    fake = clore.start_fake(servers)
+    mnt = clore.mount(nodes=2, idle="1m")
+    N = 30
+    mnt.drop("long", slow, "1-%d\nvideo = no\n" % N)
+
+    def both_rendering():
+        st = fake.state()
+        act = active_api(st)
+        if len(act) != 2:
+            return None
+        for o in act:
+            try:
+                if node_status(mnt, o["id"]).get("state") != "rendering":
+                    return None
+            except OSError:
+                return None
+        return act
+    act = clore.wait(both_rendering, 90, "two rented nodes rendering", "long")
+    victim = {1101: nodes[0], 1102: nodes[1]}[act[0]["si"]]
+    victim.link_down()
+    fake.set(cancel_429=7)              # more than one cancel call's 5 tries
+    t0 = time.monotonic()
+    mnt.stop()                          # asserts exit 0 within 30 s
+    took = time.monotonic() - t0
+    victim.link_up()
+    st = fake.state()
+    assert st["cancels_refused"] == 7, "the 429s were not all met: %d\n%s" % (
+        st["cancels_refused"], excerpt(st))
+    for o in api_orders(st):
+        assert o["ended"] and o["end_reason"] == "cancelled", \
+            "an order survived the unmount although the 429s stopped in time\n%s" % excerpt(st)
+    log = get(mnt.daemon_log).decode("utf-8", "replace")
+    assert "could not be cancelled" not in log, mnt.log_tail(30)
+    print("unmount with an unreachable node and 7 refused cancels took %.1fs" % took)
+
+    # Now the refusals outlast the retry window (60 s x RATE_SCALE).
+    mnt.start()
+    act = clore.wait(both_rendering, 90, "two rented nodes rendering again", "long")
+    left = sorted(o["id"] for o in act)
+    fake.set(cancel_429=100000)
+    mark = len(get(mnt.daemon_log))
+    mnt.stop()
+    st = fake.state()
+    assert sorted(o["id"] for o in active_api(st)) == left, \
+        "the orders whose cancels were refused should still be on the account\n%s" % excerpt(st)
+    said = get(mnt.daemon_log)[mark:].decode("utf-8", "replace")
+    lines = [ln for ln in said.splitlines() if "could not be cancelled" in ln]
+    assert lines, "unmount did not say which orders are left:\n%s" % said[-3000:]
+    for oid in left:
+        assert re.search(r"\b%d\b" % oid, lines[-1]), "order %d not named: %r" % (oid, lines[-1])
+
+    # The next mount cancels them first thing.
+    fake.set(cancel_429=0)
+    before = len(_fake_log_lines(fake))
+    mnt.start()
+    st = clore.wait(lambda: (lambda st: st if all(
+        o["ended"] for o in api_orders(st) if o["id"] in left) else None)(fake.state()),
+        20, "the orders left at the last unmount to be cancelled", "long")
+    first = _fake_log_lines(fake)[before:before + len(left)]
+    assert first and all(ln.startswith("POST /v1/cancel_order -> 200 0") for ln in first), \
+        "the remount's first requests were not the cancels: %r" % first
+    for o in api_orders(st):
+        if o["id"] in left:
+            assert o["end_reason"] == "cancelled", excerpt(st)
+    s = clore.wait_done("long", timeout=150)
+    assert counter(s, "failed") == 0, s
+    check_frames(clore, "long", range(1, N + 1), SLOW)
