@@ -55,6 +55,8 @@ struct held {
 	int64_t rental, order, server;
 	enum rental_state state; /* what the row was when last read or moved */
 	int64_t away_since;      /* mono ms: its node offline or connecting since */
+	int64_t up_at;           /* mono ms: its node was started (0: not yet) */
+	int key_wait_said;       /* the "key refused so far" event was written */
 	struct tnode *node;      /* with runner, once the server came up */
 	struct runner *runner;
 	int64_t idle_since; /* mono ms; 0 while it has work */
@@ -340,6 +342,8 @@ static int node_start(struct provision *p, const struct rental_row *r, const str
 	h->node = ssh_node_new(&so);
 	if (!h->node)
 		return -ENOMEM;
+	h->up_at = util_mono_ms();
+	h->key_wait_said = 0;
 	rc = runner_start(p->dir, p->cfg, h->node, p->cfg->ssh_slots, p->cfg->ssh_blender, p->worker_path,
 			  &h->runner);
 	if (rc) {
@@ -686,6 +690,23 @@ static int node_broken(struct provision *p, struct held *h, int64_t node, int64_
 	if (rc && rc != -ENOENT)
 		return 0;
 	if (!strcmp(state, "error")) {
+		/* The container may install the order's key only after the order
+		 * shows online: a refused login is tried again (the runner backs
+		 * off) until boot_timeout from the node's start. */
+		if (!strncmp(err, "authentication", 14) && h->up_at &&
+		    mono - h->up_at < p->cfg->clore_boot_timeout_ms) {
+			if (!h->key_wait_said) {
+				char ev[700];
+
+				h->key_wait_said = 1;
+				snprintf(ev, sizeof(ev),
+					 "server %lld refuses the order's key so far (%s); trying again "
+					 "until boot_timeout",
+					 (long long)h->server, err);
+				store_event(p->st, 0, node, 0, "clore", ev);
+			}
+			return 0;
+		}
 		snprintf(why, whysz, "server %lld cannot render: %s", (long long)h->server, err);
 		return 1;
 	}

@@ -1173,3 +1173,27 @@ def test_unmount_gives_everything_back_under_fire(clore, slow):
     s = clore.wait_done("long", timeout=150)
     assert counter(s, "failed") == 0, s
     check_frames(clore, "long", range(1, N + 1), SLOW)
+
+
+@pytest.mark.deadline(120)
+def test_key_installed_late_is_waited_for(clore, tiny):
+    """The container puts the order's key in place only 5 s after the order
+    shows online: sshd refuses it until then.  renderfs keeps trying (with
+    backoff, up to boot_timeout) and renders there, on the one order."""
+    nodes = clore.make_nodes(1)
+    fake = clore.start_fake([clore.server(1201, nodes[0], od=100, online_after=0.5, keys_after=5)])
+    mnt = clore.mount(nodes=1, boot_timeout="30s", idle="2s")
+    mnt.drop("shot", tiny, "1-4\nvideo = no\n")
+    s = clore.wait_done("shot", timeout=80)
+    assert counter(s, "failed") == 0, s
+    st = fake.state()
+    assert len(attempts_on(st, 1201)) == 1 and len(api_orders(st)) == 1, \
+        "the server was given up and ordered again\n%s" % excerpt(st)
+    o = api_orders(st)[0]
+    assert o["t_keys"] is not None and o["t_keys"] - o["t_created"] >= 5, excerpt(st)
+    nf = check_frames(clore, "shot", range(1, 5), TINY, st)
+    assert nf == {"clore-%d" % o["id"]: 4}, nf
+    assert re.search(r"node clore-%d unusable: authentication failed" % o["id"],
+                     get(mnt.daemon_log).decode("utf-8", "replace")), \
+        "the node never refused the key: the test did not test a late key\n%s" % clore.debug("shot")
+    clore.wait_released(20, "shot")
