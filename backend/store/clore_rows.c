@@ -48,6 +48,29 @@ int64_t store_clore_queued(struct store *st, int64_t *top_job)
 	return n;
 }
 
+int store_clore_queued_jobs(struct store *st, struct clore_queued_job *out, size_t cap)
+{
+	sqlite3_stmt *s;
+	size_t k = 0;
+	int rc = store_prepare(st,
+			       "SELECT j.id, (SELECT count(*) FROM (SELECT 1 FROM frames f WHERE f.state = 'queued'"
+			       "  AND f.job = j.id LIMIT 1000)) AS q FROM jobs j"
+			       " WHERE j.removed = 0 AND j.over_budget = 0 AND j.state IN ('waiting', 'rendering')"
+			       " AND q > 0 ORDER BY j.priority DESC, j.id LIMIT ?",
+			       &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)cap);
+	while (k < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		out[k].job = sqlite3_column_int64(s, 0);
+		out[k++].queued = sqlite3_column_int64(s, 1);
+	}
+	rc = k == cap || rc == SQLITE_DONE ? 0 : store_errno(rc);
+	sqlite3_finalize(s);
+	return rc ? rc : (int)k;
+}
+
 static void wish_fill(void *arg, sqlite3_stmt *s)
 {
 	struct clore_job_wish *w = arg;

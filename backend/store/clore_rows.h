@@ -47,6 +47,14 @@ struct clore_budget_job {
  */
 int64_t store_clore_queued(struct store *st, int64_t *top_job);
 
+/* A job with queued frames and how many (counted up to 1000). */
+struct clore_queued_job {
+	int64_t job, queued;
+};
+/* The jobs store_clore_queued counts, by priority then id, up to cap.
+ * Returns how many, or -errno. */
+int store_clore_queued_jobs(struct store *st, struct clore_queued_job *out, size_t cap);
+
 /* The job's stored wishes; -ENOENT when there is no such job. */
 int store_clore_job_wish(struct store *st, int64_t job, struct clore_job_wish *w);
 

@@ -1197,3 +1197,31 @@ def test_key_installed_late_is_waited_for(clore, tiny):
                      get(mnt.daemon_log).decode("utf-8", "replace")), \
         "the node never refused the key: the test did not test a late key\n%s" % clore.debug("shot")
     clore.wait_released(20, "shot")
+
+
+@pytest.mark.deadline(150)
+def test_each_job_gets_nodes_of_its_own_wishes(clore, tiny):
+    """Two jobs, each wanting another GPU model: each gets a node that fits
+    its own sidecar (not only the top-priority job), and no frame of one
+    renders on the node rented for the other."""
+    nodes = clore.make_nodes(2)
+    servers = [clore.server(1301, nodes[0], gpu=RTX4090, od=100),
+               clore.server(1302, nodes[1], gpu=RTX3090, od=100)]
+    fake = clore.start_fake(servers)
+    mnt = clore.mount(nodes=2, idle="3s")
+    mnt.drop("fast", tiny, "1-8\nvideo = no\npriority = 5\ngpu = RTX 4090\n")
+    mnt.drop("cheap", tiny, "1-8\nvideo = no\ngpu = RTX 3090\n")
+    for job in ("fast", "cheap"):
+        s = clore.wait_done(job, timeout=100)
+        assert counter(s, "failed") == 0, s
+    st = fake.state()
+    by_server = {}
+    for o in api_orders(st):
+        by_server.setdefault(o["si"], []).append("clore-%d" % o["id"])
+    assert set(by_server) == {1301, 1302}, "expected one order per GPU model\n%s" % excerpt(st)
+    for job, sid in (("fast", 1301), ("cheap", 1302)):
+        nf = check_frames(clore, job, range(1, 9), TINY, st)
+        wrong = {n: c for n, c in nf.items() if n not in by_server[sid]}
+        assert not wrong, "frames of %s rendered on nodes its gpu wish refuses: %r (its server's " \
+            "nodes %r)\n%s" % (job, wrong, by_server[sid], clore.debug(job))
+    clore.wait_released(25)
