@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define MAX_HELD        64
@@ -56,6 +57,7 @@
 /* What a rented node is, as a job's wishes judge it (desc_accepts). */
 struct node_desc {
 	const struct config *cfg;
+	int64_t node;     /* its nodes row, once started (0 before) */
 	char gpu[128];    /* the model the marketplace listed */
 	int gpus, spot;
 	double vram;      /* GB per GPU; 0: unknown (accepted) */
@@ -379,14 +381,29 @@ static int desc_accepts(const struct node_desc *d, const struct job_want *w)
 	return 1;
 }
 
+/* A rented GPU server whose Blender renders on the CPU although no job
+ * asked for it (device auto fell back: no GPU back-end, no driver, no
+ * device): 1, with the worker's reason in why. */
+static int cpu_fallback(struct store *st, int64_t node, char *why, size_t whysz)
+{
+	char dev[64];
+
+	if (!node || store_clore_node_device(st, node, dev, sizeof(dev), why, whysz))
+		return 0;
+	return !strcasecmp(dev, "CPU") && strncmp(why, "cpu requested", 13);
+}
+
 /* dispatch's filter for a rented node (dispatch_set_accept): on the
- * picking thread, with its store.  A job that cannot be read is refused. */
+ * picking thread, with its store.  A job that cannot be read is refused,
+ * and so is every job while the node renders on CPU instead of its GPUs
+ * (provision gives it back: node_broken). */
 static int node_accepts(void *arg, struct store *st, int64_t job)
 {
 	const struct node_desc *d = arg;
 	struct job_want w;
+	char why[256];
 
-	if (want_fill(d->cfg, st, job, &w))
+	if (cpu_fallback(st, d->node, why, sizeof(why)) || want_fill(d->cfg, st, job, &w))
 		return 0;
 	return desc_accepts(d, &w);
 }
@@ -463,7 +480,8 @@ static int node_start(struct provision *p, const struct rental_row *r, const str
 		return rc;
 	}
 	/* Before its first frame: connecting and the Blender probe come first. */
-	dispatch_set_accept(runner_node_id(h->runner), node_accepts, h->desc);
+	h->desc->node = runner_node_id(h->runner);
+	dispatch_set_accept(h->desc->node, node_accepts, h->desc);
 	store_clore_node_attach(p->st, runner_node_id(h->runner), r->id, rental_price_h(r));
 	m.node = runner_node_id(h->runner);
 	rc = rental_step(p, r->id, h->state, RE_UP, &m);
@@ -802,6 +820,22 @@ static int node_broken(struct provision *p, struct held *h, int64_t node, int64_
 
 	if (rc && rc != -ENOENT)
 		return 0;
+	{
+		char dwhy[256];
+
+		/* Paid for its GPUs, rendering on CPU: not a slow success. */
+		if (strcmp(state, "error") && cpu_fallback(p->st, node, dwhy, sizeof(dwhy))) {
+			const struct node_desc *d = h->desc;
+
+			snprintf(why, whysz,
+				 "server %lld has %dx %s, but Blender renders on CPU there (%s); its "
+				 "frames go to other nodes",
+				 (long long)h->server, d && d->gpus ? d->gpus : 1,
+				 d && d->gpu[0] ? d->gpu : "GPU", dwhy[0] ? dwhy : "device auto found no GPU");
+			store_node_set_error(p->st, node, why);
+			return 1;
+		}
+	}
 	if (!strcmp(state, "error")) {
 		/* The container may install the order's key only after the order
 		 * shows online: a refused login is tried again (the runner backs

@@ -525,6 +525,15 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 		if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
 			slot_kill(r, sl); /* no longer ours */
 	} else if (!strcmp(ev->valuestring, "done") && sl->state == SLOT_BUSY && sl->frame_id) {
+		const cJSON *dev = cJSON_GetObjectItem(msg, "device");
+		char device[64];
+
+		/* The device this frame really rendered on: the node's status
+		 * shows it, and the clore provider checks it (a rented GPU
+		 * node on CPU is broken). */
+		if (cJSON_IsString(dev) && dev->valuestring[0])
+			store_node_set_device(r->st, r->node_id,
+					      util_clean_line(device, sizeof(device), dev->valuestring));
 		slot_finished(r, sl, msg);
 	} else if (!strcmp(ev->valuestring, "fail") && sl->state == SLOT_BUSY && sl->frame_id) {
 		const cJSON *m = cJSON_GetObjectItem(msg, "msg");

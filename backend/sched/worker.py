@@ -16,7 +16,11 @@
 #       "denoise"}
 #   -> or {"ev":"error","msg":...} and exit status 3.
 # stdin, then any number of:
-#   {"frame": N, "out": "/abs/path"}  -> start, then done or fail
+#   {"frame": N, "out": "/abs/path"}  -> start, then done or fail; done
+#                                        carries "device": what Cycles was
+#                                        set to render that frame on, read
+#                                        back after it ("OPTIX", "CUDA",
+#                                        "HIP", "CPU"; "n/a" off Cycles)
 #   {"cmd": "quit"} or end of input   -> exit status 0
 #   a line that is not valid JSON     -> {"ev":"error","msg":...}, ignored
 #
@@ -277,6 +281,24 @@ def choose_device(scene, want, gpu_index):
         raise SetupError("could not select %s devices: %s" % (GPU_LABEL[t], one_line(e)))
     scene.cycles.device = "GPU"
     return t, ", ".join(n for n, _ in devs), listing, why
+
+
+def device_in_use(scene):
+    """The device type Cycles renders on, as its settings stand now: a GPU
+    type only when the scene asks for the GPU and a device of the selected
+    compute type is enabled (otherwise Cycles renders on the CPU)."""
+    if scene.render.engine != "CYCLES":
+        return "n/a"
+    try:
+        if scene.cycles.device != "GPU":
+            return "CPU"
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+        t = prefs.compute_device_type
+        if t in GPU_TYPES and any(d.use and d.type == t for d in prefs.devices):
+            return t
+    except Exception:
+        pass
+    return "CPU"
 
 
 # ---------------------------------------------------------------------------
@@ -575,7 +597,7 @@ def render_frame(scene, frame, out):
         scene.render.use_persistent_data = True
     return {"ev": "done", "frame": frame, "path": out,
             "secs": round(time.monotonic() - t0, 4), "sha256": digest,
-            "width": size[0], "height": size[1]}
+            "width": size[0], "height": size[1], "device": device_in_use(scene)}
 
 
 class FrameError(Exception):

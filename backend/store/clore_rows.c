@@ -163,6 +163,19 @@ int store_clore_node_state(struct store *st, int64_t node, char *state, size_t s
 			     node_state_fill, &o);
 }
 
+int store_clore_node_device(struct store *st, int64_t node, char *dev, size_t devsz, char *why,
+			    size_t whysz)
+{
+	struct node_state_out o = {dev, why, devsz, whysz};
+
+	if (devsz)
+		dev[0] = '\0';
+	if (whysz)
+		why[0] = '\0';
+	return store_one_row(st, "SELECT coalesce(device, ''), coalesce(device_why, '') FROM nodes WHERE id = ?",
+			     NULL, node, node_state_fill, &o);
+}
+
 int store_clore_node_attach(struct store *st, int64_t node, int64_t rental, double price_h)
 {
 	sqlite3_stmt *s;

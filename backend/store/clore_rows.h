@@ -71,6 +71,12 @@ int store_clore_node_busy(struct store *st, int64_t node);
 int store_clore_node_state(struct store *st, int64_t node, char *state, size_t statesz, char *err,
 			   size_t errsz);
 
+/* The device the node's Blender renders on (nodes.device: what the last
+ * worker's ready or done said) and why ("" when NULL); -ENOENT when there
+ * is no such node. */
+int store_clore_node_device(struct store *st, int64_t node, char *dev, size_t devsz, char *why,
+			    size_t whysz);
+
 /* A rented server's node row: provider 'clore', its rental and its price
  * in USD per hour, shown again (removed = 0). */
 int store_clore_node_attach(struct store *st, int64_t node, int64_t rental, double price_h);

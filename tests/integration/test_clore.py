@@ -26,6 +26,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -263,11 +264,11 @@ class Clore:
             f.write(text + "\n")
         os.chmod(self.keyfile, mode)
 
-    def make_nodes(self, n):
+    def make_nodes(self, n, env=None):
         assert not self.nodes
         d = self.tmp / "farm"
         d.mkdir()
-        ns = sshnodes.make_nodes(n, str(d), None)
+        ns = sshnodes.make_nodes(n, str(d), None, env=env)
         self.holder.append(ns)
         self.nodes = list(ns)
         return self.nodes
@@ -1225,3 +1226,49 @@ def test_each_job_gets_nodes_of_its_own_wishes(clore, tiny):
         assert not wrong, "frames of %s rendered on nodes its gpu wish refuses: %r (its server's " \
             "nodes %r)\n%s" % (job, wrong, by_server[sid], clore.debug(job))
     clore.wait_released(25)
+
+
+def fake_gpu_env(tmp):
+    """Session environment for a node whose `blender` is ssh_fakes/gpu_blender.py:
+    the real Blender, reporting a CUDA device it picked and renders on."""
+    d = tmp / "bin-gpu"
+    d.mkdir(exist_ok=True)
+    shutil.copyfile(R.REPO / "tests" / "integration" / "ssh_fakes" / "gpu_blender.py", d / "blender")
+    os.chmod(d / "blender", 0o755)
+    return {"PATH": "%s:/usr/bin:/bin" % d}
+
+
+@pytest.mark.deadline(150)
+def test_rented_gpu_node_rendering_on_cpu_is_an_error(clore, tiny):
+    """Two rented GPU servers: on one the worker reports a CUDA device (and
+    each frame rendered on it); on the other Blender falls back to CPU, as
+    this machine's Blender does.  The CPU one is an error, given back and
+    not rented again; every frame renders on the CUDA node, whose status
+    shows the device list and the device used."""
+    nodes = clore.make_nodes(2, env=[fake_gpu_env(clore.tmp), None])
+    servers = [clore.server(1401, nodes[0], gpu=RTX3090, od=100),
+               # The cheaper one: rented first, and the one that falls back.
+               clore.server(1402, nodes[1], gpu=RTX3090, od=90)]
+    fake = clore.start_fake(servers)
+    mnt = clore.mount(nodes=2, idle="1m")
+    mnt.drop("shot", tiny, "1-8\nvideo = no\n")
+    s = clore.wait_done("shot", timeout=100)
+    assert counter(s, "failed") == 0, s
+    st = fake.state()
+    on = {o["si"]: o for o in api_orders(st)}
+    assert set(on) == {1401, 1402}, excerpt(st)
+    assert len(attempts_on(st, 1402)) == 1, "the CPU server was rented again\n%s" % excerpt(st)
+    cpu, gpu = on[1402], on[1401]
+    assert cpu["ended"] and cpu["end_reason"] == "cancelled", \
+        "the GPU server rendering on CPU was kept\n%s" % excerpt(st)
+    nf = check_frames(clore, "shot", range(1, 9), TINY, st)
+    assert nf == {"clore-%d" % gpu["id"]: 8}, "frames rendered on the CPU fallback: %r\n%s" % (
+        nf, clore.debug("shot"))
+    log = get(mnt.daemon_log).decode("utf-8", "replace")
+    said = [ln for ln in log.splitlines() if "renders on CPU" in ln and "server 1402" in ln]
+    assert said, "no line says the server renders on CPU:\n%s" % mnt.log_tail(40)
+    ns = node_status(mnt, gpu["id"])
+    assert ns["device"].startswith("CUDA"), ns
+    assert "RTX 3090" in ns["gpus"] and int(R.leading_number(ns["gpus"])) == 1, ns
+    assert counter(ns, "done") == 8, ns
+    mnt.stop()
