@@ -237,6 +237,16 @@ def excerpt(st, limit=40):
     return "\n".join(out)
 
 
+def fake_gpu_env(tmp):
+    """Session environment for a node whose `blender` is ssh_fakes/gpu_blender.py:
+    the real Blender, reporting a CUDA device it picked and renders on."""
+    d = tmp / "bin-gpu"
+    d.mkdir(exist_ok=True)
+    shutil.copyfile(R.REPO / "tests" / "integration" / "ssh_fakes" / "gpu_blender.py", d / "blender")
+    os.chmod(d / "blender", 0o755)
+    return {"PATH": "%s:/usr/bin:/bin" % d}
+
+
 # ---------------------------------------------------------------- the farm
 
 class Clore:
@@ -264,10 +274,17 @@ class Clore:
             f.write(text + "\n")
         os.chmod(self.keyfile, mode)
 
-    def make_nodes(self, n, env=None):
+    def make_nodes(self, n, cpu=()):
+        """n nodes standing for rented GPU servers: their `blender` is the
+        real one behind ssh_fakes/gpu_blender.py, which reports the CUDA
+        device a rented server has (renderfs gives back a rented node whose
+        Blender renders on CPU).  The nodes numbered in cpu keep the plain
+        Blender, which falls back to CPU here."""
         assert not self.nodes
         d = self.tmp / "farm"
         d.mkdir()
+        gpu = fake_gpu_env(self.tmp)
+        env = [None if i in cpu else gpu for i in range(n)]
         ns = sshnodes.make_nodes(n, str(d), None, env=env)
         self.holder.append(ns)
         self.nodes = list(ns)
@@ -1228,16 +1245,6 @@ def test_each_job_gets_nodes_of_its_own_wishes(clore, tiny):
     clore.wait_released(25)
 
 
-def fake_gpu_env(tmp):
-    """Session environment for a node whose `blender` is ssh_fakes/gpu_blender.py:
-    the real Blender, reporting a CUDA device it picked and renders on."""
-    d = tmp / "bin-gpu"
-    d.mkdir(exist_ok=True)
-    shutil.copyfile(R.REPO / "tests" / "integration" / "ssh_fakes" / "gpu_blender.py", d / "blender")
-    os.chmod(d / "blender", 0o755)
-    return {"PATH": "%s:/usr/bin:/bin" % d}
-
-
 @pytest.mark.deadline(150)
 def test_rented_gpu_node_rendering_on_cpu_is_an_error(clore, tiny):
     """Two rented GPU servers: on one the worker reports a CUDA device (and
@@ -1245,7 +1252,7 @@ def test_rented_gpu_node_rendering_on_cpu_is_an_error(clore, tiny):
     this machine's Blender does.  The CPU one is an error, given back and
     not rented again; every frame renders on the CUDA node, whose status
     shows the device list and the device used."""
-    nodes = clore.make_nodes(2, env=[fake_gpu_env(clore.tmp), None])
+    nodes = clore.make_nodes(2, cpu=(1,))
     servers = [clore.server(1401, nodes[0], gpu=RTX3090, od=100),
                # The cheaper one: rented first, and the one that falls back.
                clore.server(1402, nodes[1], gpu=RTX3090, od=90)]
