@@ -125,6 +125,8 @@ def frames_ok(fmt, w, h, frames, outdir):
         got = img(p)
         assert got == (fmt, w, h), (p, got, (fmt, w, h))
         assert (done["width"], done["height"]) == (w, h), done
+        # The device the frame rendered on, read back: the one ready chose.
+        assert done["device"] == r[0]["device"], (done, r[0])
     leftovers = [n for n in os.listdir(outdir) if n.startswith(".")]
     assert not leftovers, ("temp files left", leftovers)
 

@@ -13,24 +13,82 @@
 #include "store/runner_rows.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The nodes with a filter on jobs (dispatch_set_accept): few, so a plain
+ * array.  Entries are copied out under the lock and called outside it. */
+static struct {
+	int64_t node;
+	dispatch_accept_fn fn;
+	void *arg;
+} filters[DISPATCH_MAX_FILTERS];
+static size_t nfilters;
+static pthread_mutex_t filters_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int dispatch_set_accept(int64_t node_id, dispatch_accept_fn fn, void *arg)
+{
+	size_t i;
+	int rc = 0;
+
+	pthread_mutex_lock(&filters_lock);
+	for (i = 0; i < nfilters && filters[i].node != node_id; i++)
+		;
+	if (!fn) {
+		if (i < nfilters)
+			filters[i] = filters[--nfilters];
+	} else if (i < nfilters || nfilters < DISPATCH_MAX_FILTERS) {
+		if (i == nfilters)
+			nfilters++;
+		filters[i].node = node_id;
+		filters[i].fn = fn;
+		filters[i].arg = arg;
+	} else {
+		rc = -ENOSPC;
+	}
+	pthread_mutex_unlock(&filters_lock);
+	return rc;
+}
+
+/* The node's filter, if it has one (0: none). */
+static int filter_of(int64_t node_id, dispatch_accept_fn *fn, void **arg)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&filters_lock);
+	for (size_t i = 0; i < nfilters; i++)
+		if (filters[i].node == node_id) {
+			*fn = filters[i].fn;
+			*arg = filters[i].arg;
+			found = 1;
+			break;
+		}
+	pthread_mutex_unlock(&filters_lock);
+	return found;
+}
 
 int64_t runner_pick_job(struct store *st, int64_t node_id, int64_t now)
 {
 	struct store_job_fact facts[256];
 	struct sched_job jobs[256];
-	size_t n = 0;
+	dispatch_accept_fn fn = NULL;
+	void *arg = NULL;
+	int filtered = filter_of(node_id, &fn, &arg);
+	size_t n = 0, k = 0;
 	int best;
 
 	if (store_jobs_with_queued(st, node_id, facts, ARRAY_SIZE(facts), &n))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		jobs[i].id = facts[i].id;
-		jobs[i].priority = facts[i].priority;
-		jobs[i].blocked_until = facts[i].blocked_until;
+		if (filtered && !fn(arg, st, facts[i].id))
+			continue; /* the job's wishes refuse this node */
+		jobs[k].id = facts[i].id;
+		jobs[k].priority = facts[i].priority;
+		jobs[k].blocked_until = facts[i].blocked_until;
+		k++;
 	}
-	best = sched_pick_job(jobs, n, now);
+	best = sched_pick_job(jobs, k, now);
 	return best < 0 ? 0 : jobs[best].id;
 }
 
@@ -290,11 +348,20 @@ static int start_duplicate(struct runner *r, struct slot *sl, int64_t now)
 {
 	struct store_dup_candidate c[64];
 	struct sched_inflight f[64];
-	size_t n = 0;
+	dispatch_accept_fn fn = NULL;
+	void *arg = NULL;
+	size_t n = 0, k = 0;
 	int best, rc;
 
 	if (store_dup_candidates(r->st, r->node_id, c, ARRAY_SIZE(c), &n))
 		return -EIO;
+	if (filter_of(r->node_id, &fn, &arg)) {
+		/* Only jobs whose wishes take this node (c keeps the order). */
+		for (size_t i = 0; i < n; i++)
+			if (fn(arg, r->st, c[i].job))
+				c[k++] = c[i];
+		n = k;
+	}
 	for (size_t i = 0; i < n; i++) {
 		f[i].frame_id = c[i].frame_id;
 		f[i].job = c[i].job;

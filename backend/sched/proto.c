@@ -155,6 +155,9 @@ static int parse_done(const cJSON *o, struct proto_msg *out)
 		return rc;
 	if (secs && !cJSON_IsNull(secs) && !num_in(secs, 0, PROTO_SECS_MAX, &out->secs))
 		return bad(out, "done: secs is not a number within 0..%.0f", PROTO_SECS_MAX);
+	/* the device the frame really rendered on (the node's GPU proof) */
+	if ((rc = get_text(o, "device", out->device, sizeof(out->device), out, &out->has_device)))
+		return rc;
 	if (sha && !cJSON_IsNull(sha)) {
 		const char *p = cJSON_IsString(sha) ? sha->valuestring : NULL;
 

@@ -16,7 +16,8 @@
  *   start    {"frame"}
  *   progress {"frame", "fraction" 0..1, "step" 0..2^31 (optional)}
  *   done     {"frame", "secs" 0..PROTO_SECS_MAX (optional),
- *             "sha256" 64 hex (optional)}
+ *             "sha256" 64 hex (optional), "device" (optional: what the
+ *             frame rendered on, "CUDA", "OPTIX", "HIP", "CPU")}
  *   fail     {"frame", "msg"}
  *
  * "frame" is required where listed and must be an integer within

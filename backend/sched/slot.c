@@ -671,8 +671,14 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 			slot_progress(r, sl, &pm);
 		return;
 	case PROTO_DONE:
-		if (sl->state == SLOT_BUSY && this_frame)
+		if (sl->state == SLOT_BUSY && this_frame) {
+			/* The device this frame really rendered on: the node's
+			 * status shows it, and the clore provider checks it (a
+			 * rented GPU node on CPU is broken). */
+			if (pm.has_device && pm.device[0])
+				store_node_set_device(r->st, r->node_id, pm.device);
 			slot_finished(r, sl, &pm);
+		}
 		return;
 	case PROTO_FAIL:
 		if (sl->state == SLOT_BUSY && this_frame) {

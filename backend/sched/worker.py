@@ -18,7 +18,9 @@
 # stdin, then any number of:
 #   {"frame": N, "out": "/abs/path"}  -> start, any number of progress
 #       {"ev":"progress","frame":N,"fraction":0..1,"step":K} (at most four a
-#       second; step counts the render's phase changes), then done or fail
+#       second; step counts the render's phase changes), then done or fail;
+#       done carries "device": what Cycles was set to render that frame on,
+#       read back after it ("OPTIX", "CUDA", "HIP", "CPU"; "n/a" off Cycles)
 #   {"cmd": "quit"} or end of input   -> exit status 0
 #   a line that is not valid JSON     -> {"ev":"error","msg":...}, ignored
 #
@@ -457,6 +459,24 @@ def choose_device(scene, want, gpu_index):
     return t, ", ".join(n for n, _ in devs), listing, why
 
 
+def device_in_use(scene):
+    """The device type Cycles renders on, as its settings stand now: a GPU
+    type only when the scene asks for the GPU and a device of the selected
+    compute type is enabled (otherwise Cycles renders on the CPU)."""
+    if scene.render.engine != "CYCLES":
+        return "n/a"
+    try:
+        if scene.cycles.device != "GPU":
+            return "CPU"
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+        t = prefs.compute_device_type
+        if t in GPU_TYPES and any(d.use and d.type == t for d in prefs.devices):
+            return t
+    except Exception:
+        pass
+    return "CPU"
+
+
 # ---------------------------------------------------------------------------
 # setup
 
@@ -753,7 +773,7 @@ def render_frame(scene, frame, out):
         scene.render.use_persistent_data = True
     return {"ev": "done", "frame": frame, "path": out,
             "secs": round(time.monotonic() - t0, 4), "sha256": digest,
-            "width": size[0], "height": size[1]}
+            "width": size[0], "height": size[1], "device": device_in_use(scene)}
 
 
 class FrameError(Exception):

@@ -875,6 +875,47 @@ static void test_duplicate(void)
 	world_close(&w);
 }
 
+/* A node's filter on jobs (dispatch_set_accept): the pick skips what it refuses. */
+static int64_t refused_job;
+static int refuse_one(void *arg, struct store *st, int64_t job)
+{
+	(void)st;
+	++*(int *)arg;
+	return job != refused_job;
+}
+static int refuse_all(void *arg, struct store *st, int64_t job)
+{
+	(void)arg;
+	(void)st;
+	(void)job;
+	return 0;
+}
+
+static void test_filter(void)
+{
+	struct world w;
+	int64_t node, a, b, now = util_now_ms();
+	int calls = 0;
+
+	world_open(&w, "filter", script_ok);
+	sql_exec(w.st, "INSERT INTO nodes(name, provider, state) VALUES ('rented', 'clore', 'idle')");
+	node = sqlite3_last_insert_rowid(w.st->db);
+	a = add_job(&w, "first", "waiting", 3, 2, "queued");
+	b = add_job(&w, "second", "waiting", 3, 2, "queued");
+	sql_exec(w.st, "UPDATE jobs SET priority = 5 WHERE id = %lld", (long long)a);
+	CHECK(runner_pick_job(w.st, node, now) == a, "no filter: the top job");
+	refused_job = a;
+	CHECK(dispatch_set_accept(node, refuse_one, &calls) == 0, "filter set");
+	CHECK(runner_pick_job(w.st, node, now) == b, "the refused top job is skipped");
+	CHECK(calls == 2, "the filter saw both jobs (%d calls)", calls);
+	CHECK(runner_pick_job(w.st, node + 1, now) == a, "another node is not filtered");
+	CHECK(dispatch_set_accept(node, refuse_all, NULL) == 0, "filter replaced");
+	CHECK(runner_pick_job(w.st, node, now) == 0, "every job refused: none picked");
+	CHECK(dispatch_set_accept(node, NULL, NULL) == 0, "filter removed");
+	CHECK(runner_pick_job(w.st, node, now) == a, "removed: the top job again");
+	world_close(&w);
+}
+
 /* ---- the slot table ---- */
 
 static void test_slot_table(void)
@@ -1099,6 +1140,7 @@ int main(void)
 	test_crash();
 	test_lost();
 	test_duplicate();
+	test_filter();
 	test_bad_fetch();
 	test_disk_full();
 	test_liar();
