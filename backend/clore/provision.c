@@ -335,7 +335,7 @@ static int node_start(struct provision *p, const struct rental_row *r, const str
 	h->node = ssh_node_new(&so);
 	if (!h->node)
 		return -ENOMEM;
-	rc = runner_start(p->dir, p->cfg, h->node, p->cfg->ssh_slots, p->cfg->ssh_blender, p->worker_path,
+	rc = runner_start(p->dir, p->cfg, h->node, p->cfg->ssh_slots, p->cfg->clore_blender, p->worker_path,
 			  &h->runner);
 	if (rc) {
 		ssh_node_free(h->node);
@@ -947,7 +947,10 @@ static void rent_one(struct provision *p, const struct job_want *w)
 	req.server_id = of.sv->id;
 	req.spot = w->spot;
 	req.currency = p->cfg->clore_currency;
-	req.image = p->cfg->clore_image;
+	/* No image of the user's own: a stock one that starts sshd with the
+	 * order's ssh_key; Blender is then installed by renderfs
+	 * (docs/modules/provision.md says which image and why). */
+	req.image = p->cfg->clore_image && *p->cfg->clore_image ? p->cfg->clore_image : PROVISION_DEFAULT_IMAGE;
 	req.ssh_key = p->ssh_key;
 	req.spotprice = of.bid;
 	rc = clore_create_order(p->cc, &req);

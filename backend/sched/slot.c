@@ -154,7 +154,8 @@ static enum sc_format format_of(const char *name)
 static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 {
 	struct store_job_spec js;
-	char blob[4096], cwd[4096];
+	char blob[4096], cwd[4096], prog[4096];
+	const char *from;
 	struct tproc *p;
 	cJSON *setup;
 	int rc;
@@ -165,6 +166,10 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	rc = install_blob(&r->inst, r->st, js.sha, blob, sizeof(blob));
 	if (rc)
 		return rc;
+	rc = runner_blender_for(r, js.sha, prog, sizeof(prog), &from);
+	if (rc)
+		return rc;
+	r->slot_from[sl->idx] = from;
 	snprintf(cwd, sizeof(cwd), "%s/work/slot%d", r->node->home, sl->idx);
 	rc = install_fresh_dir(&r->inst, cwd);
 	if (rc)
@@ -173,8 +178,7 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 		/* -Y before the file: no script inside a dropped .blend runs.
 		 * Every word here is ours: paths made of the node's home, slot
 		 * numbers and a content hash. */
-		char *argv[] = {r->blender,       "-b", "-Y", "--factory-startup", blob, "--python",
-				r->worker_remote, NULL};
+		char *argv[] = {prog, "-b", "-Y", "--factory-startup", blob, "--python", r->worker_remote, NULL};
 
 		rc = r->node->ops->spawn(r->node, argv, cwd, &p);
 	}
@@ -440,13 +444,13 @@ static void slot_finished(struct runner *r, struct slot *sl, const cJSON *msg)
 
 /* What a worker's "ready" says about the node: device, Blender version,
  * GPUs. */
-static void note_ready(struct runner *r, const cJSON *msg)
+static void note_ready(struct runner *r, const struct slot *sl, const cJSON *msg)
 {
 	const cJSON *dev = cJSON_GetObjectItem(msg, "device");
 	const cJSON *why = cJSON_GetObjectItem(msg, "why");
 	const cJSON *ver = cJSON_GetObjectItem(msg, "blender");
 	const cJSON *devs = cJSON_GetObjectItem(msg, "devices");
-	char gpus[1024] = "", device[64], device_why[256], blender[64], name[128];
+	char gpus[1024] = "", device[64], device_why[256], blender[64], shown[96], name[128];
 	struct node_ready nr = {0};
 
 	/* Everything here is the node's word: each piece is made one safe
@@ -471,6 +475,14 @@ static void note_ready(struct runner *r, const cJSON *msg)
 	nr.device_why =
 	    cJSON_IsString(why) ? util_clean_line(device_why, sizeof(device_why), why->valuestring) : NULL;
 	nr.blender = cJSON_IsString(ver) ? util_clean_line(blender, sizeof(blender), ver->valuestring) : NULL;
+	/* The version and where that Blender came from, "3.4.1 (installed)". */
+	r->ready_version[0] = '\0';
+	if (nr.blender && install_version_ok(nr.blender))
+		snprintf(r->ready_version, sizeof(r->ready_version), "%s", nr.blender);
+	if (nr.blender) {
+		snprintf(shown, sizeof(shown), "%s (%s)", nr.blender, r->slot_from[sl->idx]);
+		nr.blender = shown;
+	}
 	nr.gpu_names = gpus;
 	r->ngpus = nr.gpus;
 	store_node_note_ready(r->st, r->node_id, &nr);
@@ -508,7 +520,7 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 		sl->height = cJSON_IsNumber(h) && h->valuedouble >= 1 && h->valuedouble <= IMAGE_MAX_DIM
 				 ? h->valueint
 				 : 0;
-		note_ready(r, msg);
+		note_ready(r, sl, msg);
 		if (cJSON_IsNumber(fps) && fps->valuedouble > 0 && fps->valuedouble <= 1000)
 			store_job_set_scene_fps(r->st, sl->job, fps->valuedouble);
 		sl->idle_since = util_mono_ms();
@@ -645,8 +657,10 @@ void slot_start_frame(struct runner *r, struct slot *sl, int64_t job)
 
 		snprintf(why, sizeof(why), "cannot start Blender '%s' on %s: %s", r->blender, r->node->name,
 			 strerror(-rc));
-		if (runner_link_error(rc)) {
-			slot_interrupt(r, sl, why);
+		if (runner_link_error(rc) || rc == -ENOPKG) {
+			/* A link error, or a Blender install that failed: the
+			 * node, not the frame, is at fault (runner.c). */
+			slot_interrupt(r, sl, rc == -ENOPKG ? r->install_error : why);
 			r->lost = 1;
 		} else {
 			frame_failed(r, sl, why);
