@@ -44,7 +44,8 @@
 #
 # A Blender mirror on the test network (Mirror): an HTTP server in this
 # process, on the root namespace's side of a node's veth, serving a folder
-# the test fills, and counting the requests for each path.
+# the test fills (blender_mirror_tree() makes a stand-in build laid out like
+# the official ones), and counting the requests for each path.
 #
 # From a command line (the fake Clore API runs this when a rented
 # container goes away):
@@ -57,7 +58,10 @@
 
 import atexit
 import fcntl
+import hashlib
 import http.server
+import io
+import tarfile
 import threading
 import os
 import pwd
@@ -507,6 +511,63 @@ def make_nodes(n, tmpdir, authorized_pubkey_path, env=None, hide_blender=None):
             pass
         raise
     return nodeset
+
+
+RELEASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "backend", "sched",
+                        "blender-releases.txt")
+
+
+def known_blender_release(series):
+    """(version, tarball name) that renderfs installs for a series ("3.4"),
+    from the release table the daemon compiles in."""
+    with open(RELEASES) as f:
+        for line in f:
+            words = line.split()
+            if words and not line.startswith("#") and words[0] == series:
+                return words[1], (words[2] if len(words) > 2
+                                  else "blender-%s-linux-x64.tar.xz" % words[1])
+    raise AssertionError("%s names no release of series %s" % (RELEASES, series))
+
+
+def blender_series(version):
+    return ".".join(version.split(".")[:2])
+
+
+def blender_mirror_tree(root, version, tarball, real_blender, good=True):
+    """Fill root like Blender's release site for one version:
+    BlenderX.Y/TARBALL, holding TOP/blender (TOP is TARBALL without
+    .tar.xz; the program a wrapper that execs real_blender) and a readme,
+    and BlenderX.Y/blender-V.sha256 listing the tarball among other files.
+    good=False lists a wrong sum for the tarball.  Returns the tarball's
+    path under root's URL ("/BlenderX.Y/TARBALL") and the list's."""
+    folder = "Blender" + blender_series(version)
+    d = os.path.join(str(root), folder)
+    os.makedirs(d, exist_ok=True)
+    top = tarball[:-len(".tar.xz")]
+    wrapper = ("#!/bin/sh\n# a stand-in for Blender %s: the real one, hidden on the node\n"
+               "exec %s \"$@\"\n" % (version, real_blender)).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as t:
+        info = tarfile.TarInfo(top)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(info)
+        for name, data, mode in ((top + "/blender", wrapper, 0o755),
+                                 (top + "/readme.html", b"<p>stand-in</p>\n", 0o644)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            t.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    with open(os.path.join(d, tarball), "wb") as f:
+        f.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    if not good:
+        digest = digest[::-1]
+    other = hashlib.sha256(b"another file").hexdigest()
+    sums = "blender-%s.sha256" % version
+    with open(os.path.join(d, sums), "w") as f:
+        f.write("%s  blender-%s-macos-arm64.dmg\n%s  %s\n%s  blender-%s-windows-x64.zip\n"
+                % (other, version, digest, tarball, other, version))
+    return "/%s/%s" % (folder, tarball), "/%s/%s" % (folder, sums)
 
 
 class Mirror:

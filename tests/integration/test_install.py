@@ -7,16 +7,13 @@
 # checksum list blender-X.Y.Z.sha256 beside it naming several files.
 #
 # Which X.Y.Z: the series that saved the test's scenes (this machine's
-# Blender) looked up in renderfs's own release table, which is the file
-# the daemon compiles in.
+# Blender) looked up in renderfs's own release table
+# (backend/sched/blender-releases.txt, which the daemon compiles in).
 #
 # Skips only where this machine cannot make network namespaces.
 
-import hashlib
-import io
 import os
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -25,8 +22,8 @@ import rfslib as R
 import sshnodes
 from rfslib import get, wait_for
 
-HERE = Path(__file__).resolve().parent
-RELEASES = HERE.parent.parent / "backend" / "sched" / "blender-releases.txt"
+known_release = sshnodes.known_blender_release
+series_of = sshnodes.blender_series
 MY_NET = os.readlink("/proc/self/ns/net")
 TINY = (64, 48)
 
@@ -42,19 +39,6 @@ def tiny(tmp_path_factory, scenes):
     paths = R.make_scenes(tmp_path_factory.mktemp("install_scenes"),
                           {"tiny": ["--frames", "6", "--size", "%dx%d" % TINY, "--samples", "4"]})
     return get(paths["tiny"])
-
-
-def known_release(series):
-    """(version, tarball name) renderfs installs for series."""
-    for line in RELEASES.read_text().splitlines():
-        words = line.split()
-        if words and not line.startswith("#") and words[0] == series:
-            return words[1], (words[2] if len(words) > 2 else "blender-%s-linux-x64.tar.xz" % words[1])
-    raise AssertionError("%s names no release of series %s" % (RELEASES, series))
-
-
-def series_of(version):
-    return ".".join(version.split(".")[:2])
 
 
 def _in_node_namespace(pid):
@@ -90,33 +74,9 @@ class Farm:
         return "\n".join(lines) + "\n"
 
     def make_mirror(self, version, tarball, real_blender, good=True):
-        """The mirror's folder: BlenderX.Y/TARBALL and blender-V.sha256."""
         root = self.tmp / ("mirror-good" if good else "mirror-bad")
-        d = root / ("Blender" + series_of(version))
-        d.mkdir(parents=True)
-        top = tarball[:-len(".tar.xz")]
-        wrapper = ("#!/bin/sh\n# a stand-in for Blender %s: the real one, hidden on the node\n"
-                   "exec %s \"$@\"\n" % (version, real_blender)).encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:xz") as t:
-            for name, data, mode in ((top + "/blender", wrapper, 0o755),
-                                     (top + "/readme.html", b"<p>stand-in</p>\n", 0o644)):
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = len(data), mode
-                t.addfile(info, io.BytesIO(data))
-            info = tarfile.TarInfo(top)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            t.addfile(info)
-        data = buf.getvalue()
-        (d / tarball).write_bytes(data)
-        digest = hashlib.sha256(data).hexdigest()
-        if not good:
-            digest = digest[::-1]
-        other = hashlib.sha256(b"another file").hexdigest()
-        (d / ("blender-%s.sha256" % version)).write_text(
-            "%s  blender-%s-macos-arm64.dmg\n%s  %s\n%s  blender-%s-windows-x64.zip\n"
-            % (other, version, digest, tarball, other, version))
-        return root
+        paths = sshnodes.blender_mirror_tree(root, version, tarball, real_blender, good)
+        return root, paths
 
 
 @pytest.fixture
@@ -173,9 +133,7 @@ def test_node_without_blender_installs_it_once(farm, tiny, blender_version):
     r = subprocess.run(["nsenter", "-t", str(node.proc.pid), "-m", "--", "sh", "-c",
                         "blender --version"], capture_output=True, timeout=30)
     assert r.returncode != 0, r
-    root = farm.make_mirror(version, tarball, node.real_blender)
-    tar_path = "/Blender%s/%s" % (series_of(version), tarball)
-    sum_path = "/Blender%s/blender-%s.sha256" % (series_of(version), version)
+    root, (tar_path, sum_path) = farm.make_mirror(version, tarball, node.real_blender)
     installed = Path(node.dir) / "blender" / version / "blender"
     with sshnodes.Mirror(root, node) as mirror:
         mnt = farm.rfs(config=farm.config(mirror.url))
@@ -212,7 +170,7 @@ def test_bad_checksum_is_a_node_error_and_others_render(farm, tiny, blender_vers
     version, tarball = known_release(series_of(blender_version))
     nodes = farm.make_nodes([True, False])
     bare, full = nodes[0], nodes[1]
-    root = farm.make_mirror(version, tarball, bare.real_blender, good=False)
+    root, (tar_path, _) = farm.make_mirror(version, tarball, bare.real_blender, good=False)
     with sshnodes.Mirror(root, bare) as mirror:
         mnt = farm.rfs(config=farm.config(mirror.url))
         s = wait_node(mnt, full, lambda s: s.get("state") == "idle", 60, "the full node idle")
@@ -229,4 +187,4 @@ def test_bad_checksum_is_a_node_error_and_others_render(farm, tiny, blender_vers
         assert int(node_status(mnt, full)["done"]) == 6
         # Nothing half-installed, and the download was tried once.
         assert not (Path(bare.dir) / "blender" / version).exists()
-        assert mirror.hits("/Blender%s/%s" % (series_of(version), tarball)) == 1, mirror.requests
+        assert mirror.hits(tar_path) == 1, mirror.requests
