@@ -177,7 +177,7 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	{
 		/* -Y before the file: no script inside a dropped .blend runs.
 		 * Every word here is ours: paths made of the node's home, slot
-		 * numbers and a content hash. */
+		 * numbers, a content hash and a checked Blender version. */
 		char *argv[] = {prog, "-b", "-Y", "--factory-startup", blob, "--python", r->worker_remote, NULL};
 
 		rc = r->node->ops->spawn(r->node, argv, cwd, &p);
