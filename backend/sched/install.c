@@ -129,6 +129,8 @@ int install_worker(struct install *in, const char *local, char *remote, size_t s
 #define INSTALL_UNPACK_MS (10 * 60 * 1000)
 /* The checksum list and the install listing are small; more is refused. */
 #define INSTALL_LIST_MAX 65536
+/* A series folder's HTML listing (the official ones are a few tens of KiB). */
+#define INSTALL_LISTING_MAX (1 << 20)
 
 int install_version_ok(const char *v)
 {
@@ -464,6 +466,82 @@ static int unpack(struct install *in, const char *tarball, const char *dir, char
 	return -ENOPKG;
 }
 
+int install_newest_listed(const char *listing, const char *series, char *version, size_t vsz, char *tarball,
+			  size_t tsz)
+{
+	static const char *const suffixes[] = {"-linux-x64.tar.xz", "-linux64.tar.xz"};
+	char prefix[32], best[INSTALL_VERSION_MAX] = "", best_tar[128] = "";
+	size_t plen;
+
+	if (snprintf(prefix, sizeof(prefix), "blender-%s.", series) >= (int)sizeof(prefix))
+		return -ENOENT;
+	plen = strlen(prefix);
+	for (const char *p = strstr(listing, prefix); p; p = strstr(p + plen, prefix)) {
+		const char *q = p + plen;
+		size_t n = strspn(q, "0123456789");
+		char v[INSTALL_VERSION_MAX];
+
+		if (!n || n > 4)
+			continue;
+		snprintf(v, sizeof(v), "%s.%.*s", series, (int)n, q);
+		for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+			if (strncmp(q + n, suffixes[i], strlen(suffixes[i])) || !install_version_ok(v))
+				continue;
+			if (!best[0] || install_version_cmp(v, best) > 0) {
+				snprintf(best, sizeof(best), "%s", v);
+				snprintf(best_tar, sizeof(best_tar), "blender-%s%s", v, suffixes[i]);
+			}
+		}
+	}
+	if (!best[0])
+		return -ENOENT;
+	if (strlen(best) >= vsz || strlen(best_tar) >= tsz)
+		return -ENAMETOOLONG;
+	memcpy(version, best, strlen(best) + 1);
+	memcpy(tarball, best_tar, strlen(best_tar) + 1);
+	return 0;
+}
+
+/* The checksum list of version ver into sums.  When the mirror does not
+ * have it (the table names a release this mirror lacks), the newest build
+ * of the series that the folder's listing names is used instead, and ver
+ * and tarname change to it.  0, -ENOPKG with why, or a transport error. */
+static int fetch_sums(struct install *in, const char *mirror, const char *series, char *ver, size_t vsz,
+		      char *tarname, size_t tsz, char *sums, size_t sumsz, char *why, size_t whysz)
+{
+	char url[4600], v2[INSTALL_VERSION_MAX], t2[128], first[512];
+	char *listing;
+	int rc;
+
+	snprintf(url, sizeof(url), "%s/Blender%s/blender-%s.sha256", mirror, series, ver);
+	rc = node_fetch(in, url, NULL, sums, sumsz, why, whysz);
+	if (rc != -ENOPKG)
+		return rc;
+	snprintf(first, sizeof(first), "%s", why);
+	listing = malloc(INSTALL_LISTING_MAX);
+	if (!listing)
+		return -ENOMEM;
+	snprintf(url, sizeof(url), "%s/Blender%s/", mirror, series);
+	rc = node_fetch(in, url, NULL, listing, INSTALL_LISTING_MAX, why, whysz);
+	if (rc == 0)
+		rc = install_newest_listed(listing, series, v2, sizeof(v2), t2, sizeof(t2)) || !strcmp(v2, ver)
+			 ? -ENOPKG
+			 : 0;
+	free(listing);
+	if (rc == 0) {
+		snprintf(url, sizeof(url), "%s/Blender%s/blender-%s.sha256", mirror, series, v2);
+		rc = node_fetch(in, url, NULL, sums, sumsz, why, whysz);
+		if (rc == 0) {
+			snprintf(ver, vsz, "%s", v2);
+			snprintf(tarname, tsz, "%s", t2);
+			return 0;
+		}
+	}
+	if (rc == -ENOPKG)
+		snprintf(why, whysz, "%s", first);
+	return rc;
+}
+
 int install_blender(struct install *in, const char *mirror, const char *series, char *version, size_t vsz,
 		    char *why, size_t whysz)
 {
@@ -481,20 +559,10 @@ int install_blender(struct install *in, const char *mirror, const char *series, 
 		snprintf(why, whysz, "renderfs knows no Blender release of series %s", series);
 		return -ENOPKG;
 	}
-	tl = strlen(tarname);
-	if (tl < 8 || strcmp(tarname + tl - 7, ".tar.xz")) {
-		snprintf(why, whysz, "bad tarball name for Blender %s", ver);
-		return -ENOPKG;
-	}
-	snprintf(top, sizeof(top), "%.*s", (int)(tl - 7), tarname);
 	snprintf(base, sizeof(base), "%s/blender", in->node->home);
-	/* One temporary folder per version: a second try replaces it. */
-	snprintf(tmp, sizeof(tmp), "%s/.part-%s", base, ver);
-	snprintf(part, sizeof(part), "%s/%s", tmp, tarname);
+	/* One temporary folder per series: a second try replaces it. */
+	snprintf(tmp, sizeof(tmp), "%s/.part-%s", base, series);
 	snprintf(xdir, sizeof(xdir), "%s/x", tmp);
-	snprintf(built, sizeof(built), "%s/%s", xdir, top);
-	snprintf(final, sizeof(final), "%s/%s", base, ver);
-
 	rc = install_fresh_dir(in, xdir);
 	if (rc) {
 		snprintf(why, whysz, "cannot make %s on the node: %s", xdir, strerror(-rc));
@@ -502,12 +570,22 @@ int install_blender(struct install *in, const char *mirror, const char *series, 
 	}
 	/* The list first: it is small, and without it nothing can be
 	 * checked, so a missing one costs no large download. */
-	snprintf(url, sizeof(url), "%s/Blender%s/blender-%s.sha256", mirror, series, ver);
-	rc = node_fetch(in, url, NULL, sums, sizeof(sums), why, whysz);
+	rc = fetch_sums(in, mirror, series, ver, sizeof(ver), tarname, sizeof(tarname), sums, sizeof(sums), why,
+			whysz);
 	if (rc)
 		goto out_rm;
+	tl = strlen(tarname);
+	if (tl < 8 || strcmp(tarname + tl - 7, ".tar.xz")) {
+		snprintf(why, whysz, "bad tarball name for Blender %s", ver);
+		rc = -ENOPKG;
+		goto out_rm;
+	}
+	snprintf(top, sizeof(top), "%.*s", (int)(tl - 7), tarname);
+	snprintf(part, sizeof(part), "%s/%s", tmp, tarname);
+	snprintf(built, sizeof(built), "%s/%s", xdir, top);
+	snprintf(final, sizeof(final), "%s/%s", base, ver);
 	if (sum_for(sums, tarname, want)) {
-		snprintf(why, whysz, "%s lists no %s", url, tarname);
+		snprintf(why, whysz, "%s/Blender%s/blender-%s.sha256 lists no %s", mirror, series, ver, tarname);
 		rc = -ENOPKG;
 		goto out_rm;
 	}

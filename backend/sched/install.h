@@ -85,6 +85,12 @@ int install_blend_series(const char *path, char *series, size_t sz);
  * knows no release of that series. */
 int install_known_release(const char *series, char *version, size_t vsz, char *tarball, size_t tsz);
 
+/* The newest build of a series that a mirror folder's listing (HTML, or
+ * any text) names: blender-SERIES.N-linux-x64.tar.xz, or the older
+ * ...-linux64.tar.xz.  0, or -ENOENT when it names none. */
+int install_newest_listed(const char *listing, const char *series, char *version, size_t vsz, char *tarball,
+			  size_t tsz);
+
 /* Read which builds are installed (HOME/blender/VERSION/blender) into
  * in->blenders.  A node with none is not an error. */
 int install_list_blenders(struct install *in);
@@ -96,7 +102,9 @@ void install_blender_path(const struct install *in, const char *version, char *o
 /*
  * Install the known release of `series` on the node: the node fetches
  * MIRROR/BlenderSERIES/TARBALL and MIRROR/BlenderSERIES/blender-V.sha256
- * itself (curl, else wget, else python3), checks the tarball's SHA-256
+ * itself (curl, else wget, else python3) -- when the mirror lacks that
+ * release, the newest build of the series its folder listing names --
+ * checks the tarball's SHA-256
  * against its line in that list, unpacks it into a temporary folder and
  * renames it to HOME/blender/V, so a cut install never looks whole.  A
  * second install of a version already there is a no-op.  mirror is

@@ -1111,5 +1111,5 @@ def test_no_image_rents_the_stock_one_and_installs_blender(clore, tiny, blender_
         assert orders and all(o["image"] and "`%s`" % o["image"] in doc for o in orders), \
             "the orders' image is not the default docs/modules/provision.md names\n%s" % excerpt(st)
         s = node_status(mnt, orders[0]["id"])
-        assert s["blender"] == "%s (installed)" % version, clore.debug("shot")
+        assert s["blender"] == "%s (installed)" % blender_version, clore.debug("shot")
         assert mirror.hits(tar_path) == 1, mirror.requests

@@ -8,7 +8,9 @@
 #
 # Which X.Y.Z: the series that saved the test's scenes (this machine's
 # Blender) looked up in renderfs's own release table
-# (backend/sched/blender-releases.txt, which the daemon compiles in).
+# (backend/sched/blender-releases.txt, which the daemon compiles in).  The
+# status line shows the version the running Blender reports: the stand-in
+# runs this machine's Blender, so that is blender_version.
 #
 # Skips only where this machine cannot make network namespaces.
 
@@ -145,7 +147,7 @@ def test_node_without_blender_installs_it_once(farm, tiny, blender_version):
         st = mnt.wait_done("first", timeout=90)
         frames_ok(mnt, "first", 6)
         s = node_status(mnt, node)
-        assert s["blender"] == "%s (installed)" % version, node_status_text(mnt, node)
+        assert s["blender"] == "%s (installed)" % blender_version, node_status_text(mnt, node)
         assert int(s["done"]) == 6, node_status_text(mnt, node)
         assert mirror.hits(tar_path) == 1 and mirror.hits(sum_path) == 1, mirror.requests
         assert installed.is_file() and os.access(installed, os.X_OK), installed
@@ -156,11 +158,13 @@ def test_node_without_blender_installs_it_once(farm, tiny, blender_version):
         # A second mount (a fresh connection, a new job) reuses the build.
         mnt.stop()
         mnt.start()
-        wait_node(mnt, node, lambda s: s.get("state") == "idle", 60, "the node idle again")
+        s = wait_node(mnt, node, lambda s: s.get("state") == "idle", 60, "the node idle again")
+        # The probe found the build: it runs before any job asks for it.
+        assert s["blender"] == "%s (installed)" % blender_version, node_status_text(mnt, node)
         mnt.drop("second", tiny, "1-3\n")
         mnt.wait_done("second", timeout=90)
         s = node_status(mnt, node)
-        assert s["blender"] == "%s (installed)" % version, node_status_text(mnt, node)
+        assert s["blender"] == "%s (installed)" % blender_version, node_status_text(mnt, node)
         assert mirror.hits(tar_path) == 1 and mirror.hits(sum_path) == 1, mirror.requests
         assert len(mnt.frames("second")) == 3
 
@@ -188,3 +192,25 @@ def test_bad_checksum_is_a_node_error_and_others_render(farm, tiny, blender_vers
         # Nothing half-installed, and the download was tried once.
         assert not (Path(bare.dir) / "blender" / version).exists()
         assert mirror.hits(tar_path) == 1, mirror.requests
+
+
+@pytest.mark.deadline(120)
+def test_mirror_without_the_known_patch_gives_the_newest_it_lists(farm, tiny, blender_version):
+    """The release table names a patch this mirror does not have: the
+    series folder's listing names another, which is installed instead."""
+    known, _ = known_release(series_of(blender_version))
+    other = "%s.%d" % (series_of(known), int(known.split(".")[2]) + 1)
+    nodes = farm.make_nodes([True])
+    node = nodes[0]
+    root, (tar_path, _) = farm.make_mirror(other, "blender-%s-linux-x64.tar.xz" % other,
+                                           node.real_blender)
+    with sshnodes.Mirror(root, node) as mirror:
+        mnt = farm.rfs(config=farm.config(mirror.url))
+        mnt.drop("shot", tiny, "1-3\n")
+        mnt.wait_done("shot", timeout=90)
+        frames_ok(mnt, "shot", 3)
+        assert int(node_status(mnt, node)["done"]) == 3, node_status_text(mnt, node)
+        folder = "/Blender%s/" % series_of(known)
+        assert mirror.hits(folder + "blender-%s.sha256" % known) == 1, mirror.requests
+        assert mirror.hits(folder) == 1 and mirror.hits(tar_path) == 1, mirror.requests
+        assert sorted(p.name for p in (Path(node.dir) / "blender").iterdir()) == [other]

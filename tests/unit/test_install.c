@@ -138,6 +138,30 @@ static void test_table(void)
 	}
 }
 
+static void test_listing(void)
+{
+	static const char html[] =
+	    "<a href=\"blender-3.6.2-linux-x64.tar.xz\">blender-3.6.2-linux-x64.tar.xz</a>\n"
+	    "<a href=\"blender-3.6.10-linux-x64.tar.xz\">blender-3.6.10-linux-x64.tar.xz</a>\n"
+	    "<a href=\"blender-3.6.11-windows-x64.zip\">blender-3.6.11-windows-x64.zip</a>\n"
+	    "<a href=\"blender-3.6.9-linux-x64.tar.xz\">blender-3.6.9-linux-x64.tar.xz</a>\n"
+	    "<a href=\"blender-3.6.99999-linux-x64.tar.xz\">too long</a>\n"
+	    "<a href=\"blender-3.61.0-linux-x64.tar.xz\">another series</a>\n"
+	    "<a href=\"blender-3.6.10.sha256\">blender-3.6.10.sha256</a>\n";
+	char v[INSTALL_VERSION_MAX], t[128];
+
+	CHECK(install_newest_listed(html, "3.6", v, sizeof(v), t, sizeof(t)) == 0 && !strcmp(v, "3.6.10") &&
+		  !strcmp(t, "blender-3.6.10-linux-x64.tar.xz"),
+	      "the newest Linux build listed: %s %s", v, t);
+	CHECK(install_newest_listed("blender-2.91.0-linux64.tar.xz blender-2.91.2-linux64.tar.xz", "2.91", v,
+				    sizeof(v), t, sizeof(t)) == 0 &&
+		  !strcmp(v, "2.91.2") && !strcmp(t, "blender-2.91.2-linux64.tar.xz"),
+	      "the older naming: %s %s", v, t);
+	CHECK(install_newest_listed(html, "4.2", v, sizeof(v), t, sizeof(t)) == -ENOENT, "none of 4.2");
+	CHECK(install_newest_listed("blender-3.6.-linux-x64.tar.xz", "3.6", v, sizeof(v), t, sizeof(t)) == -ENOENT,
+	      "no patch number");
+}
+
 /* ---- whole installs through the local transport ---- */
 
 static int run_sh(const char *cmd)
@@ -203,7 +227,7 @@ static void test_install(void)
 	rc = install_blender(&in, url, "3.4", ver, sizeof(ver), why, sizeof(why));
 	CHECK(rc == 0 && !strcmp(ver, "3.4.1"), "3.4 installs 3.4.1: rc %d '%s'", rc, why);
 	CHECK(exists("%s/blender/%s/blender", home, "3.4.1"), "HOME/blender/3.4.1/blender is there");
-	CHECK(!exists("%s/blender/.part-%s", home, "3.4.1"), "no temporary folder left");
+	CHECK(!exists("%s/blender/.part-%s", home, "3.4"), "no temporary folder left");
 	CHECK(install_find_blender(&in, "3.4") && !strcmp(install_find_blender(&in, "3.4"), "3.4.1"),
 	      "found by series");
 
@@ -221,7 +245,7 @@ static void test_install(void)
 	CHECK(rc == -ENOPKG && strstr(why, "SHA-256 mismatch") && strstr(why, "blender-3.5.1-linux-x64.tar.xz"),
 	      "a wrong sum: rc %d '%s'", rc, why);
 	CHECK(!exists("%s/blender/%s", home, "3.5.1"), "nothing installed for a wrong sum");
-	CHECK(!exists("%s/blender/.part-%s", home, "3.5.1"), "and nothing left of it");
+	CHECK(!exists("%s/blender/.part-%s", home, "3.5"), "and nothing left of it");
 
 	why[0] = '\0';
 	rc = install_blender(&in, url, "4.0", ver, sizeof(ver), why, sizeof(why));
@@ -244,6 +268,7 @@ int main(void)
 	test_versions();
 	test_headers();
 	test_table();
+	test_listing();
 	test_install();
 	if (!failures) {
 		snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", tmp);
