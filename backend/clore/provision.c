@@ -950,7 +950,8 @@ static void rent_one(struct provision *p, const struct job_want *w)
 	/* No image of the user's own: a stock one that starts sshd with the
 	 * order's ssh_key; Blender is then installed by renderfs
 	 * (docs/modules/provision.md says which image and why). */
-	req.image = p->cfg->clore_image && *p->cfg->clore_image ? p->cfg->clore_image : PROVISION_DEFAULT_IMAGE;
+	req.image =
+	    p->cfg->clore_image && *p->cfg->clore_image ? p->cfg->clore_image : PROVISION_DEFAULT_IMAGE;
 	req.ssh_key = p->ssh_key;
 	req.spotprice = of.bid;
 	rc = clore_create_order(p->cc, &req);

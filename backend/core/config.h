@@ -32,7 +32,7 @@ struct config {
 	int n_ssh_nodes;
 	char *ssh_identity;
 	char *ssh_blender; /* a command, or "auto" (CONFIG_BLENDER_AUTO) */
-	int ssh_slots; /* workers per node; 0 = one per GPU (at least one) */
+	int ssh_slots;     /* workers per node; 0 = one per GPU (at least one) */
 	/* [clore] (used by the clore backend) */
 	char *clore_api_url;
 	char *clore_api_key_file;
@@ -54,7 +54,7 @@ struct config {
 };
 
 /* The `blender` value that lets renderfs install Blender on the node. */
-#define CONFIG_BLENDER_AUTO "auto"
+#define CONFIG_BLENDER_AUTO   "auto"
 #define CONFIG_BLENDER_MIRROR "https://download.blender.org/release"
 
 /*

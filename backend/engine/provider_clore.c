@@ -39,7 +39,8 @@ static int clore_check(const struct config *cfg, const char *state_dir, char *se
 	 * only blender = auto (the default) can install one there. */
 	if ((!cfg->clore_image || !*cfg->clore_image) && strcmp(cfg->clore_blender, CONFIG_BLENDER_AUTO)) {
 		snprintf(err, errsz,
-			 "[clore] blender = %.64s needs [clore] image = a container image with that Blender and sshd",
+			 "[clore] blender = %.64s needs [clore] image = a container image with that Blender "
+			 "and sshd",
 			 cfg->clore_blender);
 		return -EINVAL;
 	}

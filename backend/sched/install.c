@@ -217,7 +217,7 @@ static int read_head(const char *path, unsigned char *buf, size_t want)
 				if (ZSTD_isError(ZSTD_decompressStream(dc, &ob, &ib)))
 					goto zstd_done;
 		}
-zstd_done:
+	zstd_done:
 		rc = ob.pos == want ? 0 : -EINVAL;
 		ZSTD_freeDCtx(dc);
 		close(fd);
@@ -293,7 +293,8 @@ int install_known_release(const char *series, char *version, size_t vsz, char *t
 
 /* Run argv on the node: 0 when it ran and exited 0, 1 when it ran and
  * failed (exit code in *code), or a transport error. */
-static int node_cmd(struct install *in, char *const argv[], char *out, size_t outsz, int timeout_ms, int *code)
+static int node_cmd(struct install *in, char *const argv[], char *out, size_t outsz, int timeout_ms,
+		    int *code)
 {
 	int status, rc;
 
@@ -334,8 +335,9 @@ static void remember_blender(struct install *in, const char *v)
 int install_list_blenders(struct install *in)
 {
 	/* One fixed script: a build counts when its program is there. */
-	static const char script[] = "cd \"$1\" 2>/dev/null || exit 0; "
-				     "for d in *; do [ -x \"$d/blender\" ] && printf '%s\\n' \"$d\"; done; exit 0";
+	static const char script[] =
+	    "cd \"$1\" 2>/dev/null || exit 0; "
+	    "for d in *; do [ -x \"$d/blender\" ] && printf '%s\\n' \"$d\"; done; exit 0";
 	char dir[1200], out[4096];
 	char *argv[] = {"sh", "-c", (char *)script, "sh", dir, NULL};
 	int code, rc;
@@ -383,12 +385,12 @@ static int node_fetch(struct install *in, const char *url, const char *dest, cha
 	static const char *const names[] = {"", "curl", "wget", "python3"};
 	int timeout = dest ? INSTALL_FETCH_MS : 120000;
 	int first = in->fetcher ? in->fetcher : 1, last = in->fetcher ? in->fetcher : 3;
+	char *to = (char *)(dest ? dest : "-"), *u = (char *)url;
 
 	for (int tool = first; tool <= last; tool++) {
-		char *curl[] = {"curl", "-fsSL", "--connect-timeout", "30", "-o", (char *)(dest ? dest : "-"),
-				(char *)url, NULL};
-		char *wget[] = {"wget", "-q", "-T", "60", "-O", (char *)(dest ? dest : "-"), (char *)url, NULL};
-		char *python[] = {"python3", "-c", (char *)py, (char *)url, (char *)(dest ? dest : "-"), NULL};
+		char *curl[] = {"curl", "-fsSL", "--connect-timeout", "30", "-o", to, u, NULL};
+		char *wget[] = {"wget", "-q", "-T", "60", "-O", to, u, NULL};
+		char *python[] = {"python3", "-c", (char *)py, u, to, NULL};
 		char *const *argv = tool == 1 ? curl : tool == 2 ? wget : python;
 		int code, rc = node_cmd(in, argv, out, outsz, timeout, &code);
 
@@ -437,18 +439,17 @@ static int unpack(struct install *in, const char *tarball, const char *dir, char
 {
 	/* tar with xz where the node has both; python3's tarfile else, which
 	 * refuses members that would land outside dir. */
-	static const char py[] =
-	    "import os, sys, tarfile\n"
-	    "d = os.path.realpath(sys.argv[2])\n"
-	    "with tarfile.open(sys.argv[1], 'r:xz') as t:\n"
-	    "    for m in t.getmembers():\n"
-	    "        p = os.path.realpath(os.path.join(d, m.name))\n"
-	    "        if not p.startswith(d + os.sep) or m.isdev():\n"
-	    "            sys.exit('refused member ' + repr(m.name))\n"
-	    "    if hasattr(tarfile, 'data_filter'):\n"
-	    "        t.extractall(d, filter='data')\n"
-	    "    else:\n"
-	    "        t.extractall(d)\n";
+	static const char py[] = "import os, sys, tarfile\n"
+				 "d = os.path.realpath(sys.argv[2])\n"
+				 "with tarfile.open(sys.argv[1], 'r:xz') as t:\n"
+				 "    for m in t.getmembers():\n"
+				 "        p = os.path.realpath(os.path.join(d, m.name))\n"
+				 "        if not p.startswith(d + os.sep) or m.isdev():\n"
+				 "            sys.exit('refused member ' + repr(m.name))\n"
+				 "    if hasattr(tarfile, 'data_filter'):\n"
+				 "        t.extractall(d, filter='data')\n"
+				 "    else:\n"
+				 "        t.extractall(d)\n";
 	char *tar[] = {"tar", "-xJf", (char *)tarball, "-C", (char *)dir, "--no-same-owner", NULL};
 	char *python[] = {"python3", "-c", (char *)py, (char *)tarball, (char *)dir, NULL};
 	int code, rc;
@@ -524,9 +525,10 @@ static int fetch_sums(struct install *in, const char *mirror, const char *series
 	snprintf(url, sizeof(url), "%s/Blender%s/", mirror, series);
 	rc = node_fetch(in, url, NULL, listing, INSTALL_LISTING_MAX, why, whysz);
 	if (rc == 0)
-		rc = install_newest_listed(listing, series, v2, sizeof(v2), t2, sizeof(t2)) || !strcmp(v2, ver)
-			 ? -ENOPKG
-			 : 0;
+		rc =
+		    install_newest_listed(listing, series, v2, sizeof(v2), t2, sizeof(t2)) || !strcmp(v2, ver)
+			? -ENOPKG
+			: 0;
 	free(listing);
 	if (rc == 0) {
 		snprintf(url, sizeof(url), "%s/Blender%s/blender-%s.sha256", mirror, series, v2);
@@ -570,8 +572,8 @@ int install_blender(struct install *in, const char *mirror, const char *series, 
 	}
 	/* The list first: it is small, and without it nothing can be
 	 * checked, so a missing one costs no large download. */
-	rc = fetch_sums(in, mirror, series, ver, sizeof(ver), tarname, sizeof(tarname), sums, sizeof(sums), why,
-			whysz);
+	rc = fetch_sums(in, mirror, series, ver, sizeof(ver), tarname, sizeof(tarname), sums, sizeof(sums),
+			why, whysz);
 	if (rc)
 		goto out_rm;
 	tl = strlen(tarname);
@@ -585,7 +587,8 @@ int install_blender(struct install *in, const char *mirror, const char *series, 
 	snprintf(built, sizeof(built), "%s/%s", xdir, top);
 	snprintf(final, sizeof(final), "%s/%s", base, ver);
 	if (sum_for(sums, tarname, want)) {
-		snprintf(why, whysz, "%s/Blender%s/blender-%s.sha256 lists no %s", mirror, series, ver, tarname);
+		snprintf(why, whysz, "%s/Blender%s/blender-%s.sha256 lists no %s", mirror, series, ver,
+			 tarname);
 		rc = -ENOPKG;
 		goto out_rm;
 	}
@@ -644,13 +647,12 @@ int install_blender(struct install *in, const char *mirror, const char *series, 
 	}
 	remember_blender(in, ver);
 	snprintf(version, vsz, "%s", ver);
-out_rm:
-	{
-		char *rm[] = {"rm", "-rf", "--", tmp, NULL};
-		int ignored;
+out_rm : {
+	char *rm[] = {"rm", "-rf", "--", tmp, NULL};
+	int ignored;
 
-		if (rc == 0 || rc == -ENOPKG)
-			node_cmd(in, rm, NULL, 0, 120000, &ignored);
-	}
+	if (rc == 0 || rc == -ENOPKG)
+		node_cmd(in, rm, NULL, 0, 120000, &ignored);
+}
 	return rc;
 }

@@ -94,8 +94,7 @@ static int probe_with(struct runner *r, const char *prog, const char *from)
 		rc = r->node->ops->spawn(r->node, argv, cwd, &p);
 	}
 	if (rc) {
-		snprintf(r->node_error, sizeof(r->node_error), "cannot start '%s': %s", prog,
-			 strerror(-rc));
+		snprintf(r->node_error, sizeof(r->node_error), "cannot start '%s': %s", prog, strerror(-rc));
 		return rc;
 	}
 	if (slot_transition(sl, SE_SPAWN) < 0) {
@@ -175,7 +174,8 @@ static int probe_auto(struct runner *r)
 	}
 	r->node_error[0] = '\0';
 	if (!newest) {
-		struct node_ready nr = {.blender = "none on the node yet (installed per job: blender = auto)"};
+		struct node_ready nr = {.blender =
+					    "none on the node yet (installed per job: blender = auto)"};
 
 		store_node_note_ready(r->st, r->node_id, &nr);
 		return 0;

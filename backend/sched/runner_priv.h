@@ -36,7 +36,7 @@ struct runner {
 	 * the node's own when it has that series, else one installed by
 	 * install.c (runner.c, runner_blender_for). */
 	int blender_auto;
-	char path_version[INSTALL_VERSION_MAX]; /* the node's own Blender ("3.4.1"), "" none */
+	char path_version[INSTALL_VERSION_MAX];  /* the node's own Blender ("3.4.1"), "" none */
 	char ready_version[INSTALL_VERSION_MAX]; /* what the last worker's ready said */
 	/* Where each slot's Blender came from, for the status line:
 	 * "on node" or "installed". */

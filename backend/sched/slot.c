@@ -178,7 +178,8 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 		/* -Y before the file: no script inside a dropped .blend runs.
 		 * Every word here is ours: paths made of the node's home, slot
 		 * numbers, a content hash and a checked Blender version. */
-		char *argv[] = {prog, "-b", "-Y", "--factory-startup", blob, "--python", r->worker_remote, NULL};
+		char *argv[] = {prog, "-b", "-Y", "--factory-startup", blob, "--python", r->worker_remote,
+				NULL};
 
 		rc = r->node->ops->spawn(r->node, argv, cwd, &p);
 	}

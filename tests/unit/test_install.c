@@ -35,9 +35,9 @@ static void write_file(const char *path, const void *data, size_t n)
 static void test_versions(void)
 {
 	static const char *const good[] = {"3.4.1", "2.83.20", "4.2", "5.0.0", "10.11.12"};
-	static const char *const bad[] = {"",      "3",      "3.",       ".3",        "3..4",
-					  "3.4.1.2", "3.4;rm", "-1.2",     "3.4.1 ",    "3.4.1\n",
-					  "a.b",    "3.4/..", "12345.1", "1.2.123456789"};
+	static const char *const bad[] = {"",        "3",      "3.",      ".3",           "3..4",
+					  "3.4.1.2", "3.4;rm", "-1.2",    "3.4.1 ",       "3.4.1\n",
+					  "a.b",     "3.4/..", "12345.1", "1.2.123456789"};
 	char s[INSTALL_VERSION_MAX];
 
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
@@ -158,7 +158,8 @@ static void test_listing(void)
 		  !strcmp(v, "2.91.2") && !strcmp(t, "blender-2.91.2-linux64.tar.xz"),
 	      "the older naming: %s %s", v, t);
 	CHECK(install_newest_listed(html, "4.2", v, sizeof(v), t, sizeof(t)) == -ENOENT, "none of 4.2");
-	CHECK(install_newest_listed("blender-3.6.-linux-x64.tar.xz", "3.6", v, sizeof(v), t, sizeof(t)) == -ENOENT,
+	CHECK(install_newest_listed("blender-3.6.-linux-x64.tar.xz", "3.6", v, sizeof(v), t, sizeof(t)) ==
+		  -ENOENT,
 	      "no patch number");
 }
 
@@ -177,16 +178,17 @@ static void make_release(const char *mirror, const char *series, const char *v, 
 {
 	char cmd[4096];
 
-	snprintf(cmd, sizeof(cmd),
-		 "set -e; d='%s/Blender%s'; b=\"$d/build/blender-%s-linux-x64\"; mkdir -p \"$b\"; "
-		 "printf '#!/bin/sh\\necho stand-in\\n' > \"$b/blender\"; chmod 755 \"$b/blender\"; "
-		 "tar -cJf \"$d/blender-%s-linux-x64.tar.xz\" -C \"$d/build\" blender-%s-linux-x64; "
-		 "rm -rf \"$d/build\"; cd \"$d\"; "
-		 "{ echo '%.64s  blender-%s-windows-x64.zip'; "
-		 "%s blender-%s-linux-x64.tar.xz; } > blender-%s.sha256",
-		 mirror, series, v, v, v, "0000000000000000000000000000000000000000000000000000000000000000",
-		 v, good ? "sha256sum" : "echo ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff ",
-		 v, v);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "set -e; d='%s/Blender%s'; b=\"$d/build/blender-%s-linux-x64\"; mkdir -p \"$b\"; "
+	    "printf '#!/bin/sh\\necho stand-in\\n' > \"$b/blender\"; chmod 755 \"$b/blender\"; "
+	    "tar -cJf \"$d/blender-%s-linux-x64.tar.xz\" -C \"$d/build\" blender-%s-linux-x64; "
+	    "rm -rf \"$d/build\"; cd \"$d\"; "
+	    "{ echo '%.64s  blender-%s-windows-x64.zip'; "
+	    "%s blender-%s-linux-x64.tar.xz; } > blender-%s.sha256",
+	    mirror, series, v, v, v, "0000000000000000000000000000000000000000000000000000000000000000", v,
+	    good ? "sha256sum" : "echo ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff ", v,
+	    v);
 	if (run_sh(cmd)) {
 		fprintf(stderr, "cannot build the mirror: %s\n", cmd);
 		exit(2);
@@ -242,7 +244,8 @@ static void test_install(void)
 
 	why[0] = '\0';
 	rc = install_blender(&in, url, "3.5", ver, sizeof(ver), why, sizeof(why));
-	CHECK(rc == -ENOPKG && strstr(why, "SHA-256 mismatch") && strstr(why, "blender-3.5.1-linux-x64.tar.xz"),
+	CHECK(rc == -ENOPKG && strstr(why, "SHA-256 mismatch") &&
+		  strstr(why, "blender-3.5.1-linux-x64.tar.xz"),
 	      "a wrong sum: rc %d '%s'", rc, why);
 	CHECK(!exists("%s/blender/%s", home, "3.5.1"), "nothing installed for a wrong sum");
 	CHECK(!exists("%s/blender/.part-%s", home, "3.5"), "and nothing left of it");
