@@ -544,6 +544,14 @@ static int fetch_sums(struct install *in, const char *mirror, const char *series
 	return rc;
 }
 
+static void node_rm(struct install *in, const char *path)
+{
+	char *rm[] = {"rm", "-rf", "--", (char *)path, NULL};
+	int ignored;
+
+	node_cmd(in, rm, NULL, 0, 120000, &ignored);
+}
+
 int install_blender(struct install *in, const char *mirror, const char *series, char *version, size_t vsz,
 		    char *why, size_t whysz)
 {
@@ -647,12 +655,9 @@ int install_blender(struct install *in, const char *mirror, const char *series, 
 	}
 	remember_blender(in, ver);
 	snprintf(version, vsz, "%s", ver);
-out_rm : {
-	char *rm[] = {"rm", "-rf", "--", tmp, NULL};
-	int ignored;
-
+out_rm:
+	/* A transport error leaves it: the next try starts afresh anyway. */
 	if (rc == 0 || rc == -ENOPKG)
-		node_cmd(in, rm, NULL, 0, 120000, &ignored);
-}
+		node_rm(in, tmp);
 	return rc;
 }

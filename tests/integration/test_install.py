@@ -214,3 +214,20 @@ def test_mirror_without_the_known_patch_gives_the_newest_it_lists(farm, tiny, bl
         assert mirror.hits(folder + "blender-%s.sha256" % known) == 1, mirror.requests
         assert mirror.hits(folder) == 1 and mirror.hits(tar_path) == 1, mirror.requests
         assert sorted(p.name for p in (Path(node.dir) / "blender").iterdir()) == [other]
+
+
+@pytest.mark.deadline(90)
+def test_bad_checksum_on_the_only_node_fails_the_job_with_the_reason(farm, tiny, blender_version):
+    version, tarball = known_release(series_of(blender_version))
+    nodes = farm.make_nodes([True])
+    node = nodes[0]
+    root, _ = farm.make_mirror(version, tarball, node.real_blender, good=False)
+    with sshnodes.Mirror(root, node) as mirror:
+        mnt = farm.rfs(config=farm.config(mirror.url))
+        mnt.drop("shot", tiny, "1-3\n")
+        s = mnt.wait_state("shot", timeout=60)
+        assert s["state"] == "failed", mnt.status_text("shot")
+        err = s.get("error", "")
+        assert "SHA-256 mismatch" in err and tarball in err, mnt.status_text("shot")
+        assert mnt.frames("shot") == [] and int(node_status(mnt, node)["done"]) == 0
+        assert mirror.requests, "the node never asked the mirror"
