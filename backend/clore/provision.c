@@ -470,7 +470,7 @@ static int node_start(struct provision *p, const struct rental_row *r, const str
 	desc_from_row(p, r, h->desc);
 	h->up_at = util_mono_ms();
 	h->key_wait_said = 0;
-	rc = runner_start(p->dir, p->cfg, h->node, p->cfg->ssh_slots, p->cfg->ssh_blender, p->worker_path,
+	rc = runner_start(p->dir, p->cfg, h->node, p->cfg->ssh_slots, p->cfg->clore_blender, p->worker_path,
 			  &h->runner);
 	if (rc) {
 		ssh_node_free(h->node);
@@ -1165,7 +1165,11 @@ static int rent_one(struct provision *p, const struct job_want *w)
 	req.server_id = of.sv->id;
 	req.spot = w->spot;
 	req.currency = p->cfg->clore_currency;
-	req.image = p->cfg->clore_image;
+	/* No image of the user's own: a stock one that starts sshd with the
+	 * order's ssh_key; Blender is then installed by renderfs
+	 * (docs/modules/provision.md says which image and why). */
+	req.image =
+	    p->cfg->clore_image && *p->cfg->clore_image ? p->cfg->clore_image : PROVISION_DEFAULT_IMAGE;
 	req.ssh_key = p->ssh_key;
 	req.spotprice = of.bid;
 	rc = clore_create_order(p->cc, &req);

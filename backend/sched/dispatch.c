@@ -302,13 +302,22 @@ int dispatch_blob_ready(struct runner *r, int64_t job)
 {
 	struct store_job_spec js;
 	char remote[4096], why[512];
+	const char *from;
 	int rc;
 
 	rc = store_job_spec(r->st, job, &js);
 	if (!rc)
 		rc = install_blob(&r->inst, r->st, js.sha, remote, sizeof(remote));
+	/* And the job's Blender (blender = auto may install one): a long
+	 * download, like the upload, comes before any lease. */
+	if (!rc)
+		rc = runner_blender_for(r, js.sha, remote, sizeof(remote), &from);
 	if (!rc)
 		return 0;
+	if (rc == -ENOPKG) {
+		r->lost = 1; /* the runner takes the node down as in error */
+		return rc;
+	}
 	snprintf(why, sizeof(why), "cannot put the scene on %s: %s", r->node->name,
 		 rc == -EIO ? "it did not verify after upload" : strerror(-rc));
 	if (runner_link_error(rc) && rc != -EIO) {

@@ -251,7 +251,8 @@ static void slot_expected_size(struct runner *r, struct slot *sl, int64_t job, c
 static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 {
 	struct store_job_spec js;
-	char blob[4096], cwd[4096];
+	char blob[4096], cwd[4096], prog[4096];
+	const char *from;
 	struct tproc *p;
 	cJSON *setup;
 	int rc;
@@ -263,6 +264,10 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	rc = install_blob(&r->inst, r->st, js.sha, blob, sizeof(blob));
 	if (rc)
 		return rc;
+	rc = runner_blender_for(r, js.sha, prog, sizeof(prog), &from);
+	if (rc)
+		return rc;
+	r->slot_from[sl->idx] = from;
 	snprintf(cwd, sizeof(cwd), "%s/work/slot%d", r->node->home, sl->idx);
 	rc = install_fresh_dir(&r->inst, cwd);
 	if (rc)
@@ -270,9 +275,9 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	{
 		/* -Y before the file: no script inside a dropped .blend runs.
 		 * Every word here is ours: paths made of the node's home, slot
-		 * numbers and a content hash. */
-		char *argv[] = {r->blender,       "-b", "-Y", "--factory-startup", blob, "--python",
-				r->worker_remote, NULL};
+		 * numbers, a content hash and a checked Blender version. */
+		char *argv[] = {prog, "-b", "-Y", "--factory-startup", blob, "--python", r->worker_remote,
+				NULL};
 
 		rc = r->node->ops->spawn(r->node, argv, cwd, &p);
 	}
@@ -560,8 +565,9 @@ static void slot_finished(struct runner *r, struct slot *sl, const struct proto_
 
 /* What a worker's "ready" says about the node: device, Blender version,
  * GPUs (each already one clean line: proto.c). */
-static void note_ready(struct runner *r, const struct proto_msg *pm)
+static void note_ready(struct runner *r, const struct slot *sl, const struct proto_msg *pm)
 {
+	char shown[96];
 	struct node_ready nr = {
 	    .device = pm->has_device ? pm->device : NULL,
 	    .device_why = pm->has_why ? pm->device_why : NULL,
@@ -571,6 +577,14 @@ static void note_ready(struct runner *r, const struct proto_msg *pm)
 	};
 
 	r->ngpus = pm->ngpus;
+	/* The version and where that Blender came from, "3.4.1 (installed)". */
+	r->ready_version[0] = '\0';
+	if (nr.blender && install_version_ok(nr.blender))
+		snprintf(r->ready_version, sizeof(r->ready_version), "%s", nr.blender);
+	if (nr.blender) {
+		snprintf(shown, sizeof(shown), "%s (%s)", nr.blender, r->slot_from[sl->idx]);
+		nr.blender = shown;
+	}
 	store_node_note_ready(r->st, r->node_id, &nr);
 }
 
@@ -645,7 +659,7 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 		 * known (proto.c range-checked it). */
 		sl->width = sl->exp_w ? sl->exp_w : pm.width;
 		sl->height = sl->exp_w ? sl->exp_h : pm.height;
-		note_ready(r, &pm);
+		note_ready(r, sl, &pm);
 		if (pm.fps > 0)
 			store_job_set_scene_fps(r->st, sl->job, pm.fps);
 		sl->idle_since = util_mono_ms();
@@ -794,8 +808,10 @@ void slot_start_frame(struct runner *r, struct slot *sl, int64_t job)
 
 		snprintf(why, sizeof(why), "cannot start Blender '%s' on %s: %s", r->blender, r->node->name,
 			 strerror(-rc));
-		if (runner_link_error(rc)) {
-			slot_interrupt(r, sl, why);
+		if (runner_link_error(rc) || rc == -ENOPKG) {
+			/* A link error, or a Blender install that failed: the
+			 * node, not the frame, is at fault (runner.c). */
+			slot_interrupt(r, sl, rc == -ENOPKG ? r->install_error : why);
 			r->lost = 1;
 		} else {
 			frame_failed(r, sl, why);

@@ -274,7 +274,7 @@ class Clore:
             f.write(text + "\n")
         os.chmod(self.keyfile, mode)
 
-    def make_nodes(self, n, cpu=()):
+    def make_nodes(self, n, cpu=(), hide_blender=None):
         """n nodes standing for rented GPU servers: their `blender` is the
         real one behind ssh_fakes/gpu_blender.py, which reports the CUDA
         device a rented server has (renderfs gives back a rented node whose
@@ -285,7 +285,7 @@ class Clore:
         d.mkdir()
         gpu = fake_gpu_env(self.tmp)
         env = [None if i in cpu else gpu for i in range(n)]
-        ns = sshnodes.make_nodes(n, str(d), None, env=env)
+        ns = sshnodes.make_nodes(n, str(d), None, env=env, hide_blender=hide_blender)
         self.holder.append(ns)
         self.nodes = list(ns)
         return self.nodes
@@ -317,7 +317,7 @@ class Clore:
         self.fakes.append(self.fake)
         return self.fake
 
-    def config(self, key="file", **clore):
+    def config(self, key="file", renderfs=(), **clore):
         c = {"api_url": self.fake.url, "api_key_file": str(self.keyfile) if key == "file" else None,
              "image": "renderfs/blender:test", "nodes": 3,
              "gpu": "RTX 4090, RTX 3090, A6000, RTX 3080", "min_vram": 8, "max_price": "0.50",
@@ -325,15 +325,16 @@ class Clore:
              "poll": "1s", "boot_timeout": "30s", "idle": "2s", "keep_at_unmount": "no",
              "min_reliability": "0.9"}
         c.update(clore)
-        lines = ["[renderfs]", "backend = clore", "quiet = %s" % R.QUIET_OPT, "lease = %ds" % LEASE,
-                 "[ssh]", "blender = blender", "slots = 1", "[clore]"]
+        lines = ["[renderfs]", "backend = clore", "quiet = %s" % R.QUIET_OPT, "lease = %ds" % LEASE]
+        lines += list(renderfs)
+        lines += ["[ssh]", "blender = blender", "slots = 1", "[clore]"]
         lines += ["%s = %s" % (k, v) for k, v in c.items() if v is not None]
         return "\n".join(lines) + "\n"
 
-    def mount(self, key="file", start=True, **clore):
+    def mount(self, key="file", start=True, renderfs=(), **clore):
         if key == "env":
             self.mp.setenv("CLORE_API_KEY", self.key)
-        self.mnt = self.rfs(config=self.config(key=key, **clore), start=start)
+        self.mnt = self.rfs(config=self.config(key=key, renderfs=renderfs, **clore), start=start)
         return self.mnt
 
     # -- looking
@@ -1093,8 +1094,10 @@ def test_key_file_readable_by_others_is_refused(clore, mode):
 @pytest.mark.deadline(60)
 @pytest.mark.parametrize("bad", [
     ({"api_url": "http://api.example.com/v1"}, r"(?i)api_url.*(http|loopback)"),
-    ({"image": ""}, r"(?i)image"),
-], ids=["plain-http-remote", "no-image"])
+    # No image is fine with blender = auto (the default, test below); with
+    # a Blender of the user's own there is nothing to start it from.
+    ({"image": "", "blender": "blender"}, r"(?i)image"),
+], ids=["plain-http-remote", "no-image-no-auto"])
 def test_bad_clore_settings_refused_before_mounting(clore, bad):
     settings, why = bad
     clore.start_fake([])
@@ -1279,3 +1282,35 @@ def test_rented_gpu_node_rendering_on_cpu_is_an_error(clore, tiny):
     assert "RTX 3090" in ns["gpus"] and int(R.leading_number(ns["gpus"])) == 1, ns
     assert counter(ns, "done") == 8, ns
     mnt.stop()
+
+
+@pytest.mark.deadline(120)
+def test_no_image_rents_the_stock_one_and_installs_blender(clore, tiny, blender_version):
+    """Only the key file, nodes and a budget: the order names the stock
+    image the docs name, the rented node (no Blender, like that image)
+    installs the scene's series from the mirror and renders."""
+    version, tarball = sshnodes.known_blender_release(sshnodes.blender_series(blender_version))
+    nodes = clore.make_nodes(1, hide_blender=[True])
+    root = clore.tmp / "mirror"
+    # The installed build is the real Blender behind the GPU stand-in (a
+    # rented node rendering on CPU is refused): the mirror's wrapper runs it.
+    fake_gpu_env(clore.tmp)
+    wrap = clore.tmp / "gpu-wrap.sh"
+    wrap.write_text("#!/bin/sh\nRFS_FAKE_GPU_REAL=%s exec %s \"$@\"\n"
+                    % (nodes[0].real_blender, clore.tmp / "bin-gpu" / "blender"))
+    os.chmod(wrap, 0o755)
+    tar_path, _ = sshnodes.blender_mirror_tree(root, version, tarball, str(wrap))
+    with sshnodes.Mirror(root, nodes[0]) as mirror:
+        clore.start_fake([clore.server(1101, nodes[0], od=100)])
+        mnt = clore.mount(image=None, nodes=1, idle="60s", renderfs=["blender_mirror = %s" % mirror.url])
+        mnt.drop("shot", tiny, "1-4\nvideo = no\n")
+        clore.wait_done("shot", timeout=90)
+        st = clore.state()
+        check_frames(clore, "shot", range(1, 5), TINY, st)
+        orders = api_orders(st)
+        doc = (R.REPO / "docs" / "modules" / "provision.md").read_text()
+        assert orders and all(o["image"] and "`%s`" % o["image"] in doc for o in orders), \
+            "the orders' image is not the default docs/modules/provision.md names\n%s" % excerpt(st)
+        s = node_status(mnt, orders[0]["id"])
+        assert s["blender"] == "%s (installed)" % blender_version, clore.debug("shot")
+        assert mirror.hits(tar_path) == 1, mirror.requests

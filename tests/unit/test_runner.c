@@ -652,7 +652,7 @@ static void test_done(void)
 	CHECK(wait_for(w.st, 1, "SELECT state = 'rendering' FROM jobs"), "the job went waiting -> rendering");
 	sql_row(w.st, buf, sizeof(buf),
 		"SELECT blender || '|' || device || '|' || gpus FROM nodes WHERE id = %lld", (long long)node);
-	CHECK(!strcmp(buf, "4.2.0|CPU|0"), "the ready line is recorded on the node: '%s'", buf);
+	CHECK(!strcmp(buf, "4.2.0 (on node)|CPU|0"), "the ready line is recorded on the node: '%s'", buf);
 	CHECK(SQL_INT(w.st, "SELECT scene_fps = 25 FROM jobs WHERE id = %lld", (long long)job) == 1,
 	      "the scene's fps is recorded");
 	CHECK(wait_for(w.st, 1, "SELECT state = 'idle' FROM nodes"),
@@ -816,7 +816,8 @@ static void test_liar(void)
 	      "the frame is done (its size checked against the hard caps only)");
 	sql_row(w.st, buf, sizeof(buf), "SELECT blender || '|' || device FROM nodes WHERE id = %lld",
 		(long long)node);
-	CHECK(!strcmp(buf, "4.2.0\\nstate: idle|CPU\\x07"), "the node's words are stored escaped: '%s'", buf);
+	CHECK(!strcmp(buf, "4.2.0\\nstate: idle (on node)|CPU\\x07"),
+	      "the node's words are stored escaped: '%s'", buf);
 	CHECK(SQL_INT(w.st, "SELECT scene_fps IS NULL OR scene_fps != 1e300 FROM jobs WHERE id = %lld",
 		      (long long)job) == 1,
 	      "an fps of 1e300 is not taken");

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-REAL = "/usr/bin/blender"
+REAL = os.environ.get("RFS_FAKE_GPU_REAL", "/usr/bin/blender")  # the Blender behind it
 PREFIX = b"@rfs "
 GPU = os.environ.get("RFS_FAKE_GPU_NAME", "NVIDIA GeForce RTX 3090")
 
