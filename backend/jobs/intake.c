@@ -11,8 +11,11 @@
 #include "core/sidecar.h"
 #include "core/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,15 +278,65 @@ out_rollback:
 	return rc;
 }
 
+/*
+ * Copy the spool file into the blob store, hashing the bytes as they are
+ * copied (one pass), and check the copy: what is checked, what is named by
+ * the hash and what nodes render are the same bytes, whatever the user
+ * does to the file in queue/ meanwhile.  The copy goes to a name of its
+ * own, blobs/.in-QFILE.blend (util_copy_file writes it through .part and
+ * fsyncs), and is renamed to blobs/SHA.blend only when the check passed.
+ * Returns 0 with sha set, or -errno / -EINVAL with a reason in why.
+ */
+static int store_copy(struct store *st, const struct qfile *b, char sha[65], char *why, size_t whysz)
+{
+	char spool[4096], tmp[4096], blob[4096], tag[64];
+	struct blend_info bi;
+	struct stat sb;
+	int rc, fd;
+
+	why[0] = '\0';
+	store_path_spool(st, b->id, spool, sizeof(spool));
+	snprintf(tag, sizeof(tag), ".in-%lld", (long long)b->id);
+	store_path_blob(st, tag, tmp, sizeof(tmp));
+	rc = util_copy_file(spool, tmp, sha);
+	if (rc) {
+		snprintf(why, whysz, "cannot store a copy: %s", strerror(-rc));
+		return rc;
+	}
+	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(why, whysz, "cannot read the copy: %s", strerror(-rc));
+		goto out_unlink;
+	}
+	rc = blend_check(fd, &bi, why, whysz);
+	close(fd);
+	if (rc)
+		goto out_unlink;
+	store_path_blob(st, sha, blob, sizeof(blob));
+	if (stat(blob, &sb) == 0)
+		goto out_unlink; /* stored already: same name, same bytes */
+	rc = util_rename_durable(tmp, blob);
+	if (rc) {
+		snprintf(why, whysz, "cannot store a copy: %s", strerror(-rc));
+		goto out_unlink;
+	}
+	return 0;
+
+out_unlink:
+	unlink(tmp);
+	return rc;
+}
+
 /* Check one complete drop; returns 1 when a job was created. */
 static int check_drop(struct store *st, const struct drop *d, const char *base, const char *sig)
 {
 	struct util_sb err = {0};
-	char path[4096], blob[4096], why[512], sha[65];
+	char path[4096], why[512], sha[65];
 	struct sidecar sc = {0};
 	char *text = NULL, *perr = NULL;
 	size_t len = 0;
-	int rc, fd, created = 0;
+	int rc, created = 0;
 	/* The names as NAME.error shows them: a name holding a newline must
 	 * not forge a line there. */
 	char rname[4 * QUEUE_NAME_MAX + 8], bname[4 * QUEUE_NAME_MAX + 8];
@@ -302,35 +355,14 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 		util_sb_printf(&err, "%s", perr ? perr : "sidecar: out of memory\n");
 	}
 
-	store_path_spool(st, d->blend.id, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		util_sb_printf(&err, "%s: cannot read: %s\n", bname, strerror(errno));
-	} else {
-		struct blend_info bi;
-
-		if (blend_check(fd, &bi, why, sizeof(why)))
-			util_sb_printf(&err, "%s: %s\n", bname, why);
-		close(fd);
-	}
+	/* The copy is made (and checked) even when the sidecar is wrong, so
+	 * that one .error names every problem. */
+	rc = store_copy(st, &d->blend, sha, why, sizeof(why));
+	if (rc)
+		util_sb_printf(&err, "%s: %s\n", bname, why);
 
 	if (err.len || err.oom) {
 		store_drop_set(st, base, err.oom ? "out of memory\n" : err.buf, sig, util_now_ms());
-		goto out;
-	}
-	/* Content-addressed copy: the job renders this, whatever happens to
-	 * the file in queue/ later. */
-	rc = util_sha256_file(path, sha);
-	if (!rc) {
-		struct stat sb;
-
-		store_path_blob(st, sha, blob, sizeof(blob));
-		if (stat(blob, &sb) < 0)
-			rc = util_copy_file(path, blob, NULL);
-	}
-	if (rc) {
-		snprintf(why, sizeof(why), "%s: cannot store a copy: %s\n", bname, strerror(-rc));
-		store_drop_set(st, base, why, sig, util_now_ms());
 		goto out;
 	}
 	rc = create_job(st, d, base, &sc, text, sha);
@@ -347,17 +379,22 @@ out:
 	return created;
 }
 
-int intake_scan(struct store *st, int64_t quiet_ms, int64_t now)
+/*
+ * The drops ready to be checked: both halves exist, neither has a writer,
+ * `quiet` has passed, and the pair is not one refused already unchanged.
+ * fn(arg, drop, base, sig) is called for each; a nonzero return stops.
+ */
+typedef int (*drop_fn)(void *arg, const struct drop *d, const char *base, const char *sig);
+
+static int find_drops(struct store *st, int64_t quiet_ms, int64_t now, drop_fn fn, void *arg)
 {
 	struct scan_ctx c = {.st = st};
-	int created = 0, rc;
+	int rc;
 
 	rc = queue_list(st, collect_pending, &c);
-	if (rc)
-		goto out;
-	for (size_t i = 0; i < c.n; i++) {
+	for (size_t i = 0; !rc && i < c.n; i++) {
 		const struct qfile *b = &c.files[i], *r;
-		char base[QUEUE_NAME_MAX + 1], rname[QUEUE_NAME_MAX + 8], sig[160], old[160];
+		char base[QUEUE_NAME_MAX + 1], rname[QUEUE_NAME_MAX + 8], sig[INTAKE_SIG_MAX], old[INTAKE_SIG_MAX];
 		struct drop d;
 
 		if (!intake_is_candidate(b->name))
@@ -378,11 +415,198 @@ int intake_scan(struct store *st, int64_t quiet_ms, int64_t now)
 			 (long long)r->changed, (long long)d.range_size);
 		if (!store_drop_sig(st, base, old, sizeof(old)) && !strcmp(old, sig))
 			continue; /* refused already, and unchanged since */
-		created += check_drop(st, &d, base, sig);
+		if (fn(arg, &d, base, sig))
+			break;
 	}
-	/* An explanation outlives neither of the files it explains. */
-	rc = store_drops_prune(st);
-out:
 	free(c.files);
-	return rc ? rc : created;
+	return rc;
+}
+
+static int check_now(void *arg, const struct drop *d, const char *base, const char *sig)
+{
+	struct scan_ctx *c = arg; /* only st and n are used: n counts jobs */
+
+	c->n += (size_t)check_drop(c->st, d, base, sig);
+	return 0;
+}
+
+int intake_scan(struct store *st, int64_t quiet_ms, int64_t now)
+{
+	struct scan_ctx c = {.st = st};
+	int rc;
+
+	rc = find_drops(st, quiet_ms, now, check_now, &c);
+	/* An explanation outlives neither of the files it explains. */
+	if (!rc)
+		rc = store_drops_prune(st);
+	return rc ? rc : (int)c.n;
+}
+
+/* ---- the intake threads ---- */
+
+/*
+ * A drop handed to the pool.  `busy` marks a slot in use from the moment
+ * the scan queues it until a worker has written its outcome (job or
+ * .error), so one drop is never checked twice at once and the next scan
+ * does not queue it again meanwhile.
+ */
+struct task {
+	int busy, taken;
+	struct drop d;
+	char base[QUEUE_NAME_MAX + 1];
+	char sig[INTAKE_SIG_MAX];
+};
+
+struct intake_pool {
+	char *dir;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	int nthreads, started;
+	pthread_t threads[INTAKE_THREADS_MAX];
+	struct task tasks[INTAKE_QUEUE_MAX];
+	atomic_int jobs; /* jobs created, for the caller's curiosity */
+};
+
+static struct task *take_task(struct intake_pool *p)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(p->tasks); i++)
+		if (p->tasks[i].busy && !p->tasks[i].taken) {
+			p->tasks[i].taken = 1;
+			return &p->tasks[i];
+		}
+	return NULL;
+}
+
+static void *pool_main(void *arg)
+{
+	struct intake_pool *p = arg;
+	struct store *st = NULL;
+
+	/* One store connection per thread (store.md). */
+	if (store_open(p->dir, &st))
+		st = NULL;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		struct task *t;
+
+		while (!p->stop && !(t = take_task(p)))
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop)
+			break;
+		pthread_mutex_unlock(&p->mu);
+		if (st && check_drop(st, &t->d, t->base, t->sig))
+			atomic_fetch_add(&p->jobs, 1);
+		pthread_mutex_lock(&p->mu);
+		t->busy = t->taken = 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	store_close(st);
+	return NULL;
+}
+
+/* Stale copies a crash left behind (blobs/.in-*). */
+static void clean_partial_copies(const char *dir)
+{
+	char path[4096];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/blobs", dir);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, ".in-", 4))
+			continue;
+		snprintf(path, sizeof(path), "%s/blobs/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+}
+
+int intake_pool_start(const char *state_dir, int nthreads, struct intake_pool **out)
+{
+	struct intake_pool *p;
+	int rc = 0;
+
+	if (nthreads < 1)
+		nthreads = 1;
+	if (nthreads > INTAKE_THREADS_MAX)
+		nthreads = INTAKE_THREADS_MAX;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->dir = strdup(state_dir);
+	if (!p->dir) {
+		free(p);
+		return -ENOMEM;
+	}
+	clean_partial_copies(state_dir);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	for (p->nthreads = nthreads; p->started < nthreads; p->started++) {
+		rc = pthread_create(&p->threads[p->started], NULL, pool_main, p);
+		if (rc)
+			break;
+	}
+	if (!p->started) {
+		intake_pool_stop(p);
+		return -rc;
+	}
+	*out = p;
+	return 0;
+}
+
+void intake_pool_stop(struct intake_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (int i = 0; i < p->started; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p->dir);
+	free(p);
+}
+
+static int queue_task(void *arg, const struct drop *d, const char *base, const char *sig)
+{
+	struct intake_pool *p = arg;
+	struct task *free_slot = NULL;
+
+	/* The caller holds p->mu. */
+	for (size_t i = 0; i < ARRAY_SIZE(p->tasks); i++) {
+		struct task *t = &p->tasks[i];
+
+		if (t->busy && !strcmp(t->base, base))
+			return 0; /* being checked: its outcome decides */
+		if (!t->busy && !free_slot)
+			free_slot = t;
+	}
+	if (!free_slot)
+		return 1; /* full: the next scan queues the rest */
+	free_slot->d = *d;
+	snprintf(free_slot->base, sizeof(free_slot->base), "%s", base);
+	snprintf(free_slot->sig, sizeof(free_slot->sig), "%s", sig);
+	free_slot->busy = 1;
+	free_slot->taken = 0;
+	pthread_cond_signal(&p->cv);
+	return 0;
+}
+
+int intake_pool_scan(struct intake_pool *p, struct store *st, int64_t quiet_ms, int64_t now)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->mu);
+	rc = find_drops(st, quiet_ms, now, queue_task, p);
+	pthread_mutex_unlock(&p->mu);
+	if (!rc)
+		rc = store_drops_prune(st);
+	return rc;
 }
