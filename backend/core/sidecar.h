@@ -48,6 +48,7 @@ struct sidecar {
 	double max_price;          /* < 0 = unset */
 	int spot;                  /* -1 = unset, 0 no, 1 yes */
 	double budget;             /* < 0 = unset */
+	int missing_ignore;        /* missing = ignore: render without the files not in the drop */
 };
 
 /*

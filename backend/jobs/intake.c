@@ -6,6 +6,7 @@
  * the user may rewrite or remove later.
  */
 #include "jobs/intake.h"
+#include "core/blendfile.h"
 #include "core/filecheck.h"
 #include "jobs/jobs.h"
 #include "core/sidecar.h"
@@ -225,7 +226,7 @@ static int pick_job_name(struct store *st, const char *base, char *out, size_t s
 }
 
 static int create_job(struct store *st, const struct drop *d, const char *base, const struct sidecar *sc,
-		      const char *sidecar_text, const char *sha)
+		      const char *sidecar_text, const char *sha, const char *facts, const char *missing)
 {
 	char name[JOB_NAME_MAX + 1], dir[4096], sub[4200];
 	struct job_insert ji;
@@ -254,6 +255,8 @@ static int create_job(struct store *st, const struct drop *d, const char *base, 
 	ji.sc = sc;
 	ji.video = sc->video < 0 ? sc->nframes >= 2 : sc->video;
 	ji.now = now;
+	ji.facts = facts;
+	ji.missing_files = missing;
 	rc = store_job_insert(st, &ji, &job);
 	if (!rc)
 		rc = store_qfile_claim(st, job, d->blend.id, d->range.id);
@@ -281,23 +284,25 @@ out_rollback:
 /*
  * Copy the spool file into the blob store, hashing the bytes as they are
  * copied (one pass), and check the copy: what is checked, what is named by
- * the hash and what nodes render are the same bytes, whatever the user
- * does to the file in queue/ meanwhile.  The copy goes to a name of its
- * own, blobs/.in-QFILE.blend (util_copy_file writes it through .part and
- * fsyncs), and is renamed to blobs/SHA.blend only when the check passed.
- * Returns 0 with sha set, or -errno / -EINVAL with a reason in why.
+ * the hash, what is read for the scene's facts and what nodes render are
+ * the same bytes, whatever the user does to the file in queue/ meanwhile.
+ * The copy goes to a name of its own, tmp = blobs/.in-QFILE.blend
+ * (util_copy_file writes it through .part and fsyncs); blob_keep() renames
+ * it to blobs/SHA.blend once the drop is accepted, blob_discard() removes
+ * it.  Returns 0 with sha and tmp set, or -errno / -EINVAL with a reason in
+ * why (the copy then removed).
  */
-static int store_copy(struct store *st, const struct qfile *b, char sha[65], char *why, size_t whysz)
+static int blob_copy(struct store *st, const struct qfile *b, char sha[65], char *tmp, size_t tmpsz, char *why,
+		     size_t whysz)
 {
-	char spool[4096], tmp[4096], blob[4096], tag[64];
+	char spool[4096], tag[64];
 	struct blend_info bi;
-	struct stat sb;
 	int rc, fd;
 
 	why[0] = '\0';
 	store_path_spool(st, b->id, spool, sizeof(spool));
 	snprintf(tag, sizeof(tag), ".in-%lld", (long long)b->id);
-	store_path_blob(st, tag, tmp, sizeof(tmp));
+	store_path_blob(st, tag, tmp, tmpsz);
 	rc = util_copy_file(spool, tmp, sha);
 	if (rc) {
 		snprintf(why, whysz, "cannot store a copy: %s", strerror(-rc));
@@ -307,36 +312,148 @@ static int store_copy(struct store *st, const struct qfile *b, char sha[65], cha
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(why, whysz, "cannot read the copy: %s", strerror(-rc));
-		goto out_unlink;
+		unlink(tmp);
+		return rc;
 	}
 	rc = blend_check(fd, &bi, why, whysz);
 	close(fd);
 	if (rc)
-		goto out_unlink;
-	store_path_blob(st, sha, blob, sizeof(blob));
-	if (stat(blob, &sb) == 0)
-		goto out_unlink; /* stored already: same name, same bytes */
-	rc = util_rename_durable(tmp, blob);
-	if (rc) {
-		snprintf(why, whysz, "cannot store a copy: %s", strerror(-rc));
-		goto out_unlink;
-	}
-	return 0;
-
-out_unlink:
-	unlink(tmp);
+		unlink(tmp);
 	return rc;
+}
+
+static void blob_discard(const char *tmp)
+{
+	unlink(tmp);
+}
+
+static int blob_keep(struct store *st, const char *tmp, const char *sha)
+{
+	char blob[4096];
+	struct stat sb;
+
+	store_path_blob(st, sha, blob, sizeof(blob));
+	if (stat(blob, &sb) == 0) {
+		unlink(tmp); /* stored already: same name, same bytes */
+		return 0;
+	}
+	return util_rename_durable(tmp, blob);
+}
+
+/* "1.2 MiB" */
+static void fmt_size(char *buf, size_t sz, uint64_t n)
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)n;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < ARRAY_SIZE(unit)) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, sz, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, sz, "%.1f %s", v, unit[u]);
+}
+
+/*
+ * What the .blend (the checked copy at tmp) says, for the job: the scene
+ * it renders (the sidecar's `scene`, else the active one), its frame range
+ * when the sidecar gave no frames, the facts status shows, and the files
+ * it uses that the drop does not hold.  A single-file drop holds only the
+ * .blend, so every external file it uses (not packed) is missing; cache
+ * folders (point and fluid caches) are not required, as Blender bakes or
+ * simulates without them.  Problems are added to err, one line each;
+ * missing files go to missing (one escaped line each) and, unless the
+ * sidecar says missing = ignore, to err as "missing: PATH (KIND "USER")".
+ */
+static void read_scene(const char *tmp, const char *bname, const char *rname, struct sidecar *sc,
+		       uint64_t blend_size, struct util_sb *err, struct util_sb *facts, struct util_sb *missing)
+{
+	struct blendfile *bf = NULL;
+	const struct blendfile_scene *scn = NULL;
+	char why[512], a[1100], b[600];
+	int rc;
+
+	rc = blendfile_open(tmp, NULL, &bf, why, sizeof(why));
+	if (rc) {
+		util_clean_line(a, sizeof(a), why);
+		util_sb_printf(err, "%s: cannot read the scene: %s\n", bname, a);
+		return;
+	}
+	for (size_t i = 0; i < bf->nscenes; i++) {
+		const struct blendfile_scene *s = &bf->scenes[i];
+
+		if (sc->scene[0] ? !strcmp(s->name, sc->scene) : (s->active || !scn))
+			scn = s;
+		if (!sc->scene[0] && s->active)
+			break;
+	}
+	if (!scn) {
+		util_clean_line(a, sizeof(a), sc->scene);
+		if (sc->scene[0])
+			util_sb_printf(err, "%s: scene '%s' is not in %s\n", rname, a, bname);
+		else
+			util_sb_printf(err, "%s: the file has no scene\n", bname);
+		goto out;
+	}
+	if (!sc->nframes) {
+		char list[64];
+
+		snprintf(list, sizeof(list), "%d-%dx%d", scn->frame_start, scn->frame_end,
+			 scn->frame_step > 0 ? scn->frame_step : 1);
+		if (scn->frame_start < 0 ||
+		    sidecar_parse_frames(list, &sc->frames, &sc->nframes, why, sizeof(why))) {
+			util_clean_line(a, sizeof(a), scn->name);
+			util_sb_printf(err,
+				       "%s: no frame list, and scene '%s' has the range %d-%d step %d, which cannot be "
+				       "rendered (%s); give frames in %s\n",
+				       bname, a, scn->frame_start, scn->frame_end, scn->frame_step,
+				       scn->frame_start < 0 ? "negative frames" : why, rname);
+		}
+	}
+	/* The facts: one escaped line each (status prints them as they are). */
+	util_clean_line(a, sizeof(a), scn->name);
+	util_sb_printf(facts, "scene: %s\n", a);
+	util_clean_line(a, sizeof(a), scn->engine);
+	util_sb_printf(facts, "engine: %s\n", a);
+	util_sb_printf(facts, "resolution: %dx%d (%d%%)\n", scn->res_x, scn->res_y, scn->res_percent);
+	if (scn->samples >= 0)
+		util_sb_printf(facts, "samples: %d\n", scn->samples);
+	else
+		util_sb_printf(facts, "samples: default\n");
+	util_sb_printf(facts, "fps: %.4g\n",
+		       scn->fps_base > 0 && scn->fps > 0 ? (double)scn->fps / scn->fps_base : (double)scn->fps);
+	util_clean_line(a, sizeof(a), bf->saved_by);
+	util_sb_printf(facts, "saved_by: %s\n", a);
+	fmt_size(b, sizeof(b), blend_size);
+	util_sb_printf(facts, "files: 1 (%s)\n", b);
+
+	for (size_t i = 0; i < bf->npaths; i++) {
+		const struct blendfile_path *p = &bf->paths[i];
+
+		if (p->packed || p->source == BLENDFILE_SRC_DIR || !p->path || !p->path[0])
+			continue;
+		util_clean_line(a, sizeof(a), p->path);
+		util_clean_line(b, sizeof(b), p->user ? p->user : "");
+		util_sb_printf(missing, "%s (%s \"%s\")\n", a, blendfile_kind_name(p->kind), b);
+		if (!sc->missing_ignore)
+			util_sb_printf(err, "missing: %s (%s \"%s\")\n", a, blendfile_kind_name(p->kind), b);
+	}
+out:
+	blendfile_free(bf);
 }
 
 /* Check one complete drop; returns 1 when a job was created. */
 static int check_drop(struct store *st, const struct drop *d, const char *base, const char *sig)
 {
-	struct util_sb err = {0};
-	char path[4096], why[512], sha[65];
+	struct util_sb err = {0}, facts = {0}, missing = {0};
+	char path[4096], tmp[4096], why[512], sha[65];
 	struct sidecar sc = {0};
 	char *text = NULL, *perr = NULL;
 	size_t len = 0;
-	int rc, created = 0;
+	int rc, created = 0, have_copy = 0, sidecar_ok = 0;
 	/* The names as NAME.error shows them: a name holding a newline must
 	 * not forge a line there. */
 	char rname[4 * QUEUE_NAME_MAX + 8], bname[4 * QUEUE_NAME_MAX + 8];
@@ -353,26 +470,42 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 		util_sb_printf(&err, "%s: cannot read: %s\n", rname, strerror(-rc));
 	} else if (sidecar_parse(text, len, d->range.name, &sc, &perr)) {
 		util_sb_printf(&err, "%s", perr ? perr : "sidecar: out of memory\n");
+	} else {
+		sidecar_ok = 1;
 	}
 
 	/* The copy is made (and checked) even when the sidecar is wrong, so
 	 * that one .error names every problem. */
-	rc = store_copy(st, &d->blend, sha, why, sizeof(why));
+	rc = blob_copy(st, &d->blend, sha, tmp, sizeof(tmp), why, sizeof(why));
 	if (rc)
 		util_sb_printf(&err, "%s: %s\n", bname, why);
+	else
+		have_copy = 1;
+	/* What the scene needs is read from the copy, with the sidecar's
+	 * scene and frames (so only when the sidecar parsed). */
+	if (have_copy && sidecar_ok)
+		read_scene(tmp, bname, rname, &sc, (uint64_t)(d->blend_size > 0 ? d->blend_size : 0), &err,
+			   &facts, &missing);
 
-	if (err.len || err.oom) {
-		store_drop_set(st, base, err.oom ? "out of memory\n" : err.buf, sig, util_now_ms());
+	if (err.len || err.oom || facts.oom || missing.oom) {
+		store_drop_set(st, base, err.len && !err.oom ? err.buf : "out of memory\n", sig, util_now_ms());
 		goto out;
 	}
-	rc = create_job(st, d, base, &sc, text, sha);
+	rc = blob_keep(st, tmp, sha);
+	have_copy = 0;
+	if (!rc)
+		rc = create_job(st, d, base, &sc, text, sha, facts.buf, missing.buf);
 	created = rc == 0;
 	if (rc && rc != -EAGAIN) {
 		snprintf(why, sizeof(why), "%s: cannot create the job: %s\n", bname, strerror(-rc));
 		store_drop_set(st, base, why, sig, util_now_ms());
 	}
 out:
+	if (have_copy)
+		blob_discard(tmp);
 	util_sb_free(&err);
+	util_sb_free(&facts);
+	util_sb_free(&missing);
 	free(perr);
 	free(text);
 	sidecar_free(&sc);

@@ -288,6 +288,11 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN over_budget INTEGER NOT NULL DEFAULT 0;",
     /* 4 -> 5: a job's status counts its frames from the index alone */
     "CREATE INDEX frames_counts ON frames(job, state, node, secs, interrupts, attempts);",
+    /* 5 -> 6: what intake read from the .blend (status lines "key: value",
+     * each value escaped), and the files it uses that the drop lacks
+     * (one per line, escaped) when the sidecar says missing = ignore */
+    "ALTER TABLE jobs ADD COLUMN facts TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN missing_files TEXT NOT NULL DEFAULT '';",
 };
 
 static int migrate(struct store *st)
