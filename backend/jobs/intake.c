@@ -390,15 +390,20 @@ static void read_scene(const char *tmp, const char *bname, const char *rname, st
 		if (!sc->scene[0] && s->active)
 			break;
 	}
-	if (!scn) {
+	/* A scene the file lacks is refused only when its range was to be
+	 * used; with a frame list the job is made and its frames fail on the
+	 * node saying so, as before. */
+	if (!scn && !sc->nframes) {
 		util_clean_line(a, sizeof(a), sc->scene);
 		if (sc->scene[0])
-			util_sb_printf(err, "%s: scene '%s' is not in %s\n", rname, a, bname);
+			util_sb_printf(err, "%s: no frame list, and scene '%s' is not in %s to take its range from\n",
+				       rname, a, bname);
 		else
-			util_sb_printf(err, "%s: the file has no scene\n", bname);
+			util_sb_printf(err, "%s: no frame list, and %s has no scene to take a range from\n", rname,
+				       bname);
 		goto out;
 	}
-	if (!sc->nframes) {
+	if (scn && !sc->nframes) {
 		char list[64];
 
 		snprintf(list, sizeof(list), "%d-%dx%d", scn->frame_start, scn->frame_end,
@@ -414,17 +419,20 @@ static void read_scene(const char *tmp, const char *bname, const char *rname, st
 		}
 	}
 	/* The facts: one escaped line each (status prints them as they are). */
-	util_clean_line(a, sizeof(a), scn->name);
-	util_sb_printf(facts, "scene: %s\n", a);
-	util_clean_line(a, sizeof(a), scn->engine);
-	util_sb_printf(facts, "engine: %s\n", a);
-	util_sb_printf(facts, "resolution: %dx%d (%d%%)\n", scn->res_x, scn->res_y, scn->res_percent);
-	if (scn->samples >= 0)
-		util_sb_printf(facts, "samples: %d\n", scn->samples);
-	else
-		util_sb_printf(facts, "samples: default\n");
-	util_sb_printf(facts, "fps: %.4g\n",
-		       scn->fps_base > 0 && scn->fps > 0 ? (double)scn->fps / scn->fps_base : (double)scn->fps);
+	if (scn) {
+		util_clean_line(a, sizeof(a), scn->name);
+		util_sb_printf(facts, "scene: %s\n", a);
+		util_clean_line(a, sizeof(a), scn->engine);
+		util_sb_printf(facts, "engine: %s\n", a);
+		util_sb_printf(facts, "resolution: %dx%d (%d%%)\n", scn->res_x, scn->res_y, scn->res_percent);
+		if (scn->samples >= 0)
+			util_sb_printf(facts, "samples: %d\n", scn->samples);
+		else
+			util_sb_printf(facts, "samples: default\n");
+		util_sb_printf(facts, "fps: %.4g\n",
+			       scn->fps_base > 0 && scn->fps > 0 ? (double)scn->fps / scn->fps_base
+								 : (double)scn->fps);
+	}
 	util_clean_line(a, sizeof(a), bf->saved_by);
 	util_sb_printf(facts, "saved_by: %s\n", a);
 	fmt_size(b, sizeof(b), blend_size);
