@@ -286,12 +286,16 @@ out_rollback:
  * copied (one pass), and check the copy: what is checked, what is named by
  * the hash, what is read for the scene's facts and what nodes render are
  * the same bytes, whatever the user does to the file in queue/ meanwhile.
- * The copy goes to a name of its own, tmp = blobs/.in-QFILE.blend
+ * The copy goes to a name of its own, tmp = blobs/.in-QFILE-SEQ.blend (SEQ
+ * counts copies in this process: a file renamed to another drop while its
+ * first check runs may be checked twice at once, each copy its own)
  * (util_copy_file writes it through .part and fsyncs); blob_keep() renames
  * it to blobs/SHA.blend once the drop is accepted, blob_discard() removes
  * it.  Returns 0 with sha and tmp set, or -errno / -EINVAL with a reason in
  * why (the copy then removed).
  */
+static atomic_ullong copy_seq;
+
 static int blob_copy(struct store *st, const struct qfile *b, char sha[65], char *tmp, size_t tmpsz, char *why,
 		     size_t whysz)
 {
@@ -301,7 +305,8 @@ static int blob_copy(struct store *st, const struct qfile *b, char sha[65], char
 
 	why[0] = '\0';
 	store_path_spool(st, b->id, spool, sizeof(spool));
-	snprintf(tag, sizeof(tag), ".in-%lld", (long long)b->id);
+	snprintf(tag, sizeof(tag), ".in-%lld-%llu", (long long)b->id,
+		 (unsigned long long)atomic_fetch_add(&copy_seq, 1));
 	store_path_blob(st, tag, tmp, tmpsz);
 	rc = util_copy_file(spool, tmp, sha);
 	if (rc) {
