@@ -374,11 +374,12 @@ static void fmt_size(char *buf, size_t sz, uint64_t n)
  * sidecar says missing = ignore, to err as "missing: PATH (KIND "USER")".
  */
 static void read_scene(const char *tmp, const char *bname, const char *rname, struct sidecar *sc,
-		       uint64_t blend_size, struct util_sb *err, struct util_sb *facts, struct util_sb *missing)
+		       struct util_sb *err, struct util_sb *facts, struct util_sb *missing)
 {
 	struct blendfile *bf = NULL;
 	const struct blendfile_scene *scn = NULL;
 	char why[512], a[1100], b[600];
+	struct stat sb;
 	int rc;
 
 	rc = blendfile_open(tmp, NULL, &bf, why, sizeof(why));
@@ -440,7 +441,7 @@ static void read_scene(const char *tmp, const char *bname, const char *rname, st
 	}
 	util_clean_line(a, sizeof(a), bf->saved_by);
 	util_sb_printf(facts, "saved_by: %s\n", a);
-	fmt_size(b, sizeof(b), blend_size);
+	fmt_size(b, sizeof(b), stat(tmp, &sb) == 0 ? (uint64_t)sb.st_size : 0);
 	util_sb_printf(facts, "files: 1 (%s)\n", b);
 
 	for (size_t i = 0; i < bf->npaths; i++) {
@@ -497,8 +498,7 @@ static int check_drop(struct store *st, const struct drop *d, const char *base, 
 	/* What the scene needs is read from the copy, with the sidecar's
 	 * scene and frames (so only when the sidecar parsed). */
 	if (have_copy && sidecar_ok)
-		read_scene(tmp, bname, rname, &sc, (uint64_t)(d->blend_size > 0 ? d->blend_size : 0), &err,
-			   &facts, &missing);
+		read_scene(tmp, bname, rname, &sc, &err, &facts, &missing);
 
 	if (err.len || err.oom || facts.oom || missing.oom) {
 		store_drop_set(st, base, err.len && !err.oom ? err.buf : "out of memory\n", sig, util_now_ms());
