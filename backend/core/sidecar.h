@@ -57,8 +57,9 @@ struct sidecar {
  * On any problem returns -EINVAL and sets *errors to a malloc'd,
  * NUL-terminated text with one line per problem, each of the form
  *   "shot.range:3: unknown key 'sampels'\n"
- * (line 0 is used for problems of the whole file, e.g. one too large).  All problems are reported, not only the first.  On success
- * *errors is NULL.  Returns -ENOMEM on allocation failure.
+ * (line 0 is used for problems of the whole file, e.g. one too large).
+ * All problems are reported, not only the first.  On success *errors is
+ * NULL.  Returns -ENOMEM on allocation failure.
  * *out is always left in a state sidecar_free() accepts.
  */
 int sidecar_parse(const char *text, size_t len, const char *fname, struct sidecar *out, char **errors);
