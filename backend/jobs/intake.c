@@ -629,9 +629,15 @@ static void *pool_main(void *arg)
 	struct intake_pool *p = arg;
 	struct store *st = NULL;
 
-	/* One store connection per thread (store.md). */
-	if (store_open(p->dir, &st))
-		st = NULL;
+	int rc;
+
+	/* One store connection per thread (store.md).  Without one this
+	 * thread takes no drops; the others still do. */
+	rc = store_open(p->dir, &st);
+	if (rc) {
+		fprintf(stderr, "renderfs: an intake thread cannot open the store: %s\n", strerror(-rc));
+		return NULL;
+	}
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		struct task *t;
@@ -641,7 +647,7 @@ static void *pool_main(void *arg)
 		if (p->stop)
 			break;
 		pthread_mutex_unlock(&p->mu);
-		if (st && check_drop(st, &t->d, t->base, t->sig))
+		if (check_drop(st, &t->d, t->base, t->sig))
 			atomic_fetch_add(&p->jobs, 1);
 		pthread_mutex_lock(&p->mu);
 		t->busy = t->taken = 0;
