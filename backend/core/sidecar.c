@@ -791,6 +791,20 @@ static int sc_set_video(struct sidecar *sc, const char *v, char *why, size_t why
 	return 0;
 }
 
+/* missing = ignore: render although files the scene uses are not in the
+ * drop (intake lists them in status as missing_files:); refuse is the
+ * default. */
+static int sc_set_missing(struct sidecar *sc, const char *v, char *why, size_t whysz)
+{
+	if (!strcmp(v, "ignore"))
+		sc->missing_ignore = 1;
+	else if (!strcmp(v, "refuse"))
+		sc->missing_ignore = 0;
+	else
+		return sc_bad(why, whysz, "missing", v, "expected ignore or refuse");
+	return 0;
+}
+
 static int sc_set_fps(struct sidecar *sc, const char *v, char *why, size_t whysz)
 {
 	return sc_num_key("fps", v, 0, 1, 1000, "1000", "expected a positive number", &sc->fps, why, whysz);
@@ -885,6 +899,7 @@ static const struct {
     {"max_price", sc_set_max_price},
     {"spot", sc_set_spot},
     {"budget", sc_set_budget},
+    {"missing", sc_set_missing},
 };
 
 #define SC_NKEYS (sizeof(sc_keys) / sizeof(sc_keys[0]))
@@ -1128,8 +1143,8 @@ int sidecar_parse(const char *text, size_t len, const char *fname, struct sideca
 		sc_line(&ps, lineno, buf + pos, n, text_ok);
 		pos = end + 1;
 	}
-	if (!ps.sc.frames && !ps.frames_tried)
-		sc_err(&ps, 0, "no frame list (give a bare line like 1-250 or frames = 1-250)");
+	/* No frame list is fine: the scene's own range is rendered (intake
+	 * reads it from the .blend; nframes stays 0 here). */
 
 done:
 	free(buf);

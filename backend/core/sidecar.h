@@ -28,7 +28,7 @@ enum sc_format { SC_FORMAT_PNG = 0, SC_FORMAT_EXR, SC_FORMAT_JPEG, SC_FORMAT_TIF
 
 struct sidecar {
 	uint32_t *frames; /* sorted ascending, no duplicates; owned, free with sidecar_free() */
-	size_t nframes;
+	size_t nframes;   /* 0 (frames NULL): none given, the scene's own range (intake fills it) */
 	char scene[SIDECAR_SCENE_MAX]; /* "" = the file's active scene */
 	enum sc_engine engine;
 	enum sc_device device;
@@ -48,6 +48,7 @@ struct sidecar {
 	double max_price;          /* < 0 = unset */
 	int spot;                  /* -1 = unset, 0 no, 1 yes */
 	double budget;             /* < 0 = unset */
+	int missing_ignore;        /* missing = ignore: render without the files not in the drop */
 };
 
 /*
@@ -56,9 +57,9 @@ struct sidecar {
  * On any problem returns -EINVAL and sets *errors to a malloc'd,
  * NUL-terminated text with one line per problem, each of the form
  *   "shot.range:3: unknown key 'sampels'\n"
- * (line 0 is used for problems of the whole file, e.g. missing frames or
- * too large).  All problems are reported, not only the first.  On success
- * *errors is NULL.  Returns -ENOMEM on allocation failure.
+ * (line 0 is used for problems of the whole file, e.g. one too large).
+ * All problems are reported, not only the first.  On success *errors is
+ * NULL.  Returns -ENOMEM on allocation failure.
  * *out is always left in a state sidecar_free() accepts.
  */
 int sidecar_parse(const char *text, size_t len, const char *fname, struct sidecar *out, char **errors);

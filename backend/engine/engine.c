@@ -9,7 +9,8 @@
  * thread got there first, never that something happens twice.
  *
  * Threads: the engine thread owns its store connection and the video
- * child; the provider's state belongs to whoever calls engine_start and
+ * child; drops are checked on intake's own threads (intake_pool_*), so a
+ * large or hostile drop never delays the scheduling done here; the provider's state belongs to whoever calls engine_start and
  * engine_stop (the provider's own threads are its business); only `stop`
  * is shared with the engine thread (atomic).
  */
@@ -35,6 +36,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Drops checked at once: one slow or hostile drop leaves the others a
+ * thread (intake.h). */
+#define ENGINE_INTAKE_THREADS 3
+
 extern const unsigned char worker_script[];
 extern const size_t worker_script_len;
 
@@ -42,6 +47,7 @@ struct engine {
 	char *dir;
 	const struct config *cfg;
 	struct store *st;
+	struct intake_pool *intake; /* its threads check drops (intake.h) */
 	pthread_t thread;
 	atomic_int stop;
 	char worker_path[4096];
@@ -257,7 +263,7 @@ static void *engine_main(void *arg)
 
 		if (mono - e->last_scan >= 100) {
 			e->last_scan = mono;
-			intake_scan(e->st, e->cfg->quiet_ms, now);
+			intake_pool_scan(e->intake, e->st, e->cfg->quiet_ms, now);
 		}
 		watch_video(e);
 		if (mono - e->last_jobs >= 200 || sched_poke_take()) {
@@ -302,6 +308,8 @@ int engine_start(const char *state_dir, const struct config *cfg, const char *se
 	rc = util_mkdirs(sub);
 	if (!rc)
 		rc = write_worker(e);
+	if (!rc)
+		rc = intake_pool_start(state_dir, ENGINE_INTAKE_THREADS, &e->intake);
 	if (!rc) {
 		struct provider_env env = {
 		    .state_dir = e->dir,
@@ -314,7 +322,7 @@ int engine_start(const char *state_dir, const struct config *cfg, const char *se
 		rc = e->prov->start(&env, &e->prov_state);
 	}
 	if (rc)
-		goto out_close_store;
+		goto out_stop_intake;
 	rc = pthread_create(&e->thread, NULL, engine_main, e);
 	if (rc) {
 		rc = -rc;
@@ -325,7 +333,8 @@ int engine_start(const char *state_dir, const struct config *cfg, const char *se
 
 out_stop_runners:
 	e->prov->stop(e->prov_state);
-out_close_store:
+out_stop_intake:
+	intake_pool_stop(e->intake);
 	store_close(e->st);
 out_free:
 	free(e->dir);
@@ -340,6 +349,7 @@ void engine_stop(struct engine *e)
 	e->prov->stop(e->prov_state);
 	atomic_store(&e->stop, 1);
 	pthread_join(e->thread, NULL);
+	intake_pool_stop(e->intake);
 	store_close(e->st);
 	free(e->dir);
 	free(e);

@@ -31,9 +31,32 @@ int queue_unlink(struct store *st, const char *name);
  * editor temporaries are not. */
 int intake_is_candidate(const char *name);
 
-/* One pass over the queue: check complete drops; create jobs or errors.
- * Returns the number of jobs created, or -errno. */
+/* One pass over the queue on the caller's thread: check complete drops;
+ * create jobs or errors.  Returns the number of jobs created, or -errno.
+ * (Tests and tools; the engine uses the pool below.) */
 int intake_scan(struct store *st, int64_t quiet_ms, int64_t now);
+
+/*
+ * The intake threads.  Checking a drop means reading, hashing and copying
+ * its .blend (up to BLEND_MAX_EXPANDED of decompression for a compressed
+ * one), which may take seconds; the engine must go on scheduling
+ * meanwhile.  intake_pool_scan() (the engine thread, every 100 ms) only
+ * finds the complete drops and queues each to one of `nthreads` threads,
+ * each with its own store connection, which check it and write the job or
+ * the NAME.error.  A drop is queued once until its outcome is written.
+ * intake_pool_stop() waits for the checks in progress (each bounded by the
+ * caps of blend_check) and drops the queued ones: they are found again by
+ * the next mount's first scan.
+ */
+#define INTAKE_THREADS_MAX 8
+#define INTAKE_QUEUE_MAX   64
+#define INTAKE_SIG_MAX     160
+struct intake_pool;
+int intake_pool_start(const char *state_dir, int nthreads, struct intake_pool **out);
+void intake_pool_stop(struct intake_pool *p);
+/* Queue the drops ready to be checked (see intake_scan); st is the
+ * caller's connection.  0 or -errno. */
+int intake_pool_scan(struct intake_pool *p, struct store *st, int64_t quiet_ms, int64_t now);
 
 /* A job's inputs leave queue/ when it ends: store_release_inputs()
  * (store/queue_rows.h), called by jobs.c and the engine. */

@@ -33,6 +33,8 @@ struct job_facts {
 	char *error;       /* owned */
 	uint32_t *missing; /* owned */
 	size_t nmissing;
+	char *facts;         /* owned: "key: value\n" lines from the .blend, escaped at intake */
+	char *missing_files; /* owned: one escaped line per file the drop lacks */
 	char video[16];
 	int64_t priority;
 	struct frame_inflight inflight[STATUS_INFLIGHT_SHOW]; /* the first in-flight frames */
@@ -65,6 +67,8 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	f->error = v.error; /* ownership moves to f */
 	f->missing = v.missing;
 	f->nmissing = v.nmissing;
+	f->facts = v.facts;
+	f->missing_files = v.missing_files;
 	f->priority = v.priority;
 	f->frames = v.frames;
 	f->done = v.done;
@@ -150,6 +154,50 @@ static void job_facts_free(struct job_facts *f)
 {
 	free(f->error);
 	free(f->missing);
+	free(f->facts);
+	free(f->missing_files);
+}
+
+/* The files a job renders without, one line each in the store: shown as
+ * one status line, "; " between them. */
+static void print_missing_files(struct util_sb *out, const char *lines)
+{
+	int first = 1;
+
+	util_sb_printf(out, "missing_files: ");
+	for (const char *p = lines; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (n)
+			util_sb_printf(out, "%s%.*s", first ? "" : "; ", (int)n, p);
+		first = first && !n;
+		p += n + (nl ? 1 : 0);
+	}
+	util_sb_printf(out, "\n");
+}
+
+/* The facts as JSON: numbers where the value is one (samples, fps). */
+static void facts_json(cJSON *o, const char *lines)
+{
+	for (const char *p = lines; p && *p;) {
+		const char *nl = strchr(p, '\n'), *colon;
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char line[1024], *end;
+		double d;
+
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		p += n + (nl ? 1 : 0);
+		colon = strstr(line, ": ");
+		if (!colon)
+			continue;
+		line[colon - line] = '\0';
+		d = strtod(colon + 2, &end);
+		if ((!strcmp(line, "samples") || !strcmp(line, "fps")) && end != colon + 2 && !*end)
+			cJSON_AddNumberToObject(o, line, d);
+		else
+			cJSON_AddStringToObject(o, line, colon + 2);
+	}
 }
 
 /* "17,203" style, with runs folded: "1-5,9,12-14". */
@@ -266,6 +314,11 @@ static void job_text(const struct job_facts *f, struct util_sb *out)
 		print_frame_list(out, f->missing, f->nmissing);
 		util_sb_printf(out, "\n");
 	}
+	/* Already one escaped line each (intake cleaned them). */
+	if (f->facts)
+		util_sb_printf(out, "%s", f->facts);
+	if (f->missing_files && f->missing_files[0])
+		print_missing_files(out, f->missing_files);
 	if (f->error && f->error[0]) {
 		util_sb_printf(out, "error: ");
 		print_value(out, f->error);
@@ -337,6 +390,21 @@ static cJSON *job_json(const struct job_facts *f)
 
 		for (size_t i = 0; arr && i < f->nmissing; i++)
 			cJSON_AddItemToArray(arr, cJSON_CreateNumber(f->missing[i]));
+	}
+	facts_json(o, f->facts);
+	if (f->missing_files && f->missing_files[0]) {
+		cJSON *arr = cJSON_AddArrayToObject(o, "missing_files");
+
+		for (const char *p = f->missing_files; arr && *p;) {
+			const char *nl = strchr(p, '\n');
+			size_t n = nl ? (size_t)(nl - p) : strlen(p);
+			char line[1024];
+
+			snprintf(line, sizeof(line), "%.*s", (int)n, p);
+			if (n)
+				cJSON_AddItemToArray(arr, cJSON_CreateString(line));
+			p += n + (nl ? 1 : 0);
+		}
 	}
 	if (f->error && f->error[0])
 		cJSON_AddStringToObject(o, "error", f->error);

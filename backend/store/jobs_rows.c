@@ -398,8 +398,9 @@ int store_job_insert(struct store *st, const struct job_insert *ji, int64_t *job
 	    st,
 	    "INSERT INTO jobs(name, drop_name, blend_sha, sidecar, scene, engine, device, samples,"
 	    " res_w, res_h, res_pct, format, video, fps, retries, timeout_ms, priority, budget,"
-	    " nframes, created, clore_nodes, clore_gpu, clore_min_vram, clore_max_price, clore_spot)"
-	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	    " nframes, created, clore_nodes, clore_gpu, clore_min_vram, clore_max_price, clore_spot,"
+	    " facts, missing_files)"
+	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	    &s);
 	if (rc)
 		return rc;
@@ -428,6 +429,8 @@ int store_job_insert(struct store *st, const struct job_insert *ji, int64_t *job
 	sqlite3_bind_double(s, 23, sc->min_vram);
 	sqlite3_bind_double(s, 24, sc->max_price);
 	sqlite3_bind_int(s, 25, sc->spot);
+	sqlite3_bind_text(s, 26, ji->facts ? ji->facts : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 27, ji->missing_files ? ji->missing_files : "", -1, SQLITE_STATIC);
 	rc = store_errno(sqlite3_step(s));
 	sqlite3_finalize(s);
 	if (rc)

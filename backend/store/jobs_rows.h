@@ -106,6 +106,8 @@ struct job_insert {
 	const struct sidecar *sc; /* parsed */
 	int video;                /* assemble a video */
 	int64_t now;              /* ms */
+	const char *facts;         /* NULL or "key: value\n" lines read from the .blend, escaped */
+	const char *missing_files; /* NULL or one escaped line per file the drop lacks */
 };
 int store_job_insert(struct store *st, const struct job_insert *ji, int64_t *job);
 

@@ -60,7 +60,7 @@ int store_view_job(struct store *st, int64_t job, struct view_job *v)
 	memset(v, 0, sizeof(*v));
 	rc = store_prepare(st,
 			   "SELECT name, state, coalesce(started, 0), coalesce(ended, 0), error,"
-			   " video, priority, nframes FROM jobs WHERE id = ? AND removed = 0",
+			   " video, priority, nframes, facts, missing_files FROM jobs WHERE id = ? AND removed = 0",
 			   &s);
 	if (rc)
 		return rc;
@@ -77,6 +77,8 @@ int store_view_job(struct store *st, int64_t job, struct view_job *v)
 	v->video = sqlite3_column_int(s, 5);
 	v->priority = sqlite3_column_int64(s, 6);
 	v->frames = sqlite3_column_int64(s, 7);
+	v->facts = dup_col(s, 8);
+	v->missing_files = dup_col(s, 9);
 	sqlite3_finalize(s);
 
 	/* One pass over the job's frames gives every count, the render time,
@@ -144,6 +146,9 @@ void store_view_job_free(struct view_job *v)
 {
 	free(v->error);
 	free(v->missing);
+	free(v->facts);
+	free(v->missing_files);
+	v->facts = v->missing_files = NULL;
 	v->error = NULL;
 	v->missing = NULL;
 	v->nmissing = 0;

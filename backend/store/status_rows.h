@@ -51,6 +51,8 @@ struct view_job {
 	uint32_t *missing; /* owned: failed frame numbers, ascending */
 	size_t nmissing;
 	int renting; /* waiting, and rentals are being made for it */
+	char *facts;         /* owned: "key: value\n" lines intake read from the .blend ("" none) */
+	char *missing_files; /* owned: one line per file the drop lacks ("" none) */
 };
 /* -ENOENT when the job does not exist or was removed. */
 int store_view_job(struct store *st, int64_t job, struct view_job *out);

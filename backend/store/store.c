@@ -295,6 +295,11 @@ static const char *const migrations[] = {
     "ALTER TABLE frames ADD COLUMN progress REAL;"
     "ALTER TABLE jobs ADD COLUMN out_w INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN out_h INTEGER NOT NULL DEFAULT 0;",
+    /* 6 -> 7: what intake read from the .blend (status lines "key: value",
+     * each value escaped), and the files it uses that the drop lacks
+     * (one per line, escaped) when the sidecar says missing = ignore */
+    "ALTER TABLE jobs ADD COLUMN facts TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN missing_files TEXT NOT NULL DEFAULT '';",
 };
 
 static int migrate(struct store *st)

@@ -328,8 +328,7 @@ static void test_structure(void)
 	BAD2("= 4", "missing key before '='");
 	BAD2("samples 4", "expected 'key = value', got 'samples 4'");
 	BAD2("5-10", "expected 'key = value', got '5-10' (a bare frame list must be the first line)");
-	EXPECT("samples 4\n", "shot.range:1: expected a frame list or 'key = value', got 'samples 4'",
-	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
+	EXPECT("samples 4\n", "shot.range:1: expected a frame list or 'key = value', got 'samples 4'");
 
 	/* duplicates, the bare list counting as frames */
 	EXPECT("1-10\nsamples = 4\nsamples = 8\n", "shot.range:3: duplicate key 'samples' (first on line 2)");
@@ -340,15 +339,22 @@ static void test_structure(void)
 	/* line numbers count comments and blank lines */
 	EXPECT("# a comment\n\n   \n\t# indented comment\n1-10\n\nsamples = x # bad\n",
 	       "shot.range:7: bad samples 'x': expected a positive integer");
-	EXPECT("\n\n\nsampels = 2\n", "shot.range:4: unknown key 'sampels'",
-	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
+	EXPECT("\n\n\nsampels = 2\n", "shot.range:4: unknown key 'sampels'");
 
-	/* missing frames */
-	EXPECT("", "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
-	EXPECT("# only a comment\n\n",
-	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
-	EXPECT("samples = 4\n",
-	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
+	/* no frame list: the scene's own range (nframes 0), and missing = */
+	PARSE_OK("", &sc);
+	CHECK(sc.nframes == 0 && !sc.frames && !sc.missing_ignore, "empty sidecar: the scene's range");
+	sidecar_free(&sc);
+	PARSE_OK("# only a comment\n\n", &sc);
+	CHECK(sc.nframes == 0, "comments only");
+	sidecar_free(&sc);
+	PARSE_OK("samples = 4\nmissing = ignore\n", &sc);
+	CHECK(sc.nframes == 0 && sc.samples == 4 && sc.missing_ignore == 1, "missing = ignore");
+	sidecar_free(&sc);
+	PARSE_OK("1\nmissing = refuse\n", &sc);
+	CHECK(sc.nframes == 1 && sc.missing_ignore == 0, "missing = refuse");
+	sidecar_free(&sc);
+	BAD2("missing = skip", "bad missing 'skip': expected ignore or refuse");
 	/* a bad frame list is reported once, not also as missing */
 	EXPECT("1-x\n", "shot.range:1: bad frame list item '1-x': expected N, A-B or A-BxS");
 	EXPECT("samples = 4\n1-10\n",
@@ -365,8 +371,7 @@ static void test_structure(void)
 	       "shot.range:2: bad samples 'abc': expected a positive integer",
 	       "shot.range:3: duplicate key 'samples' (first on line 2)",
 	       "shot.range:4: bad engine 'povray': expected cycles, eevee or workbench",
-	       "shot.range:5: expected 'key = value', got 'foo'",
-	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
+	       "shot.range:5: expected 'key = value', got 'foo'");
 
 	/* errors is optional, and *out is always freeable */
 	CHECK(parse("x = 1\n", &sc, NULL) == -EINVAL, "NULL errors");
@@ -427,8 +432,7 @@ static void test_encoding(void)
 	/* a binary first line that held the frames is not also "missing" */
 	EXPECT("1-1\xff\n", "shot.range:1: invalid UTF-8 (byte 0xff at column 4)");
 	EXPECT("frames = \xff\n", "shot.range:1: invalid UTF-8 (byte 0xff at column 10)");
-	EXPECT("samples = \xff\n", "shot.range:1: invalid UTF-8 (byte 0xff at column 11)",
-	       "shot.range:0: no frame list (give a bare line like 1-250 or frames = 1-250)");
+	EXPECT("samples = \xff\n", "shot.range:1: invalid UTF-8 (byte 0xff at column 11)");
 
 	/* size: 64 KiB is fine, one more byte is not */
 	big = malloc(SIDECAR_MAX_BYTES + 2);
@@ -473,8 +477,8 @@ static void test_quoting(void)
 		struct sidecar sc;
 		char *errs = NULL;
 
-		sidecar_parse("", 0, "bob's\nshot.range", &sc, &errs);
-		CHECK(errs && !strncmp(errs, "bob's\\nshot.range:0: no frame list", 34),
+		sidecar_parse("x = 1\n", 6, "bob's\nshot.range", &sc, &errs);
+		CHECK(errs && !strncmp(errs, "bob's\\nshot.range:1: unknown key", 32),
 		      "file name escaped: %s", errs ? errs : "(null)");
 		CHECK(count_lines(errs) == 1, "one line");
 		free(errs);
