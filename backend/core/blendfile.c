@@ -763,9 +763,14 @@ static int bf_header(struct bf_reader *r, char *err, size_t errsz)
 		if (bf_read(&r->s, h + 12, 5) < 5)
 			return bf_fail(err, errsz, -EINVAL,
 				       "truncated Blender file: the header is cut short");
-		if (memcmp(h + 10, "01", 2))
-			return bf_fail(err, errsz, -EINVAL, "unknown Blender file format version '%c%c'",
-				       h[10], h[11]);
+		if (memcmp(h + 10, "01", 2)) {
+			/* The bytes are the file's: escaped, the reason stays one line. */
+			unsigned char fv[4] = {h[10], h[11], 0, 0};
+			char shown[20];
+
+			bf_code_str(fv, shown);
+			return bf_fail(err, errsz, -EINVAL, "unknown Blender file format version '%s'", shown);
+		}
 		if (h[12] != 'v' && h[12] != 'V')
 			return bf_fail(err, errsz, -EINVAL, "Blender file header has no byte order");
 		v = 0;
