@@ -769,7 +769,8 @@ static int bf_header(struct bf_reader *r, char *err, size_t errsz)
 			char shown[20];
 
 			bf_code_str(fv, shown);
-			return bf_fail(err, errsz, -EINVAL, "unknown Blender file format version '%s'", shown);
+			return bf_fail(err, errsz, -EINVAL, "unknown Blender file format version '%s'",
+				       shown);
 		}
 		if (h[12] != 'v' && h[12] != 'V')
 			return bf_fail(err, errsz, -EINVAL, "Blender file header has no byte order");

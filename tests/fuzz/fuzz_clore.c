@@ -45,11 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FZ_KEY "sk-fuzz-3b9f0c2d7e6a4f18"
 
-#define FAIL(...)                                              \
-	do {                                                   \
-		fprintf(stderr, "fuzz_clore: " __VA_ARGS__);   \
-		fputc('\n', stderr);                           \
-		abort();                                       \
+#define FAIL(...)                                            \
+	do {                                                 \
+		fprintf(stderr, "fuzz_clore: " __VA_ARGS__); \
+		fputc('\n', stderr);                         \
+		abort();                                     \
 	} while (0)
 
 /* ------------------------------------------------------------ the fake network */
@@ -202,7 +202,8 @@ static void do_marketplace(struct clore_client *c, const uint8_t *data, size_t s
 		for (int spot = 0; spot < 2; spot++)
 			for (size_t k = 0; k < 4; k++) {
 				(void)clore_usd_per_gpu_hour(&s[i], spot, coins[k]);
-				(void)clore_server_price(&s[i], spot, coins[k] ? coins[k] : "CLORE-Blockchain");
+				(void)clore_server_price(&s[i], spot,
+							 coins[k] ? coins[k] : "CLORE-Blockchain");
 			}
 		if (nm < 3 && s[i].gpu_model[0]) {
 			m[nm].gpu = s[i].gpu_model;
@@ -222,7 +223,8 @@ static void do_marketplace(struct clore_client *c, const uint8_t *data, size_t s
 		    .currency = coins[w & 3],
 		    .min_reliability = (w & 2) ? 0.9 : 0,
 		};
-		size_t k = market_rank(s, n, &want, m, nm, avoid, w & 1 ? 2 : 0, choice, 16, why, sizeof(why));
+		size_t k =
+		    market_rank(s, n, &want, m, nm, avoid, w & 1 ? 2 : 0, choice, 16, why, sizeof(why));
 
 		if (k > 16)
 			FAIL("market_rank: %zu choices for 16 places", k);

@@ -19,11 +19,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FAIL(...)                                                \
-	do {                                                     \
-		fprintf(stderr, "fuzz_sidecar: " __VA_ARGS__);   \
-		fputc('\n', stderr);                             \
-		abort();                                         \
+#define FAIL(...)                                              \
+	do {                                                   \
+		fprintf(stderr, "fuzz_sidecar: " __VA_ARGS__); \
+		fputc('\n', stderr);                           \
+		abort();                                       \
 	} while (0)
 
 static void check_frames(const uint32_t *f, size_t n)
@@ -45,17 +45,19 @@ static void whole_file(const uint8_t *data, size_t size)
 	int rc = sidecar_parse((const char *)data, size, "f.range", &sc, &errors);
 
 	if (getenv("FUZZ_VERBOSE"))
-		fprintf(stderr, "sidecar_parse: %d, %zu frames\n%s", rc, rc ? 0 : sc.nframes, rc ? errors : "");
+		fprintf(stderr, "sidecar_parse: %d, %zu frames\n%s", rc, rc ? 0 : sc.nframes,
+			rc ? errors : "");
 	if (rc == 0) {
 		if (errors)
 			FAIL("success with error text");
 		if (!sc.nframes || !sc.frames)
 			FAIL("success without frames");
 		check_frames(sc.frames, sc.nframes);
-		if (memchr(sc.scene, 0, sizeof(sc.scene)) == NULL || memchr(sc.gpu, 0, sizeof(sc.gpu)) == NULL)
+		if (memchr(sc.scene, 0, sizeof(sc.scene)) == NULL ||
+		    memchr(sc.gpu, 0, sizeof(sc.gpu)) == NULL)
 			FAIL("unterminated string field");
-		if (sc.res_w < 0 || sc.res_h < 0 || sc.res_w > SIDECAR_RES_MAX || sc.res_h > SIDECAR_RES_MAX ||
-		    (!sc.res_w) != (!sc.res_h))
+		if (sc.res_w < 0 || sc.res_h < 0 || sc.res_w > SIDECAR_RES_MAX ||
+		    sc.res_h > SIDECAR_RES_MAX || (!sc.res_w) != (!sc.res_h))
 			FAIL("resolution %dx%d", sc.res_w, sc.res_h);
 		if (sc.timeout_s < 0 || sc.samples < 0 || sc.res_pct < 0 || sc.retries < 0)
 			FAIL("negative setting");
