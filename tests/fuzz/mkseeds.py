@@ -50,6 +50,28 @@ def sidecar_seeds():
         out("sidecar", name, text.encode("utf-8", "surrogateescape"))
 
 
+# ------------------------------------------------------------ configuration
+
+# The file, then NUL-separated -o overrides (fuzz_config.c).
+CONFIGS = {
+    "local": ("[renderfs]\nquiet = 2s          # a drop is complete once untouched this long\n"
+              "stall = 10m\n[local]\nblender = blender   # path or name on PATH\nworkers = 2\n", []),
+    "ssh": ("[renderfs]\nbackend = ssh\nlease = 60s\n[ssh]\nnode = render@gpu1.example.net\n"
+            "node = render@10.0.0.12:2222\nidentity = ~/.ssh/renderfs_ed25519\n", ["ssh.slots=2"]),
+    "clore": ("[renderfs]\nbackend = clore\n[clore]\napi_key_file = ~/.config/renderfs/clore.key\n"
+              "image = yourname/blender-sshd:4.2\nnodes = 3\ngpu = RTX 4090, RTX 3090\nmax_price = 0.50\n"
+              "spot = yes\nbudget = 20.00\nidle = 2m\n", ["clore.nodes=5", "renderfs.quiet=1s"]),
+    "errors": ("[renderfs]\nqiuet = 2s\n[nowhere]\nx = 1\nnot ini\n[local]\nworkers = -1\n",
+               ["bad", "local.workers="]),
+    "long-line": ("[local]\nblender = " + "b" * 1500 + "\n", []),
+}
+
+
+def config_seeds():
+    for name, (text, overrides) in CONFIGS.items():
+        out("config", name, "\0".join([text] + overrides).encode())
+
+
 # ------------------------------------------------------------ images
 
 def image_seeds():
@@ -399,6 +421,7 @@ def proto_seeds():
 
 if __name__ == "__main__":
     sidecar_seeds()
+    config_seeds()
     image_seeds()
     blend_seeds()
     clore_seeds()
