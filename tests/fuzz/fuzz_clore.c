@@ -207,7 +207,8 @@ static void do_marketplace(struct clore_client *c, const uint8_t *data, size_t s
 			}
 		if (nm < 3 && s[i].gpu_model[0]) {
 			m[nm].gpu = s[i].gpu_model;
-			m[nm].secs = s[i].net_up; /* any number the reply chose */
+			/* frame times renderfs measured itself: sane numbers */
+			m[nm].secs = 10.0 + 7.0 * (double)nm;
 			nm++;
 		}
 	}
@@ -228,9 +229,24 @@ static void do_marketplace(struct clore_client *c, const uint8_t *data, size_t s
 
 		if (k > 16)
 			FAIL("market_rank: %zu choices for 16 places", k);
-		for (size_t i = 0; i < k; i++)
-			if (choice[i].idx >= n)
-				FAIL("market_rank: index %zu of %zu", choice[i].idx, n);
+		for (size_t i = 0; i < k; i++) {
+			const struct market_choice *ch = &choice[i];
+
+			if (ch->idx >= n)
+				FAIL("market_rank: index %zu of %zu", ch->idx, n);
+			/* Whatever the listing says, the ranking figure is a
+			 * number and the list is in its order: a nonsense price
+			 * must not sort a server first. */
+			if (isnan(ch->per_speed) || isnan(ch->usd_h) || isnan(ch->price_day) ||
+			    isnan(ch->score))
+				FAIL("market_rank: NaN in choice %zu (server %lld)", i,
+				     (long long)s[ch->idx].id);
+			if (!(ch->price_day > 0) || !isfinite(ch->price_day))
+				FAIL("market_rank: chose server %lld at price %g", (long long)s[ch->idx].id,
+				     ch->price_day);
+			if (i && ch->per_speed < choice[i - 1].per_speed)
+				FAIL("market_rank: choice %zu out of order", i);
+		}
 		if (!k)
 			CHECK_TEXT(why);
 	}
