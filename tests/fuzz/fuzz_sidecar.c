@@ -10,6 +10,7 @@
  * libFuzzer reports like a crash.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,17 @@ static void whole_file(const uint8_t *data, size_t size)
 		if (sc.res_w < 0 || sc.res_h < 0 || sc.res_w > SIDECAR_RES_MAX ||
 		    sc.res_h > SIDECAR_RES_MAX || (!sc.res_w) != (!sc.res_h))
 			FAIL("resolution %dx%d", sc.res_w, sc.res_h);
-		if (sc.timeout_s < 0 || sc.samples < 0 || sc.res_pct < 0 || sc.retries < 0)
+		if (sc.timeout_s < 0 || sc.samples < 0 || sc.res_pct < 0 || sc.retries < 0 || sc.nodes < 0)
 			FAIL("negative setting");
+		if ((unsigned)sc.engine > SC_ENGINE_WORKBENCH || (unsigned)sc.device > SC_DEVICE_CPU ||
+		    (unsigned)sc.format > SC_FORMAT_TIFF || sc.video < -1 || sc.video > 1 || sc.spot < -1 ||
+		    sc.spot > 1)
+			FAIL("a setting outside its enumeration");
+		/* numbers that reach the scheduler and the money code */
+		if (!isfinite(sc.fps) || sc.fps < 0 || !isfinite(sc.min_vram) || !isfinite(sc.max_price) ||
+		    !isfinite(sc.budget))
+			FAIL("a number that is not finite: fps %g, min_vram %g, max_price %g, budget %g",
+			     sc.fps, sc.min_vram, sc.max_price, sc.budget);
 	} else if (rc == -EINVAL) {
 		if (!errors || !errors[0] || strncmp(errors, "f.range:", 8))
 			FAIL("-EINVAL without a located reason: %s", errors ? errors : "(null)");
