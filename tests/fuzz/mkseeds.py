@@ -7,7 +7,8 @@ The seeds are committed; this script says where they came from and makes
 them again.  Files named regress-* are inputs that once broke a parser
 (kept by hand, never rewritten here).  Needs python3 and, for the images,
 ffmpeg (Debian 12's); with --blender also blender and zstd, for one real
-Blender 3.4 file stripped to its scene, globals and SDNA.
+Blender 3.4 file (tests/blend/make_scenes.py's shot) stripped to what the
+reader looks at.
 """
 import gzip
 import os
@@ -326,27 +327,33 @@ def blend_seeds():
 
 
 def blender_seed():
-    """A real Blender 3.4 file, stripped to GLOB, the scene, its camera, DNA1 and ENDB."""
+    """A real Blender file: tests/blend/make_scenes.py's shot.blend (every kind
+    of external file the reader lists), stripped to the globals, the ID blocks
+    that name files, scenes and objects with their data blocks, the SDNA and
+    ENDB, zstd-compressed."""
     if not shutil.which("blender") or not shutil.which("zstd"):
         print("mkseeds: --blender needs blender and zstd", file=sys.stderr)
         return
+    make = os.path.join(HERE, "..", "blend", "make_scenes.py")
     with tempfile.TemporaryDirectory() as tmp:
-        f = os.path.join(tmp, "s.blend")
-        subprocess.run(["blender", "-b", "--factory-startup", "--python-expr",
-                        "import bpy; bpy.ops.wm.save_as_mainfile(filepath=%r, compress=False)" % f],
-                       stdout=subprocess.DEVNULL, check=True)
-        d = open(f, "rb").read()
-    assert d[:12] == b"BLENDER-v304", d[:12]
-    keep, off = [d[:12]], 12
+        subprocess.run(["blender", "-b", "--factory-startup", "--python", make, "--", tmp],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        d = open(os.path.join(tmp, "shot.blend"), "rb").read()
+    assert d[:9] == b"BLENDER-v", d[:12]
+    ids = {b"GLOB", b"SC\0\0", b"OB\0\0", b"CA\0\0", b"IM\0\0", b"LI\0\0", b"SO\0\0", b"VF\0\0",
+           b"MC\0\0", b"VO\0\0", b"CF\0\0", b"DNA1", b"ENDB"}
+    keep, off, keeping = [d[:12]], 12, False
     while off < len(d):
         code = d[off:off + 4]
         ln = struct.unpack("<I", d[off + 4:off + 8])[0]
-        if code in (b"GLOB", b"SC\0\0", b"CA\0\0", b"OB\0\0", b"DNA1", b"ENDB"):
+        if code != b"DATA":  # a DATA block belongs to the ID block before it
+            keeping = code in ids
+        if keeping:
             keep.append(d[off:off + 24 + ln])
         off += 24 + ln
         if code == b"ENDB":
             break
-    out("blend", "blender-3.4-stripped-zstd.blend", zstd(b"".join(keep)))
+    out("blend", "blender-3.4-shot-stripped-zstd.blend", zstd(b"".join(keep)))
 
 
 # ------------------------------------------------------------ Clore replies
