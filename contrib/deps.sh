@@ -8,8 +8,9 @@ want=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libsqlite3-dev libcurl
       libcjson-dev libssh2-1-dev libinih-dev libssl-dev libzstd-dev zlib1g-dev blender ffmpeg)
 if [ "${1:-run}" = test ]; then
 	# curl and xz-utils: what a test node downloads and unpacks Blender with
-	# (test_install.py; python3 is the fallback on a node without them).
-	want+=(python3 python3-pytest clang sqlite3 iproute2 openssh-server openssh-client procps
+	# (test_install.py; python3 is the fallback on a node without them);
+	# libclang-rt-dev: libFuzzer (tests/fuzz).
+	want+=(python3 python3-pytest clang libclang-rt-dev sqlite3 iproute2 openssh-server openssh-client procps
 	       curl xz-utils)
 fi
 missing=()

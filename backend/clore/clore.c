@@ -636,8 +636,9 @@ static double jnum_of(const cJSON *v, double def)
 	char *end;
 	double d;
 
+	/* 1e999 parses as infinity: no price, size or count is infinite. */
 	if (cJSON_IsNumber(v))
-		return v->valuedouble;
+		return isfinite(v->valuedouble) ? v->valuedouble : def;
 	if (cJSON_IsBool(v))
 		return cJSON_IsTrue(v);
 	if (cJSON_IsString(v) && v->valuestring[0]) {

@@ -100,6 +100,26 @@ static void bf_code_str(const unsigned char *c, char out[20])
 	out[o] = 0;
 }
 
+/* An SDNA type name (the file's bytes) for a message: printable ASCII kept,
+ * other bytes as \xNN, at most 64 bytes shown, so the reason stays one line. */
+static const char *bf_shown(const char *s, char out[268])
+{
+	size_t o = 0, i;
+
+	for (i = 0; s[i] && i < 64; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
+	}
+	if (s[i])
+		o += (size_t)snprintf(out + o, 4, "...");
+	out[o] = 0;
+	return out;
+}
+
 /* ------------------------------------------------------------ the stream */
 
 /*
@@ -482,6 +502,7 @@ static int bf_sdna_parse(unsigned char *raw, size_t len, int ptr_size, int be, s
 	const char **names = NULL;
 	size_t nfields_total = 0;
 	const unsigned char *strc;
+	char shown[268];
 	int ret = -EINVAL;
 
 	if (!d) {
@@ -557,7 +578,7 @@ static int bf_sdna_parse(unsigned char *raw, size_t len, int ptr_size, int be, s
 		}
 		if (d->type_struct[type] != -1) {
 			bf_fail(err, errsz, -EINVAL, "damaged SDNA: type '%s' is described twice",
-				d->types[type]);
+				bf_shown(d->types[type], shown));
 			goto out_free;
 		}
 		d->type_struct[type] = i;
@@ -592,14 +613,15 @@ static int bf_sdna_parse(unsigned char *raw, size_t len, int ptr_size, int be, s
 				bf_fail(
 				    err, errsz, -EINVAL,
 				    "damaged SDNA: field %d of struct '%s' has type %d of %d, name %d of %d",
-				    f, d->types[st->type], fl->type, d->ntypes, fl->name, d->nnames);
+				    f, bf_shown(d->types[st->type], shown), fl->type, d->ntypes, fl->name,
+				    d->nnames);
 				goto out_free;
 			}
 			nm = &d->names[fl->name];
 			if (!nm->base[0]) {
 				bf_fail(err, errsz, -EINVAL,
 					"damaged SDNA: unreadable field name in struct '%s'",
-					d->types[st->type]);
+					bf_shown(d->types[st->type], shown));
 				goto out_free;
 			}
 			sz = (uint64_t)(nm->is_pointer ? (uint32_t)ptr_size : d->tlen[fl->type]) * nm->count;
@@ -614,7 +636,7 @@ static int bf_sdna_parse(unsigned char *raw, size_t len, int ptr_size, int be, s
 			bf_fail(err, errsz, -EINVAL,
 				"damaged SDNA: struct '%s' has fields of %" PRIu64 " bytes but is %" PRIu32
 				" bytes",
-				d->types[st->type], off, d->tlen[st->type]);
+				bf_shown(d->types[st->type], shown), off, d->tlen[st->type]);
 			goto out_free;
 		}
 	}
@@ -763,9 +785,15 @@ static int bf_header(struct bf_reader *r, char *err, size_t errsz)
 		if (bf_read(&r->s, h + 12, 5) < 5)
 			return bf_fail(err, errsz, -EINVAL,
 				       "truncated Blender file: the header is cut short");
-		if (memcmp(h + 10, "01", 2))
-			return bf_fail(err, errsz, -EINVAL, "unknown Blender file format version '%c%c'",
-				       h[10], h[11]);
+		if (memcmp(h + 10, "01", 2)) {
+			/* The bytes are the file's: escaped, the reason stays one line. */
+			unsigned char fv[4] = {h[10], h[11], 0, 0};
+			char shown[20];
+
+			bf_code_str(fv, shown);
+			return bf_fail(err, errsz, -EINVAL, "unknown Blender file format version '%s'",
+				       shown);
+		}
 		if (h[12] != 'v' && h[12] != 'V')
 			return bf_fail(err, errsz, -EINVAL, "Blender file header has no byte order");
 		v = 0;

@@ -5,6 +5,7 @@
  */
 #include "core/config.h"
 #include "core/sidecar.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -257,16 +258,25 @@ static int config_check_len(const char *sec, const char *key, const char *v)
 static void report(struct load_ctx *lc, const char *where, const char *sec, const char *key, const char *v,
 		   int rc)
 {
+	/* The names and the value are the user's text, cleaned so that the
+	 * message stays one line (an -o value may hold any byte). */
+	char csec[64 * 4 + 4], ckey[64 * 4 + 4], cv[84];
+
 	if (lc->failed)
 		return;
 	lc->failed = 1;
+	util_clean_line(csec, sizeof(csec), sec);
+	util_clean_line(ckey, sizeof(ckey), key);
+	sec = csec;
+	key = ckey;
 	if (rc == -E2BIG)
 		snprintf(lc->err, lc->errsz, "%svalue for %s.%s is too long (%zu bytes, max %d)", where, sec,
 			 key, strlen(v), CONFIG_VALUE_MAX);
 	else if (rc == -ENOENT)
 		snprintf(lc->err, lc->errsz, "%sunknown setting %s.%s", where, sec, key);
 	else
-		snprintf(lc->err, lc->errsz, "%sbad value '%.80s' for %s.%s", where, v, sec, key);
+		snprintf(lc->err, lc->errsz, "%sbad value '%s' for %s.%s", where,
+			 util_clean_line(cv, sizeof(cv), v), sec, key);
 }
 
 static int ini_cb(void *user, const char *sec, const char *key, const char *v)
@@ -393,7 +403,10 @@ overrides:
 
 		if (!dot || !eq || dot > eq || dot - overrides[i] >= (long)sizeof(sec) ||
 		    eq - dot - 1 >= (long)sizeof(key)) {
-			snprintf(err, errsz, "bad option '%.80s': expected section.key=value", overrides[i]);
+			char shown[84];
+
+			snprintf(err, errsz, "bad option '%s': expected section.key=value",
+				 util_clean_line(shown, sizeof(shown), overrides[i]));
 			return -EINVAL;
 		}
 		snprintf(sec, sizeof(sec), "%.*s", (int)(dot - overrides[i]), overrides[i]);

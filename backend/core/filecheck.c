@@ -957,12 +957,17 @@ static int exr_header(struct fc_img *im, uint64_t *off, int long_names, struct e
 		type = (const char *)nul + 1;
 		vsize = fc_le32(tnul + 1);
 		*off += nlen + tlen + 2 + 4;
-		if (vsize > 0x7fffffff || vsize > im->size - *off)
+		if (vsize > 0x7fffffff || vsize > im->size - *off) {
+			/* The name is the file's: escaped, the reason stays one line. */
+			char shown[32 * 4 + 1];
+
+			fc_escape(shown, sizeof(shown), b, nlen < 32 ? nlen : 32);
 			return fc_fail(im->why, im->whysz,
 				       "truncated OpenEXR: "
 				       "attribute '%s' runs past the end (file "
 				       "is %" PRIu64 " bytes)",
-				       name, im->size);
+				       shown, im->size);
+		}
 
 		if (!strcmp(name, "dataWindow") && !strcmp(type, "box2i") && vsize == 16) {
 			unsigned char v[16];
