@@ -142,6 +142,7 @@ struct node_caller {
 	uid_t uid;
 	gid_t gid;
 	fuse_req_t req; /* for its supplementary groups, asked only when they decide */
+	int fresh;      /* create made the file just now: its opening is not checked */
 };
 extern _Thread_local struct node_caller node_caller;
 

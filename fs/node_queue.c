@@ -102,8 +102,12 @@ static int queue_dir_create(struct store *s, fuse_ino_t dir, const char *name, m
 	rc = queue_lookup(s, name, &q);
 	if (rc == 0 && (flags & O_EXCL))
 		return -EEXIST;
-	if (rc == -ENOENT)
+	if (rc == -ENOENT) {
+		/* open(O_CREAT) of a new file opens it whatever its mode says,
+		 * as on any file system. */
 		rc = queue_create_as(s, name, mode & 0755, node_caller.uid, node_caller.gid, &q);
+		node_caller.fresh = !rc;
+	}
 	if (rc)
 		return rc;
 	*ino = INO(T_QFILE, q.id);
@@ -198,8 +202,9 @@ static int qfile_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi
 	rc = qfile_getattr(s, ino, &st, &ttl);
 	if (rc)
 		return rc;
-	rc = node_access(&st, ((fi->flags & O_ACCMODE) != O_WRONLY ? R_OK : 0) |
-				  (node_is_write(fi->flags) ? W_OK : 0));
+	if (!node_caller.fresh)
+		rc = node_access(&st, ((fi->flags & O_ACCMODE) != O_WRONLY ? R_OK : 0) |
+					  (node_is_write(fi->flags) ? W_OK : 0));
 	if (rc)
 		return rc;
 	store_path_spool(s, id, path, sizeof(path));

@@ -28,6 +28,7 @@ static void caller_set(fuse_req_t req)
 	node_caller.uid = c->uid;
 	node_caller.gid = c->gid;
 	node_caller.req = req;
+	node_caller.fresh = 0;
 }
 
 /* A table's refusal errno, or the default when the table leaves it 0. */

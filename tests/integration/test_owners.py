@@ -43,8 +43,8 @@ try:
     if op == "write":                 # like cp or echo >: O_CREAT|O_TRUNC
         with open(args[0], "wb") as f:
             f.write(data)
-    elif op == "create_excl":
-        fd = os.open(args[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    elif op == "create_mode":         # open(O_CREAT) of a new file opens it whatever its mode
+        fd = os.open(args[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL, int(args[1], 8))
         os.write(fd, data)
         os.close(fd)
     elif op == "append":
@@ -188,6 +188,11 @@ def test_owners(shared, users, scenes, perm):
         "group and others never get write permission on a queue file"
     assert bob.do("write", q / "a.txt", data=b"x") == "EACCES"
     assert get(q / "a.txt") == b"alice's", "the refused writes changed nothing"
+    assert alice.do("create_mode", q / "ro.txt", "444", data=b"ro") == "OK", \
+        "creating a file with mode 0444 still opens it for writing"
+    assert get(q / "ro.txt") == b"ro" and os.stat(q / "ro.txt").st_mode & 0o777 == 0o444
+    assert alice.do("write", q / "ro.txt", data=b"x") == "EACCES", "but it is read-only after"
+    assert alice.do("unlink", q / "ro.txt") == "OK"
     assert alice.do("unlink", q / "b.txt") == "EPERM"
     assert alice.do("rename", q / "a.txt", q / "a2.txt") == "OK", "the owner renames"
     assert owner_of(q / "a2.txt") == (alice.uid, alice.gid), "a renamed file keeps its owner"
@@ -199,7 +204,7 @@ def test_owners(shared, users, scenes, perm):
     # ---- a job: alice's, read by all, changed by alice or root only
     assert alice.do("write", q / "job.blend", data=scenes.bytes("slow")) == "OK"
     assert alice.do("write", q / "job.range", data=b"1-60\nvideo = no\n") == "OK"
-    s = m.wait_count("job", 1, timeout=90)
+    s = m.wait_count("job", 2, timeout=90)   # one for alice to remove, one for after
     jd = m.job_dir("job")
     assert s["owner"] == alice.name, "status owner: %r, want %r" % (s.get("owner"), alice.name)
     sj = json.loads(bob.read(jd / "status.json"))
