@@ -51,7 +51,7 @@ struct fh {
 	int counted;                /* open counted it in the store (a queue writer): close undoes */
 	char *buf;                  /* status/error snapshot, or directory listing; owned */
 	size_t len;
-	uid_t dir_uid;              /* a directory's owner at opendir: its listed frames' */
+	uid_t dir_uid; /* a directory's owner at opendir: its listed frames' */
 	gid_t dir_gid;
 };
 

@@ -50,16 +50,17 @@ int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_st
 	if (!in[0])
 		return -EINVAL;
 	/* started is the first time work began; ended the last time it stopped. */
-	snprintf(sql, sizeof(sql),
-		 "UPDATE jobs SET state = ?1,"
-		 " started = CASE WHEN ?1 = 'rendering' THEN coalesce(started, ?3) ELSE started END,"
-		 " ended = CASE WHEN ?1 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,"
-		 /* waiting for a node is no longer true of a job that ended */
-		 " error = CASE WHEN ?1 IN ('done','failed','cancelled') AND error LIKE 'waiting for a node%%'"
-		 "  THEN NULL ELSE error END,"
-		 " paused_from = CASE WHEN ?1 = 'paused' THEN state ELSE NULL END"
-		 " WHERE id = ?2 AND removed = 0 AND state IN (%s)",
-		 in);
+	snprintf(
+	    sql, sizeof(sql),
+	    "UPDATE jobs SET state = ?1,"
+	    " started = CASE WHEN ?1 = 'rendering' THEN coalesce(started, ?3) ELSE started END,"
+	    " ended = CASE WHEN ?1 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,"
+	    /* waiting for a node is no longer true of a job that ended */
+	    " error = CASE WHEN ?1 IN ('done','failed','cancelled') AND error LIKE 'waiting for a node%%'"
+	    "  THEN NULL ELSE error END,"
+	    " paused_from = CASE WHEN ?1 = 'paused' THEN state ELSE NULL END"
+	    " WHERE id = ?2 AND removed = 0 AND state IN (%s)",
+	    in);
 	rc = store_prepare(st, sql, &s);
 	if (rc)
 		return rc;
@@ -79,8 +80,8 @@ int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_st
 
 /* ---- reads ---- */
 
-#define JCOLS                                                                                    \
-	"id, name, state, format, coalesce(created, 0), coalesce(started, 0), coalesce(ended, 0),"  \
+#define JCOLS                                                                                      \
+	"id, name, state, format, coalesce(created, 0), coalesce(started, 0), coalesce(ended, 0)," \
 	" coalesce(uid, -1), coalesce(gid, -1)"
 
 static void row_to_job(struct store *st, sqlite3_stmt *s, struct job_row *j)

@@ -160,22 +160,19 @@ int queue_error_lookup(struct store *st, const char *name, struct qerror *out)
 	if (!ends_with(name, ".error"))
 		return -ENOENT;
 	snprintf(base, sizeof(base), "%.*s", (int)(strlen(name) - 6), name);
-	return qerror_one(st, "SELECT " ECOLS " FROM drops WHERE name = ?",
-			  base, 0, out);
+	return qerror_one(st, "SELECT " ECOLS " FROM drops WHERE name = ?", base, 0, out);
 }
 
 int queue_error_get(struct store *st, int64_t id, struct qerror *out)
 {
-	return qerror_one(st, "SELECT " ECOLS " FROM drops WHERE id = ?",
-			  NULL, id, out);
+	return qerror_one(st, "SELECT " ECOLS " FROM drops WHERE id = ?", NULL, id, out);
 }
 
 int queue_error_list(struct store *st, int (*fn)(void *arg, const struct qerror *e), void *arg)
 {
 	sqlite3_stmt *s;
 	struct qerror e;
-	int rc =
-	    store_prepare(st, "SELECT " ECOLS " FROM drops ORDER BY id", &s);
+	int rc = store_prepare(st, "SELECT " ECOLS " FROM drops ORDER BY id", &s);
 
 	if (rc)
 		return rc;
@@ -234,8 +231,8 @@ int queue_error_text(struct store *st, int64_t id, char **text, size_t *len)
 
 /* ---- the primitives intake builds on ---- */
 
-int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid, int64_t now,
-		       struct qfile *out)
+int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid,
+		       int64_t now, struct qfile *out)
 {
 	char path[4096];
 	sqlite3_stmt *s;
@@ -245,10 +242,11 @@ int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_
 	rc = store_begin(st);
 	if (rc)
 		return rc;
-	rc = store_prepare(st,
-			   "INSERT INTO qfiles(name, changed, mode, uid, gid) VALUES"
-			   " (?, ?, ?, CASE WHEN ?4 < 0 THEN NULL ELSE ?4 END, CASE WHEN ?5 < 0 THEN NULL ELSE ?5 END)",
-			   &s);
+	rc = store_prepare(
+	    st,
+	    "INSERT INTO qfiles(name, changed, mode, uid, gid) VALUES"
+	    " (?, ?, ?, CASE WHEN ?4 < 0 THEN NULL ELSE ?4 END, CASE WHEN ?5 < 0 THEN NULL ELSE ?5 END)",
+	    &s);
 	if (rc)
 		goto out_rollback;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);

@@ -24,8 +24,8 @@ struct qfile {
 	char name[QUEUE_NAME_MAX + 1];
 	int64_t job; /* 0 while a pending drop */
 	int writers;
-	int64_t changed; /* ms */
-	uint32_t mode;   /* permission bits */
+	int64_t changed;  /* ms */
+	uint32_t mode;    /* permission bits */
 	int64_t uid, gid; /* who created it; -1: unknown (from before owners were kept) */
 };
 
@@ -66,8 +66,8 @@ int queue_error_text(struct store *st, int64_t id, char **text, size_t *len);
 /* A new empty file NAME (checked by the caller) owned by uid and gid (-1:
  * unknown) with its spool file, in its own transaction; *out filled.
  * -EEXIST when the name is taken. */
-int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid, int64_t now,
-		       struct qfile *out);
+int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid,
+		       int64_t now, struct qfile *out);
 /* Delete the row and its spool file.  Call inside a transaction. */
 int store_qfile_delete(struct store *st, int64_t id);
 /* Rename one file (to must be free); it becomes a pending drop again. */
