@@ -38,7 +38,17 @@ while [ -z "$job" ]; do
 	job=$(comm -13 <(echo "$before") <(ls "$mnt/out") | head -n 1)
 	[ -f "$mnt/queue/demo.error" ] && { cat "$mnt/queue/demo.error"; exit 1; }
 done
-echo "job '$job' accepted; rendering on $(grep -m1 '^device:' "$mnt/nodes/local/status" | cut -d' ' -f2-)"
+# The node knows what it renders on once its first worker has started:
+# wait for that (or for the job to end), then name the node and its device.
+node=local
+device=unknown
+for _ in $(seq 150); do
+	device=$(sed -n 's/^device: //p' "$mnt/nodes/$node/status")
+	[ -n "$device" ] && [ "$device" != unknown ] && break
+	case "$(sed -n 's/^state: //p' "$mnt/out/$job/status")" in done|failed|cancelled) break ;; esac
+	sleep 0.2
+done
+echo "job '$job' accepted; rendering on node $node (${device:-unknown})"
 state=""
 while :; do
 	status=$(cat "$mnt/out/$job/status")

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,6 +24,13 @@
 #include <unistd.h>
 
 #define MAX_OVERRIDES 128
+
+/* The Blender worker is part of the binary (backend/sched/embed.py): it
+ * is written to STATE/worker.py at each mount, so an installed renderfs
+ * never looks for a data file, and --version says which worker it
+ * carries. */
+extern const unsigned char worker_script[];
+extern const size_t worker_script_len;
 
 struct cli {
 	char *config;
@@ -232,8 +240,16 @@ int main(int argc, char *argv[])
 		return 1;
 	}
 	if (cli.show_version) {
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned int mdlen = 0;
+
 		printf("renderfs %s\n", "0.1.0");
 		printf("FUSE library version %s\n", fuse_pkgversion());
+		printf("worker: built in, %zu bytes, sha256 ", worker_script_len);
+		if (EVP_Digest(worker_script, worker_script_len, md, &mdlen, EVP_sha256(), NULL))
+			for (unsigned int i = 0; i < mdlen; i++)
+				printf("%02x", md[i]);
+		printf("\n");
 		ret = 0;
 		goto out_free_args;
 	}

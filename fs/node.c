@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+_Thread_local struct node_caller node_caller;
+
 /* An inode that names no kind (the kernel only has those we gave it, so
  * these answer only a forged number): every answer is a default, except
  * that creating in an unknown fixed inode is refused as in the root. */
@@ -96,6 +98,94 @@ int node_stat_file(const char *path, fuse_ino_t ino, mode_t mode, struct stat *s
 	st->st_atim = sb.st_atim;
 	st->st_ctim = sb.st_ctim;
 	return 0;
+}
+
+uid_t node_uid(int64_t uid)
+{
+	return uid < 0 || uid > (int64_t)UINT32_MAX - 1 ? getuid() : (uid_t)uid;
+}
+
+gid_t node_gid(int64_t gid)
+{
+	return gid < 0 || gid > (int64_t)UINT32_MAX - 1 ? getgid() : (gid_t)gid;
+}
+
+int node_caller_owns(uid_t uid)
+{
+	return node_caller.uid == 0 || node_caller.uid == uid;
+}
+
+int node_sticky_check(uid_t uid)
+{
+	return node_caller_owns(uid) || node_caller.uid == getuid() ? 0 : -EPERM;
+}
+
+int node_caller_in_group(gid_t gid)
+{
+	gid_t groups[64];
+	int n;
+
+	if (node_caller.gid == gid)
+		return 1;
+	if (!node_caller.req)
+		return 0;
+	n = fuse_req_getgroups(node_caller.req, (int)ARRAY_SIZE(groups), groups);
+	for (int i = 0; i < n && i < (int)ARRAY_SIZE(groups); i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+int node_access(const struct stat *st, int mask)
+{
+	mode_t bits;
+
+	mask &= R_OK | W_OK | X_OK;
+	if (node_caller.uid == 0) {
+		/* Root reads and writes anything; it executes only what some
+		 * x bit allows, as the kernel decides for root. */
+		if ((mask & X_OK) && !S_ISDIR(st->st_mode) && !(st->st_mode & 0111))
+			return -EACCES;
+		return 0;
+	}
+	if (node_caller.uid == st->st_uid)
+		bits = (st->st_mode >> 6) & 7;
+	else if (node_caller_in_group(st->st_gid))
+		bits = (st->st_mode >> 3) & 7;
+	else
+		bits = st->st_mode & 7;
+	return ((mode_t)mask & ~bits) ? -EACCES : 0;
+}
+
+/* The first time anyone asked: the fallback of directories the store has
+ * no time for. */
+static int64_t started_ms(void)
+{
+	static _Atomic int64_t started;
+	int64_t v = atomic_load(&started), now;
+
+	if (v)
+		return v;
+	now = util_now_ms();
+	return atomic_compare_exchange_strong(&started, &v, now) ? now : v;
+}
+
+int64_t node_dir_time(struct store *s, enum change_kind kind, int64_t id, int64_t fallback)
+{
+	int64_t at = 0;
+
+	if (!s || store_dir_time(s, kind, id, &at) || at <= 0)
+		at = 0;
+	if (fallback > at)
+		at = fallback;
+	return at ? at : started_ms();
+}
+
+void node_set_times(struct stat *st, int64_t ms)
+{
+	st->st_mtim.tv_sec = ms / 1000;
+	st->st_mtim.tv_nsec = (ms % 1000) * 1000000;
+	st->st_atim = st->st_ctim = st->st_mtim;
 }
 
 int node_is_write(int flags)

@@ -51,6 +51,8 @@ struct fh {
 	int counted;                /* open counted it in the store (a queue writer): close undoes */
 	char *buf;                  /* status/error snapshot, or directory listing; owned */
 	size_t len;
+	uid_t dir_uid; /* a directory's owner at opendir: its listed frames' */
+	gid_t dir_gid;
 };
 
 /* A directory listing, taken whole at opendir (format in node.c). */
@@ -127,6 +129,46 @@ struct node_ops {
 	enum node_ttl entry_ttl;
 };
 
+/*
+ * Who asks.  ops.c sets it at the start of every request, on the thread
+ * that answers it (a request is answered on one thread, start to end), so
+ * the kinds' functions can check the caller without every signature
+ * carrying it.  Without `-o default_permissions` the kernel checks
+ * nothing and these checks are the only ones; with it the kernel checks
+ * the same modes and owners first (getattr shows them truthfully), and
+ * these agree.  Root (uid 0) may do anything a mode allows anyone.
+ */
+struct node_caller {
+	uid_t uid;
+	gid_t gid;
+	fuse_req_t req; /* for its supplementary groups, asked only when they decide */
+	int fresh;      /* create made the file just now: its opening is not checked */
+};
+extern _Thread_local struct node_caller node_caller;
+
+/* Owner uid or gid of a row (-1: unknown, from before owners were kept)
+ * as shown: unknown is the daemon's user. */
+uid_t node_uid(int64_t uid);
+gid_t node_gid(int64_t gid);
+/* The caller is root or uid. */
+int node_caller_owns(uid_t uid);
+/* The caller may remove or rename an entry owned by uid in a sticky
+ * directory (queue/, out/) of the daemon's: root, uid itself, or the
+ * daemon's user.  Else -EPERM, as the kernel answers for /tmp. */
+int node_sticky_check(uid_t uid);
+/* The caller is in group gid (its own or a supplementary one). */
+int node_caller_in_group(gid_t gid);
+/* The permission bits of st allow the caller mask (R_OK, W_OK, X_OK
+ * combined): 0, else -EACCES. */
+int node_access(const struct stat *st, int mask);
+
+/* When a directory changed last (store_dir_time), ms, and never before
+ * fallback; when neither is known (or s is NULL), when this daemon
+ * started. */
+int64_t node_dir_time(struct store *s, enum change_kind kind, int64_t id, int64_t fallback);
+/* Set st's mtime, ctime and atime to ms. */
+void node_set_times(struct stat *st, int64_t ms);
+
 /* The table for ino: never NULL (an inode that names no kind gets an empty
  * table, whose answers are the defaults above). */
 const struct node_ops *node_ops(fuse_ino_t ino);
@@ -138,7 +180,8 @@ extern const struct node_ops node_out, node_job, node_jcontrol, node_jlogs, node
 extern const struct node_ops node_job_status, node_job_status_json;
 extern const struct node_ops node_nodes, node_node, node_node_status, node_node_status_json;
 
-/* Attribute fillers (node.c).  Owner is the daemon's user. */
+/* Attribute fillers (node.c).  Owner is the daemon's user; callers set
+ * st_uid and st_gid for what users own. */
 void node_fill_dir(struct stat *st, fuse_ino_t ino, mode_t mode);
 void node_fill_reg(struct stat *st, fuse_ino_t ino, mode_t mode, off_t size, int64_t mtime_ms);
 /* A regular file's attributes from the local file at path: -errno of stat. */

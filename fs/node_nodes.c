@@ -13,9 +13,9 @@
 
 static int nodes_dir_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
 {
-	(void)s;
 	(void)ttl;
 	node_fill_dir(st, ino, 0755);
+	node_set_times(st, node_dir_time(s, CH_NODES, 0, 0));
 	return 0;
 }
 
@@ -62,6 +62,7 @@ static int node_dir_getattr(struct store *s, fuse_ino_t ino, struct stat *st, do
 	if (rc)
 		return rc;
 	node_fill_dir(st, ino, 0755);
+	node_set_times(st, node_dir_time(s, CH_NODES, n.id, 0));
 	return 0;
 }
 

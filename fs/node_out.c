@@ -8,6 +8,13 @@
  * which refuses (EBUSY) while the job is active, and the other entries
  * "remove" without removing anything once the job has ended, so that
  * `rm -r out/JOB` works.
+ *
+ * Owners: a job and everything in out/JOB show the uid and gid of its
+ * .blend's dropper.  out/JOB and logs/ are 0755 and control 0644, so only
+ * the owner (and root) may write control or remove entries (EACCES); out/
+ * is sticky and world-writable (1777) so the owner may remove the job's
+ * directory and no one else (EPERM, the kernel's answer for a sticky
+ * directory).  Everyone reads.
  */
 #include "node.h"
 #include "jobs/jobs.h"
@@ -22,9 +29,9 @@
 
 static int out_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
 {
-	(void)s;
 	(void)ttl;
-	node_fill_dir(st, ino, 0755);
+	node_fill_dir(st, ino, 01777);
+	node_set_times(st, node_dir_time(s, CH_OUT, 0, 0));
 	return 0;
 }
 
@@ -71,6 +78,36 @@ const struct node_ops node_out = {
 
 /* ---- out/JOB and out/JOB/logs ---- */
 
+/* The job's owner on st. */
+static void job_owner(struct stat *st, const struct job_row *j)
+{
+	st->st_uid = node_uid(j->uid);
+	st->st_gid = node_gid(j->gid);
+}
+
+/* The caller may change what is in the job's directory: it owns it. */
+static int job_writer_check(struct store *s, int64_t job)
+{
+	struct job_row j;
+	int rc = job_get(s, job, &j);
+
+	if (rc)
+		return rc;
+	return node_caller_owns(node_uid(j.uid)) ? 0 : -EACCES;
+}
+
+/* Its times: the last change the store dated, else its own. */
+static int64_t job_time(const struct job_row *j)
+{
+	int64_t t = j->created;
+
+	if (j->started > t)
+		t = j->started;
+	if (j->ended > t)
+		t = j->ended;
+	return t;
+}
+
 static int job_dir_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
 {
 	struct job_row j;
@@ -81,6 +118,23 @@ static int job_dir_getattr(struct store *s, fuse_ino_t ino, struct stat *st, dou
 	if (rc)
 		return rc;
 	node_fill_dir(st, ino, 0755);
+	job_owner(st, &j);
+	node_set_times(st, node_dir_time(s, CH_JOBDIR, j.id, job_time(&j)));
+	return 0;
+}
+
+static int jlogs_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	struct job_row j;
+	int rc;
+
+	(void)ttl;
+	rc = job_get(s, INO_ID(ino), &j);
+	if (rc)
+		return rc;
+	node_fill_dir(st, ino, 0755);
+	job_owner(st, &j);
+	node_set_times(st, node_dir_time(s, CH_JOBLOGS, j.id, j.created));
 	return 0;
 }
 
@@ -108,7 +162,7 @@ static int job_lookup(struct store *s, fuse_ino_t dir, const char *name, fuse_in
 		 j.video_exists)
 		*ino = INO(T_JVIDEO, id);
 	else if ((n = node_parse_frame_name(name, j.ext)) >= 0 && !frame_by_number(s, id, (uint32_t)n, &f) &&
-		 f.state == FS_DONE)
+		 f.state == FS_DONE && !f.removed)
 		*ino = INO(T_FRAME, f.id);
 	else
 		return -ENOENT;
@@ -148,9 +202,15 @@ static int job_list(struct store *s, fuse_ino_t dir, struct listing *l)
 	return job_frames(s, id, list_frame, &c);
 }
 
+/* out/ is sticky: removing another's job is EPERM. */
 static int job_rmdir(struct store *s, fuse_ino_t ino)
 {
-	return job_remove(s, INO_ID(ino));
+	struct job_row j;
+	int rc = job_get(s, INO_ID(ino), &j);
+
+	if (!rc)
+		rc = node_sticky_check(node_uid(j.uid));
+	return rc ? rc : job_remove(s, INO_ID(ino));
 }
 
 const struct node_ops node_job = {
@@ -193,11 +253,13 @@ static int jlogs_list(struct store *s, fuse_ino_t dir, struct listing *l)
 /* logs/ goes with the job's directory (rm -r): fine once it has ended. */
 static int jlogs_rmdir(struct store *s, fuse_ino_t ino)
 {
-	return job_removable(s, INO_ID(ino));
+	int rc = job_writer_check(s, INO_ID(ino));
+
+	return rc ? rc : job_removable(s, INO_ID(ino));
 }
 
 const struct node_ops node_jlogs = {
-    .getattr = job_dir_getattr,
+    .getattr = jlogs_getattr,
     .lookup = jlogs_lookup,
     .list = jlogs_list,
     .rmdir = jlogs_rmdir,
@@ -217,15 +279,19 @@ static int control_getattr(struct store *s, fuse_ino_t ino, struct stat *st, dou
 	if (rc)
 		return rc;
 	node_fill_reg(st, ino, 0644, 0, j.created);
+	job_owner(st, &j);
 	return 0;
 }
 
-/* Reads see an empty file: the handle has neither fd nor snapshot. */
+/* Reads see an empty file: the handle has neither fd nor snapshot.  Only
+ * the job's owner (and root) opens it for writing. */
 static int control_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, struct fh *fh)
 {
 	(void)fh;
 	fi->direct_io = 1;
 	fi->nonseekable = 1;
+	if (node_is_write(fi->flags))
+		return job_writer_check(s, INO_ID(ino));
 	return job_get(s, INO_ID(ino), &(struct job_row){0});
 }
 
@@ -247,8 +313,10 @@ static int control_write(struct fh *fh, fuse_ino_t ino, const char *buf, size_t 
 
 static int job_entry_unlink(struct store *s, fuse_ino_t ino, const char *name)
 {
+	int rc = job_writer_check(s, INO_ID(ino));
+
 	(void)name;
-	return job_removable(s, INO_ID(ino));
+	return rc ? rc : job_removable(s, INO_ID(ino));
 }
 
 const struct node_ops node_jcontrol = {
@@ -271,10 +339,17 @@ static int open_ro(const char *path, struct fh *fh)
 static int video_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
 {
 	char path[4096];
+	struct job_row j;
+	int rc;
 
 	(void)ttl;
+	rc = job_get(s, INO_ID(ino), &j);
+	if (rc)
+		return rc;
 	store_path_video(s, INO_ID(ino), path, sizeof(path));
-	return node_stat_file(path, ino, 0444, st);
+	rc = node_stat_file(path, ino, 0444, st);
+	job_owner(st, &j);
+	return rc;
 }
 
 static int video_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, struct fh *fh)
@@ -293,8 +368,10 @@ static int video_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi
 
 static int video_unlink(struct store *s, fuse_ino_t ino, const char *name)
 {
+	int rc = job_writer_check(s, INO_ID(ino));
+
 	(void)name;
-	return job_remove_video(s, INO_ID(ino));
+	return rc ? rc : job_remove_video(s, INO_ID(ino));
 }
 
 const struct node_ops node_jvideo = {
@@ -305,27 +382,29 @@ const struct node_ops node_jvideo = {
     .refuse_make = EROFS,
 };
 
-static int frame_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
-{
-	struct frame_row f;
-	int rc;
-
-	rc = frame_get(s, INO_ID(ino), &f);
-	if (rc)
-		return rc;
-	if (f.state != FS_DONE)
-		return -ENOENT;
-	node_fill_reg(st, ino, 0444, (off_t)f.size, f.mtime);
-	*ttl = TTL_FOREVER;
-	return 0;
-}
-
 /* The frame row of a frame or log inode, and its job. */
 static int frame_and_job(struct store *s, fuse_ino_t ino, struct frame_row *f, struct job_row *j)
 {
 	int rc = frame_get(s, INO_ID(ino), f);
 
 	return rc ? rc : job_get(s, f->job, j);
+}
+
+static int frame_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	struct frame_row f;
+	struct job_row j;
+	int rc;
+
+	rc = frame_and_job(s, ino, &f, &j);
+	if (rc)
+		return rc;
+	if (f.state != FS_DONE || f.removed)
+		return -ENOENT;
+	node_fill_reg(st, ino, 0444, (off_t)f.size, f.mtime);
+	job_owner(st, &j);
+	*ttl = TTL_FOREVER;
+	return 0;
 }
 
 /* Frames never change: the page cache may keep them. */
@@ -350,8 +429,14 @@ static int frame_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi
 
 static int frame_unlink(struct store *s, fuse_ino_t ino, const char *name)
 {
+	struct frame_row f;
+	int rc;
+
 	(void)name;
-	return job_remove_frame(s, INO_ID(ino));
+	rc = frame_get(s, INO_ID(ino), &f);
+	if (!rc)
+		rc = job_writer_check(s, f.job);
+	return rc ? rc : job_remove_frame(s, INO_ID(ino));
 }
 
 const struct node_ops node_frame = {
@@ -366,15 +451,18 @@ const struct node_ops node_frame = {
 static int log_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
 {
 	struct frame_row f;
+	struct job_row j;
 	char path[4096];
 	int rc;
 
-	rc = frame_get(s, INO_ID(ino), &f);
+	rc = frame_and_job(s, ino, &f, &j);
 	if (rc)
 		return rc;
 	store_path_log(s, f.job, f.frame, path, sizeof(path));
 	*ttl = 0;
-	return node_stat_file(path, ino, 0444, st);
+	rc = node_stat_file(path, ino, 0444, st);
+	job_owner(st, &j);
+	return rc;
 }
 
 /* A log may still be growing: no page cache, direct_io. */
@@ -407,6 +495,8 @@ static int log_unlink(struct store *s, fuse_ino_t ino, const char *name)
 
 	(void)name;
 	rc = frame_get(s, INO_ID(ino), &f);
+	if (!rc)
+		rc = job_writer_check(s, f.job);
 	return rc ? rc : job_removable(s, f.job);
 }
 

@@ -7,6 +7,14 @@
  * store, which intake waits on before it takes the file; close gives it
  * back.  queue/NAME.error is the text of why a drop was refused: read-only,
  * removable, and hidden by a real file of the same name.
+ *
+ * Owners: queue/ is a sticky world-writable directory, as /tmp is (mode
+ * 1777).  A file belongs to whoever created it (the store keeps its uid
+ * and gid), NAME.error to NAME.blend's owner.  Anyone creates; only the
+ * owner, root or the daemon's user removes or renames an entry (EPERM,
+ * as for /tmp); opening is checked against the file's mode (EACCES).  A
+ * file is never writable by its group or others (those bits are cleared
+ * at create and chmod), so only its owner and root overwrite it.
  */
 #include "node.h"
 #include "jobs/intake.h"
@@ -19,9 +27,9 @@
 
 static int queue_dir_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
 {
-	(void)s;
 	(void)ttl;
-	node_fill_dir(st, ino, 0775);
+	node_fill_dir(st, ino, 01777);
+	node_set_times(st, node_dir_time(s, CH_QUEUE, 0, 0));
 	return 0;
 }
 
@@ -94,8 +102,12 @@ static int queue_dir_create(struct store *s, fuse_ino_t dir, const char *name, m
 	rc = queue_lookup(s, name, &q);
 	if (rc == 0 && (flags & O_EXCL))
 		return -EEXIST;
-	if (rc == -ENOENT)
-		rc = queue_create(s, name, mode & 0777, &q);
+	if (rc == -ENOENT) {
+		/* open(O_CREAT) of a new file opens it whatever its mode says,
+		 * as on any file system. */
+		rc = queue_create_as(s, name, mode & 0755, node_caller.uid, node_caller.gid, &q);
+		node_caller.fresh = !rc;
+	}
 	if (rc)
 		return rc;
 	*ino = INO(T_QFILE, q.id);
@@ -110,14 +122,35 @@ static int queue_dir_mknod(struct store *s, fuse_ino_t dir, const char *name, mo
 	(void)dir;
 	if (!S_ISREG(mode))
 		return -EPERM;
-	rc = queue_create(s, name, mode & 0777, &q);
+	rc = queue_create_as(s, name, mode & 0755, node_caller.uid, node_caller.gid, &q);
 	if (!rc)
 		*ino = INO(T_QFILE, q.id);
 	return rc;
 }
 
+/* The sticky rule for an entry of queue/ by name: a file's or an
+ * error's owner.  -ENOENT when there is neither. */
+static int queue_entry_sticky(struct store *s, const char *name)
+{
+	struct qfile q;
+	struct qerror e;
+
+	if (!queue_lookup(s, name, &q))
+		return node_sticky_check(node_uid(q.uid));
+	if (!queue_error_lookup(s, name, &e))
+		return node_sticky_check(node_uid(e.uid));
+	return -ENOENT;
+}
+
+/* Both the file renamed and the one it replaces must be the caller's. */
 static int queue_dir_rename(struct store *s, const char *from, const char *to, unsigned int flags)
 {
+	int rc = queue_entry_sticky(s, from);
+
+	if (!rc)
+		rc = queue_entry_sticky(s, to);
+	if (rc && rc != -ENOENT)
+		return rc;
 	return queue_rename(s, from, to, flags);
 }
 
@@ -151,8 +184,8 @@ static int qfile_getattr(struct store *s, fuse_ino_t ino, struct stat *st, doubl
 	st->st_ino = ino;
 	st->st_mode = S_IFREG | (q.mode & 07777);
 	st->st_nlink = 1;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = node_uid(q.uid);
+	st->st_gid = node_gid(q.gid);
 	*ttl = 0;
 	return 0;
 }
@@ -162,10 +195,16 @@ static int qfile_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi
 	int64_t id = INO_ID(ino);
 	int flags = fi->flags & (O_ACCMODE | O_TRUNC | O_APPEND);
 	char path[4096];
-	struct qfile q;
+	struct stat st;
+	double ttl;
 	int rc;
 
-	rc = queue_get(s, id, &q);
+	rc = qfile_getattr(s, ino, &st, &ttl);
+	if (rc)
+		return rc;
+	if (!node_caller.fresh)
+		rc = node_access(&st, ((fi->flags & O_ACCMODE) != O_WRONLY ? R_OK : 0) |
+					  (node_is_write(fi->flags) ? W_OK : 0));
 	if (rc)
 		return rc;
 	store_path_spool(s, id, path, sizeof(path));
@@ -199,12 +238,49 @@ static int qfile_write(struct fh *fh, fuse_ino_t ino, const char *buf, size_t si
 	return 0;
 }
 
+/*
+ * What the caller may set, as the kernel decides for a local file: the
+ * size through a handle opened for writing or with write permission
+ * (EACCES); mode, owner and explicit times only as the owner (EPERM);
+ * times "now" as the owner or with write permission (EACCES); the owner
+ * only as root, the group only to one of the owner's own groups.
+ */
+static int qfile_may_set(const struct stat *cur, const struct stat *attr, int to_set, struct fh *fh)
+{
+	int owner = node_caller_owns(cur->st_uid);
+
+	if ((to_set & FUSE_SET_ATTR_SIZE) && !(fh && fh->counted) && node_access(cur, W_OK))
+		return -EACCES;
+	if ((to_set & FUSE_SET_ATTR_MODE) && !owner)
+		return -EPERM;
+	if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur->st_uid && node_caller.uid != 0)
+		return -EPERM;
+	if ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur->st_gid && node_caller.uid != 0 &&
+	    !(owner && node_caller_in_group(attr->st_gid)))
+		return -EPERM;
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		int now = (!(to_set & FUSE_SET_ATTR_ATIME) || (to_set & FUSE_SET_ATTR_ATIME_NOW)) &&
+			  (!(to_set & FUSE_SET_ATTR_MTIME) || (to_set & FUSE_SET_ATTR_MTIME_NOW));
+
+		if (!owner && (!now || node_access(cur, W_OK)))
+			return now ? -EACCES : -EPERM;
+	}
+	return 0;
+}
+
 static int qfile_setattr(struct store *s, fuse_ino_t ino, const struct stat *attr, int to_set, struct fh *fh)
 {
 	int64_t id = INO_ID(ino);
 	char path[4096];
-	int rc = 0;
+	struct stat cur;
+	double ttl;
+	int rc;
 
+	rc = qfile_getattr(s, ino, &cur, &ttl);
+	if (!rc)
+		rc = qfile_may_set(&cur, attr, to_set, fh);
+	if (rc)
+		return rc;
 	store_path_spool(s, id, path, sizeof(path));
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (fh && fh->fd >= 0)
@@ -215,7 +291,7 @@ static int qfile_setattr(struct store *s, fuse_ino_t ino, const struct stat *att
 			rc = queue_touch(s, id);
 	}
 	if (!rc && (to_set & FUSE_SET_ATTR_MODE))
-		rc = queue_chmod(s, id, attr->st_mode);
+		rc = queue_chmod(s, id, attr->st_mode & ~(mode_t)022);
 	if (!rc && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
 		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
 
@@ -227,8 +303,11 @@ static int qfile_setattr(struct store *s, fuse_ino_t ino, const struct stat *att
 								 : attr->st_mtim;
 		rc = utimensat(AT_FDCWD, path, ts, 0) < 0 ? -errno : 0;
 	}
-	/* chown: the spool belongs to the daemon; accepted and ignored so
-	 * that cp -a and rsync -a (as root) do not fail. */
+	/* chown: the owner is the store's (the spool file stays the
+	 * daemon's), so cp -a and rsync -a as root keep who owns a drop. */
+	if (!rc && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+		rc = queue_chown(s, id, (to_set & FUSE_SET_ATTR_UID) ? (int64_t)attr->st_uid : -1,
+				 (to_set & FUSE_SET_ATTR_GID) ? (int64_t)attr->st_gid : -1);
 	return rc;
 }
 
@@ -245,8 +324,13 @@ static void qfile_close(struct store *s, struct fh *fh)
 
 static int qfile_unlink(struct store *s, fuse_ino_t ino, const char *name)
 {
-	(void)ino;
-	return queue_unlink(s, name);
+	struct qfile q;
+	int rc;
+
+	rc = queue_get(s, INO_ID(ino), &q);
+	if (!rc)
+		rc = node_sticky_check(node_uid(q.uid));
+	return rc ? rc : queue_unlink(s, name);
 }
 
 const struct node_ops node_qfile = {
@@ -271,6 +355,8 @@ static int qerr_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double
 	if (rc)
 		return rc;
 	node_fill_reg(st, ino, 0444, (off_t)e.len, e.at);
+	st->st_uid = node_uid(e.uid);
+	st->st_gid = node_gid(e.gid);
 	*ttl = 0;
 	return 0;
 }
@@ -285,8 +371,14 @@ static int qerr_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi,
 
 static int qerr_unlink(struct store *s, fuse_ino_t ino, const char *name)
 {
+	struct qerror e;
+	int rc;
+
 	(void)name;
-	return queue_error_remove(s, INO_ID(ino));
+	rc = queue_error_get(s, INO_ID(ino), &e);
+	if (!rc)
+		rc = node_sticky_check(node_uid(e.uid));
+	return rc ? rc : queue_error_remove(s, INO_ID(ino));
 }
 
 const struct node_ops node_qerr = {

@@ -22,6 +22,8 @@ static int root_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double
 	(void)s;
 	(void)ttl;
 	node_fill_dir(st, ino, 0755);
+	/* Its entries never change: dated when the daemon started. */
+	node_set_times(st, node_dir_time(NULL, 0, 0, 0));
 	return 0;
 }
 

@@ -39,11 +39,33 @@ static int status_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *f
 	return rc;
 }
 
-/* They go with the job's directory (rm -r): fine once it has ended. */
+/* A job's status files are its owner's, as the rest of out/JOB. */
+static int job_status_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double *ttl)
+{
+	struct job_row j;
+	int rc;
+
+	rc = job_get(s, INO_ID(ino), &j);
+	if (rc)
+		return rc;
+	rc = status_getattr(s, ino, st, ttl);
+	st->st_uid = node_uid(j.uid);
+	st->st_gid = node_gid(j.gid);
+	return rc;
+}
+
+/* They go with the job's directory (rm -r): fine once it has ended, and
+ * only for the job's owner (EACCES, as out/JOB is 0755). */
 static int job_status_unlink(struct store *s, fuse_ino_t ino, const char *name)
 {
+	struct job_row j;
+	int rc;
+
 	(void)name;
-	return job_removable(s, INO_ID(ino));
+	rc = job_get(s, INO_ID(ino), &j);
+	if (!rc && !node_caller_owns(node_uid(j.uid)))
+		rc = -EACCES;
+	return rc ? rc : job_removable(s, INO_ID(ino));
 }
 
 static int render_farm(struct store *s, int64_t id, struct util_sb *sb)
@@ -95,7 +117,7 @@ const struct node_ops node_farm_status_json = {
 
 /* Under out/: changes are EROFS. */
 const struct node_ops node_job_status = {
-    .getattr = status_getattr,
+    .getattr = job_status_getattr,
     .open = status_open,
     .unlink = job_status_unlink,
     .render = render_job,
@@ -104,7 +126,7 @@ const struct node_ops node_job_status = {
 };
 
 const struct node_ops node_job_status_json = {
-    .getattr = status_getattr,
+    .getattr = job_status_getattr,
     .open = status_open,
     .unlink = job_status_unlink,
     .render = render_job_json,

@@ -21,6 +21,17 @@ static struct rfs *ctx(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* Who asks (node.h: node_caller), for this thread's request. */
+static void caller_set(fuse_req_t req)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+
+	node_caller.uid = c->uid;
+	node_caller.gid = c->gid;
+	node_caller.req = req;
+	node_caller.fresh = 0;
+}
+
 /* A table's refusal errno, or the default when the table leaves it 0. */
 static int refusal(int e, int dflt)
 {
@@ -200,6 +211,7 @@ static void rfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_ino_t ino = 0;
 	int rc;
 
+	caller_set(req);
 	rc = s ? ops_lookup(s, parent, name, &ino) : -EIO;
 	if (!rc)
 		rc = ops_fill_entry(s, ino, &e);
@@ -214,6 +226,7 @@ static void rfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	double ttl;
 	int rc;
 
+	caller_set(req);
 	(void)fi;
 	rc = s ? ops_getattr(s, ino, &st, &ttl) : -EIO;
 	pool_put(s);
@@ -231,9 +244,16 @@ static void rfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct store *s = pool_get();
 	struct listing l = {{0}};
 	struct fh *fh = NULL;
+	struct stat st;
+	double ttl;
 	int rc;
 
+	caller_set(req);
 	rc = s ? ops_list(s, ino, &l) : -EIO;
+	/* Its owner is its frames' (readdirplus gives them from the
+	 * listing). */
+	if (!rc)
+		rc = ops_getattr(s, ino, &st, &ttl);
 	pool_put(s);
 	if (!rc && !(fh = fh_new(ino)))
 		rc = -ENOMEM;
@@ -242,6 +262,8 @@ static void rfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	fh->dir_uid = st.st_uid;
+	fh->dir_gid = st.st_gid;
 	fh->buf = l.names.buf;
 	fh->len = l.names.len;
 	reply_handle(req, NULL, fh, fi, NULL);
@@ -281,6 +303,8 @@ static void readdir_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off, in
 				/* A listed frame never changes: its attributes
 				 * come with the listing. */
 				node_fill_reg(&e.attr, le.ino, 0444, (off_t)le.size, le.mtime);
+				e.attr.st_uid = fh->dir_uid;
+				e.attr.st_gid = fh->dir_gid;
 				e.ino = le.ino;
 				e.generation = 1;
 				e.attr_timeout = e.entry_timeout = TTL_FOREVER;
@@ -338,6 +362,7 @@ static void rfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fh *fh = fh_new(ino);
 	int rc;
 
+	caller_set(req);
 	rc = !s ? -EIO : !fh ? -ENOMEM : ops_open(s, ino, fi, fh);
 	if (rc) {
 		if (fh) {
@@ -436,6 +461,7 @@ static void rfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	size_t done = 0;
 	int rc;
 
+	caller_set(req);
 	rc = o->write ? o->write(fh, ino, buf, size, off, &done) : -refusal(o->refuse, EACCES);
 	fh_drop(fh);
 	if (rc)
@@ -488,6 +514,7 @@ static void rfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	fuse_ino_t ino = 0;
 	int rc;
 
+	caller_set(req);
 	if (!dir->create)
 		rc = -refusal(dir->refuse_create, EROFS);
 	else if (!(s = pool_get()))
@@ -520,6 +547,7 @@ static void rfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fuse_ino_t ino = 0;
 	int rc;
 
+	caller_set(req);
 	(void)rdev;
 	if (!dir->mknod)
 		rc = -EROFS;
@@ -543,6 +571,7 @@ static void rfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	double ttl;
 	int rc;
 
+	caller_set(req);
 	/* Where nothing can be set, even times are refused: cp -p and
 	 * rsync -t into a directory they cannot write to still expect a
 	 * clear answer. */
@@ -567,9 +596,12 @@ static void rfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 
 static void rfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct store *s = pool_get();
-	int rc = s ? ops_unlink(s, parent, name) : -EIO;
+	struct store *s;
+	int rc;
 
+	caller_set(req);
+	s = pool_get();
+	rc = s ? ops_unlink(s, parent, name) : -EIO;
 	status_cache_flush();
 	pool_put(s);
 	fuse_reply_err(req, -rc);
@@ -577,9 +609,12 @@ static void rfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void rfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct store *s = pool_get();
-	int rc = s ? ops_rmdir(s, parent, name) : -EIO;
+	struct store *s;
+	int rc;
 
+	caller_set(req);
+	s = pool_get();
+	rc = s ? ops_rmdir(s, parent, name) : -EIO;
 	status_cache_flush();
 	pool_put(s);
 	fuse_reply_err(req, -rc);
@@ -592,6 +627,7 @@ static void rfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 	struct store *s = NULL;
 	int rc;
 
+	caller_set(req);
 	if (parent != newparent || !from->rename)
 		rc = -rename_refusal(from, to);
 	else if (!(s = pool_get()))
@@ -645,6 +681,7 @@ static void rfs_statfs(fuse_req_t req, fuse_ino_t ino)
 static void rfs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	node_dir_time(NULL, 0, 0, 0); /* dates the root: now */
 	/* Large reads for frames, copied (see read_fh for why not spliced). */
 	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 	conn->max_readahead = 1 << 20;

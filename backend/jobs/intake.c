@@ -35,11 +35,17 @@ static int name_ok(const char *name)
 	return n > 0 && n <= QUEUE_NAME_MAX && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..");
 }
 
-int queue_create(struct store *st, const char *name, uint32_t mode, struct qfile *out)
+int queue_create_as(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid,
+		    struct qfile *out)
 {
 	if (!name_ok(name))
 		return strlen(name) > QUEUE_NAME_MAX ? -ENAMETOOLONG : -EINVAL;
-	return store_qfile_create(st, name, mode, util_now_ms(), out);
+	return store_qfile_create(st, name, mode, uid, gid, util_now_ms(), out);
+}
+
+int queue_create(struct store *st, const char *name, uint32_t mode, struct qfile *out)
+{
+	return queue_create_as(st, name, mode, -1, -1, out);
 }
 
 static int ends_with(const char *s, const char *suffix)

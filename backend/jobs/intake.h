@@ -20,7 +20,11 @@
 /* The rows (struct qfile, struct qerror) and the queue_* reads and small
  * writes fs/ calls are in store/queue_rows.h. */
 
-/* Create an empty file; -EEXIST when the name is taken. */
+/* Create an empty file owned by uid, gid (the creator; its job will be
+ * theirs); -EEXIST when the name is taken.  queue_create: owner unknown
+ * (shown as the daemon's user). */
+int queue_create_as(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid,
+		    struct qfile *out);
 int queue_create(struct store *st, const char *name, uint32_t mode, struct qfile *out);
 /* rename(2) inside queue/: flags as renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE). */
 int queue_rename(struct store *st, const char *from, const char *to, unsigned flags);

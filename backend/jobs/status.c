@@ -12,9 +12,11 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define STATUS_INFLIGHT_MAX 256 /* in-flight frames read for progress and eta */
 #define STATUS_INFLIGHT_SHOW 16 /* of which the rendering: line lists these */
@@ -22,6 +24,8 @@
 struct job_facts {
 	char name[JOB_NAME_MAX + 1];
 	char state[16];
+	char owner[64]; /* the user name, else the uid */
+	int64_t uid;
 	int64_t frames, done, rendering, queued, failed, cancelled;
 	int64_t interrupted;            /* times a node went away with a frame (no attempt used) */
 	int64_t retried;                /* failed attempts that were tried again */
@@ -47,6 +51,18 @@ struct job_facts {
 	int nper_node;
 };
 
+/* The user's name, else the uid in decimal. */
+static void owner_name(int64_t uid, char *out, size_t sz)
+{
+	struct passwd pw, *res = NULL;
+	char buf[2048];
+
+	if (getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res) == 0 && res && res->pw_name[0])
+		snprintf(out, sz, "%s", res->pw_name);
+	else
+		snprintf(out, sz, "%lld", (long long)uid);
+}
+
 static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 {
 	struct view_job v;
@@ -63,6 +79,14 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	}
 	snprintf(f->name, sizeof(f->name), "%s", v.name);
 	snprintf(f->state, sizeof(f->state), "%s", v.state);
+	{
+		/* A job whose owner is unknown (dropped before owners were
+		 * kept) is the daemon's user's, as getattr shows it. */
+		struct job_row j;
+
+		f->uid = job_get(st, job, &j) == 0 && j.uid >= 0 ? j.uid : (int64_t)getuid();
+		owner_name(f->uid, f->owner, sizeof(f->owner));
+	}
 	f->waiting = !strcmp(f->state, "waiting");
 	f->error = v.error; /* ownership moves to f */
 	f->missing = v.missing;
@@ -285,6 +309,7 @@ static void job_text(const struct job_facts *f, struct util_sb *out)
 	util_sb_printf(out, "job: ");
 	print_value(out, f->name);
 	util_sb_printf(out, "\nstate: %s\n", f->state);
+	print_kv(out, "owner", f->owner);
 	util_sb_printf(out, "frames: %lld\ndone: %lld\n", (long long)f->frames, (long long)f->done);
 	print_rendering(out, f);
 	util_sb_printf(out, "queued: %lld\nfailed: %lld\n", (long long)f->queued, (long long)f->failed);
@@ -334,6 +359,8 @@ static cJSON *job_json(const struct job_facts *f)
 		return NULL;
 	cJSON_AddStringToObject(o, "job", f->name);
 	cJSON_AddStringToObject(o, "state", f->state);
+	cJSON_AddStringToObject(o, "owner", f->owner);
+	cJSON_AddNumberToObject(o, "uid", (double)f->uid);
 	cJSON_AddNumberToObject(o, "frames", (double)f->frames);
 	cJSON_AddNumberToObject(o, "done", (double)f->done);
 	cJSON_AddNumberToObject(o, "rendering", (double)f->rendering);

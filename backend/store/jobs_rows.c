@@ -50,13 +50,17 @@ int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_st
 	if (!in[0])
 		return -EINVAL;
 	/* started is the first time work began; ended the last time it stopped. */
-	snprintf(sql, sizeof(sql),
-		 "UPDATE jobs SET state = ?1,"
-		 " started = CASE WHEN ?1 = 'rendering' THEN coalesce(started, ?3) ELSE started END,"
-		 " ended = CASE WHEN ?1 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,"
-		 " paused_from = CASE WHEN ?1 = 'paused' THEN state ELSE NULL END"
-		 " WHERE id = ?2 AND removed = 0 AND state IN (%s)",
-		 in);
+	snprintf(
+	    sql, sizeof(sql),
+	    "UPDATE jobs SET state = ?1,"
+	    " started = CASE WHEN ?1 = 'rendering' THEN coalesce(started, ?3) ELSE started END,"
+	    " ended = CASE WHEN ?1 IN ('done','failed','cancelled') THEN ?3 ELSE NULL END,"
+	    /* waiting for a node is no longer true of a job that ended */
+	    " error = CASE WHEN ?1 IN ('done','failed','cancelled') AND error LIKE 'waiting for a node%%'"
+	    "  THEN NULL ELSE error END,"
+	    " paused_from = CASE WHEN ?1 = 'paused' THEN state ELSE NULL END"
+	    " WHERE id = ?2 AND removed = 0 AND state IN (%s)",
+	    in);
 	rc = store_prepare(st, sql, &s);
 	if (rc)
 		return rc;
@@ -76,7 +80,9 @@ int job_set_state(struct store *st, int64_t job, unsigned from_mask, enum job_st
 
 /* ---- reads ---- */
 
-#define JCOLS "id, name, state, format, coalesce(created, 0), coalesce(started, 0), coalesce(ended, 0)"
+#define JCOLS                                                                                      \
+	"id, name, state, format, coalesce(created, 0), coalesce(started, 0), coalesce(ended, 0)," \
+	" coalesce(uid, -1), coalesce(gid, -1)"
 
 static void row_to_job(struct store *st, sqlite3_stmt *s, struct job_row *j)
 {
@@ -96,6 +102,8 @@ static void row_to_job(struct store *st, sqlite3_stmt *s, struct job_row *j)
 	j->created = sqlite3_column_int64(s, 4);
 	j->started = sqlite3_column_int64(s, 5);
 	j->ended = sqlite3_column_int64(s, 6);
+	j->uid = sqlite3_column_int64(s, 7);
+	j->gid = sqlite3_column_int64(s, 8);
 	store_path_video(st, j->id, path, sizeof(path));
 	j->video_exists = stat(path, &sb) == 0;
 }
@@ -146,7 +154,7 @@ int jobs_list(struct store *st, int (*fn)(void *arg, const struct job_row *j), v
 	return 0;
 }
 
-#define FCOLS "id, job, frame, state, coalesce(size, 0), coalesce(mtime, 0), logged"
+#define FCOLS "id, job, frame, state, coalesce(size, 0), coalesce(mtime, 0), logged, removed"
 
 static void row_to_frame(sqlite3_stmt *s, struct frame_row *f)
 {
@@ -157,6 +165,7 @@ static void row_to_frame(sqlite3_stmt *s, struct frame_row *f)
 	f->size = sqlite3_column_int64(s, 4);
 	f->mtime = sqlite3_column_int64(s, 5);
 	f->logged = sqlite3_column_int(s, 6);
+	f->removed = sqlite3_column_int(s, 7);
 }
 
 static int frames_where(struct store *st, const char *sql, int64_t job,

@@ -27,6 +27,7 @@ struct job_row {
 	char ext[8];                     /* ".png" ... */
 	int64_t created, started, ended; /* ms; 0 when unset */
 	int video_exists;                /* the assembled video is stored */
+	int64_t uid, gid;                /* its .blend's dropper; -1: unknown (older jobs) */
 };
 
 struct frame_row {
@@ -36,6 +37,7 @@ struct frame_row {
 	enum frame_state state;
 	int64_t size, mtime; /* done frames */
 	int logged;
+	int removed; /* removed from out/JOB (its log stays in logs/) */
 };
 
 /* Nodes, for nodes/ */

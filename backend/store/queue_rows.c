@@ -26,9 +26,11 @@ static void row_to_qfile(sqlite3_stmt *s, struct qfile *q)
 	q->writers = sqlite3_column_int(s, 3);
 	q->changed = sqlite3_column_int64(s, 4);
 	q->mode = (uint32_t)sqlite3_column_int(s, 5);
+	q->uid = sqlite3_column_int64(s, 6);
+	q->gid = sqlite3_column_int64(s, 7);
 }
 
-#define QCOLS "id, name, coalesce(job, 0), writers, changed, mode"
+#define QCOLS "id, name, coalesce(job, 0), writers, changed, mode, coalesce(uid, -1), coalesce(gid, -1)"
 
 static void fill_qfile(void *arg, sqlite3_stmt *row)
 {
@@ -110,6 +112,28 @@ int queue_chmod(struct store *st, int64_t id, uint32_t mode)
 	return queue_update(st, "UPDATE qfiles SET mode = ?1 WHERE id = ?3 AND ?2 = ?2", id, mode & 07777);
 }
 
+int queue_chown(struct store *st, int64_t id, int64_t uid, int64_t gid)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st,
+			       "UPDATE qfiles SET uid = CASE WHEN ?1 < 0 THEN uid ELSE ?1 END,"
+			       " gid = CASE WHEN ?2 < 0 THEN gid ELSE ?2 END WHERE id = ?3",
+			       &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, uid);
+	sqlite3_bind_int64(s, 2, gid);
+	sqlite3_bind_int64(s, 3, id);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	if (!rc && sqlite3_changes(st->db) == 0)
+		rc = -ENOENT;
+	if (!rc)
+		store_change(st, CH_QUEUE, 0);
+	return rc;
+}
+
 static void fill_qerror(void *arg, sqlite3_stmt *row)
 {
 	struct qerror *out = arg;
@@ -118,7 +142,11 @@ static void fill_qerror(void *arg, sqlite3_stmt *row)
 	snprintf(out->name, sizeof(out->name), "%s.error", (const char *)sqlite3_column_text(row, 1));
 	out->at = sqlite3_column_int64(row, 2);
 	out->len = (size_t)sqlite3_column_int64(row, 3);
+	out->uid = sqlite3_column_int64(row, 4);
+	out->gid = sqlite3_column_int64(row, 5);
 }
+
+#define ECOLS "id, name, at, length(CAST(error AS BLOB)), coalesce(uid, -1), coalesce(gid, -1)"
 
 static int qerror_one(struct store *st, const char *sql, const char *name, int64_t id, struct qerror *out)
 {
@@ -132,22 +160,19 @@ int queue_error_lookup(struct store *st, const char *name, struct qerror *out)
 	if (!ends_with(name, ".error"))
 		return -ENOENT;
 	snprintf(base, sizeof(base), "%.*s", (int)(strlen(name) - 6), name);
-	return qerror_one(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops WHERE name = ?",
-			  base, 0, out);
+	return qerror_one(st, "SELECT " ECOLS " FROM drops WHERE name = ?", base, 0, out);
 }
 
 int queue_error_get(struct store *st, int64_t id, struct qerror *out)
 {
-	return qerror_one(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops WHERE id = ?",
-			  NULL, id, out);
+	return qerror_one(st, "SELECT " ECOLS " FROM drops WHERE id = ?", NULL, id, out);
 }
 
 int queue_error_list(struct store *st, int (*fn)(void *arg, const struct qerror *e), void *arg)
 {
 	sqlite3_stmt *s;
 	struct qerror e;
-	int rc =
-	    store_prepare(st, "SELECT id, name, at, length(CAST(error AS BLOB)) FROM drops ORDER BY id", &s);
+	int rc = store_prepare(st, "SELECT " ECOLS " FROM drops ORDER BY id", &s);
 
 	if (rc)
 		return rc;
@@ -206,7 +231,8 @@ int queue_error_text(struct store *st, int64_t id, char **text, size_t *len)
 
 /* ---- the primitives intake builds on ---- */
 
-int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t now, struct qfile *out)
+int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid,
+		       int64_t now, struct qfile *out)
 {
 	char path[4096];
 	sqlite3_stmt *s;
@@ -216,12 +242,18 @@ int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_
 	rc = store_begin(st);
 	if (rc)
 		return rc;
-	rc = store_prepare(st, "INSERT INTO qfiles(name, changed, mode) VALUES (?, ?, ?)", &s);
+	rc = store_prepare(
+	    st,
+	    "INSERT INTO qfiles(name, changed, mode, uid, gid) VALUES"
+	    " (?, ?, ?, CASE WHEN ?4 < 0 THEN NULL ELSE ?4 END, CASE WHEN ?5 < 0 THEN NULL ELSE ?5 END)",
+	    &s);
 	if (rc)
 		goto out_rollback;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, now);
 	sqlite3_bind_int(s, 3, (int)(mode & 07777));
+	sqlite3_bind_int64(s, 4, uid);
+	sqlite3_bind_int64(s, 5, gid);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
@@ -318,13 +350,26 @@ int store_qfile_exchange(struct store *st, int64_t a, const char *a_to, int64_t 
 int store_qfile_claim(struct store *st, int64_t job, int64_t blend, int64_t range)
 {
 	sqlite3_stmt *s;
-	int rc = store_prepare(st, "UPDATE qfiles SET job = ? WHERE id IN (?, ?)", &s);
+	int rc = store_prepare(st, "UPDATE qfiles SET job = ?1 WHERE id IN (?2, ?3)", &s);
 
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, job);
 	sqlite3_bind_int64(s, 2, blend);
 	sqlite3_bind_int64(s, 3, range);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	if (rc)
+		return rc;
+	/* The job belongs to whoever dropped its .blend. */
+	rc = store_prepare(st,
+			   "UPDATE jobs SET (uid, gid) = (SELECT uid, gid FROM qfiles WHERE id = ?2)"
+			   " WHERE id = ?1",
+			   &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	sqlite3_bind_int64(s, 2, blend);
 	rc = store_errno(sqlite3_step(s));
 	sqlite3_finalize(s);
 	return rc;
@@ -357,8 +402,11 @@ int store_drop_set(struct store *st, const char *name, const char *text, const c
 {
 	sqlite3_stmt *s;
 	int rc = store_prepare(st,
-			       "INSERT INTO drops(name, error, sig, at) VALUES (?1, ?2, ?3, ?4)"
-			       " ON CONFLICT(name) DO UPDATE SET error = ?2, sig = ?3, at = ?4",
+			       "INSERT INTO drops(name, error, sig, at, uid, gid) SELECT ?1, ?2, ?3, ?4,"
+			       " (SELECT uid FROM qfiles WHERE name = ?1 || '.blend'),"
+			       " (SELECT gid FROM qfiles WHERE name = ?1 || '.blend') WHERE 1"
+			       " ON CONFLICT(name) DO UPDATE SET error = ?2, sig = ?3, at = ?4,"
+			       " uid = excluded.uid, gid = excluded.gid",
 			       &s);
 
 	if (rc)

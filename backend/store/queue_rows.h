@@ -24,15 +24,17 @@ struct qfile {
 	char name[QUEUE_NAME_MAX + 1];
 	int64_t job; /* 0 while a pending drop */
 	int writers;
-	int64_t changed; /* ms */
-	uint32_t mode;   /* permission bits */
+	int64_t changed;  /* ms */
+	uint32_t mode;    /* permission bits */
+	int64_t uid, gid; /* who created it; -1: unknown (from before owners were kept) */
 };
 
 struct qerror {
 	int64_t id;
 	char name[QUEUE_NAME_MAX + 1]; /* "NAME.error" */
 	int64_t at;
-	size_t len; /* bytes of the error text */
+	size_t len;       /* bytes of the error text */
+	int64_t uid, gid; /* NAME.blend's owner when the error was set; -1: unknown */
 };
 
 /* ---- queue/ files, as fs/ sees them ---- */
@@ -46,6 +48,8 @@ int queue_writer(struct store *st, int64_t id, int delta);
 /* The contents changed outside a writer's open/close (truncate). */
 int queue_touch(struct store *st, int64_t id);
 int queue_chmod(struct store *st, int64_t id, uint32_t mode);
+/* Set the owner; a uid or gid < 0 is left as it is. */
+int queue_chown(struct store *st, int64_t id, int64_t uid, int64_t gid);
 
 /* Refused drops, shown as queue/NAME.error. */
 int queue_error_lookup(struct store *st, const char *name, struct qerror *out);
@@ -59,9 +63,11 @@ int queue_error_text(struct store *st, int64_t id, char **text, size_t *len);
 
 /* ---- the primitives intake builds on ---- */
 
-/* A new empty file NAME (checked by the caller) with its spool file, in
- * its own transaction; *out filled.  -EEXIST when the name is taken. */
-int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t now, struct qfile *out);
+/* A new empty file NAME (checked by the caller) owned by uid and gid (-1:
+ * unknown) with its spool file, in its own transaction; *out filled.
+ * -EEXIST when the name is taken. */
+int store_qfile_create(struct store *st, const char *name, uint32_t mode, int64_t uid, int64_t gid,
+		       int64_t now, struct qfile *out);
 /* Delete the row and its spool file.  Call inside a transaction. */
 int store_qfile_delete(struct store *st, int64_t id);
 /* Rename one file (to must be free); it becomes a pending drop again. */
@@ -70,7 +76,8 @@ int store_qfile_rename(struct store *st, int64_t id, const char *to, int64_t now
  * become pending drops.  Call inside a transaction. */
 int store_qfile_exchange(struct store *st, int64_t a, const char *a_to, int64_t b, const char *b_to,
 			 int64_t now);
-/* The two files of a drop now belong to job. */
+/* The two files of a drop now belong to job, and the job to the owner of
+ * its .blend (jobs.uid, gid). */
 int store_qfile_claim(struct store *st, int64_t job, int64_t blend, int64_t range);
 /*
  * A job ended: its inputs (the qfiles rows it claimed, at most its .blend
@@ -79,7 +86,8 @@ int store_qfile_claim(struct store *st, int64_t job, int64_t blend, int64_t rang
  */
 int store_release_inputs(struct store *st, int64_t job);
 
-/* NAME's refusal: set (text and the inputs' signature), read the
+/* NAME's refusal: set (text and the inputs' signature; its owner is
+ * NAME.blend's), read the
  * signature (-ENOENT), clear it.  Each announces CH_QUEUE when it changed
  * something. */
 int store_drop_set(struct store *st, const char *name, const char *text, const char *sig, int64_t now);

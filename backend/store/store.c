@@ -300,6 +300,24 @@ static const char *const migrations[] = {
      * (one per line, escaped) when the sidecar says missing = ignore */
     "ALTER TABLE jobs ADD COLUMN facts TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN missing_files TEXT NOT NULL DEFAULT '';",
+    /* 7 -> 8: owners on a shared mount (NULL: from before owners were
+     * kept, shown as the daemon's user); when a directory last changed,
+     * for its mtime (written by store_change); an ended job keeps no
+     * "waiting for a node" line */
+    "ALTER TABLE qfiles ADD COLUMN uid INTEGER;"
+    "ALTER TABLE qfiles ADD COLUMN gid INTEGER;"
+    "ALTER TABLE drops ADD COLUMN uid INTEGER;"
+    "ALTER TABLE drops ADD COLUMN gid INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN uid INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN gid INTEGER;"
+    "CREATE TABLE dirtimes ("
+    "  kind INTEGER NOT NULL," /* enum change_kind */
+    "  id INTEGER NOT NULL,"
+    "  at INTEGER NOT NULL," /* ms */
+    "  PRIMARY KEY (kind, id)"
+    ") WITHOUT ROWID;"
+    "UPDATE jobs SET error = NULL WHERE state IN ('done','failed','cancelled')"
+    "  AND error LIKE 'waiting for a node%';",
 };
 
 static int migrate(struct store *st)
@@ -475,8 +493,30 @@ int store_event(struct store *st, int64_t job, int64_t node, int64_t frame, cons
 	return rc;
 }
 
+/* The directory a change touched, as dirtimes keys it: a job's new state
+ * is a change of out/JOB; a node's change is one of nodes/ as well. */
+static int dirtime_touch(struct store *st, int kind, int64_t id, int64_t now)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = store_prepare(st,
+			   "INSERT INTO dirtimes(kind, id, at) VALUES (?1, ?2, ?3)"
+			   " ON CONFLICT(kind, id) DO UPDATE SET at = max(at, ?3)",
+			   &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int(s, 1, kind);
+	sqlite3_bind_int64(s, 2, id);
+	sqlite3_bind_int64(s, 3, now);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int store_change(struct store *st, enum change_kind kind, int64_t id)
 {
+	int64_t now = util_now_ms();
 	sqlite3_stmt *s;
 	int rc;
 
@@ -487,7 +527,29 @@ int store_change(struct store *st, enum change_kind kind, int64_t id)
 	sqlite3_bind_int64(s, 2, id);
 	rc = store_errno(sqlite3_step(s));
 	sqlite3_finalize(s);
+	if (rc)
+		return rc;
+	rc = dirtime_touch(st, kind == CH_JOBSTATE ? CH_JOBDIR : (int)kind, id, now);
+	if (!rc && kind == CH_NODES && id)
+		rc = dirtime_touch(st, CH_NODES, 0, now);
 	return rc;
+}
+
+int store_dir_time(struct store *st, enum change_kind kind, int64_t id, int64_t *at)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, "SELECT at FROM dirtimes WHERE kind = ? AND id = ?", &s);
+
+	*at = 0;
+	if (rc)
+		return rc;
+	sqlite3_bind_int(s, 1, kind);
+	sqlite3_bind_int64(s, 2, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*at = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
 }
 
 int store_changes_head(struct store *st, int64_t *seq)

@@ -213,8 +213,15 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
  * up by the engine, which assembles its video again from scratch.)  Returns the number of frames given back, or -errno. */
 int store_recover(struct store *st, int64_t now);
 
-/* The change feed: the backend appends, the notifier reads. */
+/* The change feed: the backend appends, the notifier reads.  Each change
+ * also dates the directory it touched (a job's state: out/JOB; a node:
+ * nodes/NODE and nodes/), which is that directory's mtime. */
 int store_change(struct store *st, enum change_kind kind, int64_t id);
+/* When (ms) the directory of (kind, id) last changed: CH_QUEUE 0 is
+ * queue/, CH_OUT 0 out/, CH_JOBDIR JOB out/JOB, CH_JOBLOGS JOB its logs/,
+ * CH_NODES 0 nodes/, CH_NODES NODE nodes/NODE.  -ENOENT: not since the
+ * store began keeping these times (*at is 0). */
+int store_dir_time(struct store *st, enum change_kind kind, int64_t id, int64_t *at);
 /* The newest change's sequence number (0 when the feed is empty). */
 int store_changes_head(struct store *st, int64_t *seq);
 /* Call fn for each change after *seq; *seq advanced.  Old rows pruned. */

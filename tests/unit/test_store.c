@@ -36,7 +36,7 @@
 
 /* The number of elements of migrations[] in store.c: a new migration must
  * bump this (and should get a check of its own). */
-#define N_MIGRATIONS 7
+#define N_MIGRATIONS 8
 
 #define NO_VALUE INT64_MIN
 
@@ -1136,6 +1136,56 @@ static void test_job_counts(void)
 	store_close(st);
 }
 
+/* Owners: a queue file keeps who made it, its refusal and its job are
+ * the .blend's owner's; directories are dated by the changes to them; an
+ * ended job drops a "waiting for a node" line. */
+static void test_owners(void)
+{
+	char dir[4096];
+	struct store *st = open_fresh("owners", dir, sizeof(dir));
+	int64_t job = insert_job(st, "own", "rendering", 3), at = 0;
+	struct qfile b, r, old;
+	struct qerror e;
+	struct job_row j;
+	int rc;
+
+	CHECK(queue_create_as(st, "own.blend", 0644, 1234, 567, &b) == 0, "create own.blend as 1234:567");
+	CHECK(b.uid == 1234 && b.gid == 567, "the row keeps the owner: %lld:%lld", (long long)b.uid,
+	      (long long)b.gid);
+	CHECK(queue_create_as(st, "own.range", 0644, 99, 99, &r) == 0, "create own.range as 99:99");
+	CHECK(queue_create(st, "old.blend", 0644, &old) == 0 && old.uid == -1 && old.gid == -1,
+	      "queue_create: owner unknown (-1)");
+	CHECK(queue_chown(st, old.id, 42, -1) == 0 && queue_get(st, old.id, &old) == 0 && old.uid == 42 &&
+		  old.gid == -1,
+	      "queue_chown sets the uid, leaves the gid: %lld:%lld", (long long)old.uid, (long long)old.gid);
+	CHECK(queue_chown(st, 999999, 1, 1) == -ENOENT, "queue_chown of no row: -ENOENT");
+
+	CHECK(store_drop_set(st, "own", "own.range: bad\n", "sig", 10) == 0, "store_drop_set");
+	CHECK(queue_error_lookup(st, "own.error", &e) == 0 && e.uid == 1234 && e.gid == 567,
+	      "own.error is own.blend's owner's: %lld:%lld", (long long)e.uid, (long long)e.gid);
+
+	CHECK(job_get(st, job, &j) == 0 && j.uid == -1 && j.gid == -1, "a job's owner starts unknown");
+	CHECK(store_qfile_claim(st, job, b.id, r.id) == 0, "claim");
+	CHECK(job_get(st, job, &j) == 0 && j.uid == 1234 && j.gid == 567,
+	      "the job is its .blend's owner's, not the .range's: %lld:%lld", (long long)j.uid,
+	      (long long)j.gid);
+
+	rc = store_dir_time(st, CH_JOBDIR, job + 1000, &at);
+	CHECK(rc == -ENOENT && at == 0, "no time for a directory nothing touched: %d", rc);
+	CHECK(store_change(st, CH_JOBSTATE, job) == 0, "a job state change");
+	CHECK(store_dir_time(st, CH_JOBDIR, job, &at) == 0 && at > 0, "dates out/JOB");
+	CHECK(store_change(st, CH_NODES, 7) == 0 && store_dir_time(st, CH_NODES, 0, &at) == 0 && at > 0,
+	      "a node's change dates nodes/ too");
+	CHECK(store_dir_time(st, CH_QUEUE, 0, &at) == 0 && at > 0, "queue/ is dated by its changes");
+
+	CHECK(job_set_error(st, job, "waiting for a node: 1 of 1 node offline or connecting") == 0,
+	      "set the waiting line");
+	CHECK(job_set_state(st, job, 1u << JS_RENDERING, JS_DONE, 20) == 0, "the job ends");
+	CHECK(sql_int(st, "SELECT error IS NULL FROM jobs WHERE id = %lld", (long long)job) == 1,
+	      "an ended job keeps no waiting line");
+	store_close(st);
+}
+
 static void test_release_inputs(void)
 {
 	char dir[4096], path[4200];
@@ -1395,6 +1445,7 @@ int main(void)
 	test_schema();
 	test_job_counts();
 	test_release_inputs();
+	test_owners();
 	test_status_view();
 	test_usage_and_hostkeys();
 	util_rmtree(tmp_root);
