@@ -71,6 +71,63 @@ static void fh_uncount(struct store *s, struct fh *fh)
 }
 
 /*
+ * A status handle's snapshot is taken again by each read at offset 0, so a
+ * handle kept open and shared by a file server (Ganesha keeps one for
+ * minutes, for every client) serves today's text from the start of each
+ * pass, not the text of its open -- which, shorter than the size getattr
+ * now reports, made NFS clients loop on short reads.  Reads further on
+ * serve the snapshot of their pass.  snap_lock guards fh->buf and fh->len
+ * of every handle with a snapshot; it is held only to swap or copy them.
+ */
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void refresh_snapshot(fuse_ino_t ino, struct fh *fh)
+{
+	struct store *s = pool_get();
+	struct util_sb sb = {0};
+	char *old;
+
+	if (!s)
+		return;
+	if (statcache_get(s, ino, fh->ops->render, INO_ID(ino), &sb)) {
+		/* Keep the snapshot of the open: an error now is no reason
+		 * to take the text away from a reader. */
+		util_sb_free(&sb);
+		pool_put(s);
+		return;
+	}
+	pool_put(s);
+	pthread_mutex_lock(&snap_lock);
+	old = fh->buf;
+	fh->buf = sb.buf;
+	fh->len = sb.len;
+	pthread_mutex_unlock(&snap_lock);
+	free(old);
+}
+
+static void read_snapshot(fuse_req_t req, struct fh *fh, size_t size, off_t off)
+{
+	char *copy = NULL;
+
+	pthread_mutex_lock(&snap_lock);
+	if ((size_t)off >= fh->len) {
+		size = 0;
+	} else {
+		if (size > fh->len - (size_t)off)
+			size = fh->len - (size_t)off;
+		copy = malloc(size);
+		if (copy)
+			memcpy(copy, fh->buf + off, size);
+	}
+	pthread_mutex_unlock(&snap_lock);
+	if (size && !copy)
+		fuse_reply_err(req, ENOMEM);
+	else
+		fuse_reply_buf(req, copy, size);
+	free(copy);
+}
+
+/*
  * The one reply that hands fh to the kernel (create's when e is given,
  * else open's).  When it fails with -ENOENT the opener was interrupted and
  * no release will come, so what open counted is undone here, on the
@@ -367,63 +424,6 @@ static void rfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	reply_handle(req, s, fh, fi, NULL);
-}
-
-/*
- * A status handle's snapshot is taken again by each read at offset 0, so a
- * handle kept open and shared by a file server (Ganesha keeps one for
- * minutes, for every client) serves today's text from the start of each
- * pass, not the text of its open -- which, shorter than the size getattr
- * now reports, made NFS clients loop on short reads.  Reads further on
- * serve the snapshot of their pass.  snap_lock guards fh->buf and fh->len
- * of every handle with a snapshot; it is held only to swap or copy them.
- */
-static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void refresh_snapshot(fuse_ino_t ino, struct fh *fh)
-{
-	struct store *s = pool_get();
-	struct util_sb sb = {0};
-	char *old;
-
-	if (!s)
-		return;
-	if (statcache_get(s, ino, fh->ops->render, INO_ID(ino), &sb)) {
-		/* Keep the snapshot of the open: an error now is no reason
-		 * to take the text away from a reader. */
-		util_sb_free(&sb);
-		pool_put(s);
-		return;
-	}
-	pool_put(s);
-	pthread_mutex_lock(&snap_lock);
-	old = fh->buf;
-	fh->buf = sb.buf;
-	fh->len = sb.len;
-	pthread_mutex_unlock(&snap_lock);
-	free(old);
-}
-
-static void read_snapshot(fuse_req_t req, struct fh *fh, size_t size, off_t off)
-{
-	char *copy = NULL;
-
-	pthread_mutex_lock(&snap_lock);
-	if ((size_t)off >= fh->len) {
-		size = 0;
-	} else {
-		if (size > fh->len - (size_t)off)
-			size = fh->len - (size_t)off;
-		copy = malloc(size);
-		if (copy)
-			memcpy(copy, fh->buf + off, size);
-	}
-	pthread_mutex_unlock(&snap_lock);
-	if (size && !copy)
-		fuse_reply_err(req, ENOMEM);
-	else
-		fuse_reply_buf(req, copy, size);
-	free(copy);
 }
 
 /* A handle with an fd is read from its file, any other from its snapshot
