@@ -188,6 +188,24 @@ void node_set_times(struct stat *st, int64_t ms)
 	st->st_atim = st->st_ctim = st->st_mtim;
 }
 
+fuse_ino_t node_parent(fuse_ino_t dir)
+{
+	int64_t id = INO_ID(dir);
+
+	switch (INO_TYPE(dir)) {
+	case T_FIXED:
+		return id == I_ROOT || id == I_QUEUE || id == I_OUT || id == I_NODES ? INO(T_FIXED, I_ROOT) : 0;
+	case T_JOB:
+		return INO(T_FIXED, I_OUT);
+	case T_JLOGS:
+		return INO(T_JOB, id);
+	case T_NODE:
+		return INO(T_FIXED, I_NODES);
+	default:
+		return 0;
+	}
+}
+
 int node_is_write(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
@@ -231,7 +249,7 @@ static uint64_t get_u64(const unsigned char *p)
 static void list_add_kind(struct listing *l, fuse_ino_t ino, char kind, int64_t size, int64_t mtime,
 			  const char *name)
 {
-	if (l->names.oom)
+	if (l->names.oom || node_hidden(ino))
 		return;
 	put_u64(l, ino);
 	util_sb_printf(&l->names, "%c", kind);

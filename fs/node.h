@@ -16,7 +16,7 @@
  *   out/                     node_out.c      getattr lookup list
  *   out/JOB, out/JOB/logs    node_out.c      getattr lookup list rmdir
  *   out/JOB/status(.json)    node_status.c   getattr open unlink render
- *   out/JOB/control          node_out.c      getattr open write unlink
+ *   out/JOB/control          node_out.c      getattr open write setattr unlink
  *   JOB.mp4, frames, logs/N  node_out.c      getattr open unlink
  *   nodes/, nodes/NODE       node_nodes.c    getattr lookup list
  *   nodes/NODE/status(.json) node_status.c   getattr open render
@@ -186,6 +186,22 @@ void node_fill_dir(struct stat *st, fuse_ino_t ino, mode_t mode);
 void node_fill_reg(struct stat *st, fuse_ino_t ino, mode_t mode, off_t size, int64_t mtime_ms);
 /* A regular file's attributes from the local file at path: -errno of stat. */
 int node_stat_file(const char *path, fuse_ino_t ino, mode_t mode, struct stat *st);
+/* The directory that holds directory dir ("..", asked by the kernel for
+ * NFS file handles): the root for the root; 0 when dir is no directory. */
+fuse_ino_t node_parent(fuse_ino_t dir);
+
+/* Entries of ended jobs that were removed without anything being removed
+ * (hidden.c): hidden from listings and lookups until node_unhide_job() of
+ * their job (its directory removed) or the next mount.  node_hide: 0 or
+ * -ENOMEM. */
+int node_hide(fuse_ino_t ino, int64_t job);
+int node_hidden(fuse_ino_t ino);
+void node_unhide_job(int64_t job);
+void node_hidden_fini(void);
+/* Hide ino, an entry of job that goes with the job's directory, if the job
+ * allows removals (node_out.c): 0, -EBUSY while it is active, -ENOMEM. */
+int node_hide_removed(struct store *s, fuse_ino_t ino, int64_t job);
+
 /* Opened for writing, or truncating. */
 int node_is_write(int flags);
 /* "frame_0012.png" -> 12 when it ends in ext and is in canonical form;

@@ -6,8 +6,9 @@
  * rendered frame.  Nothing can be made or changed here (EROFS); frames,
  * the video and the whole job directory can be removed through jobs.c,
  * which refuses (EBUSY) while the job is active, and the other entries
- * "remove" without removing anything once the job has ended, so that
- * `rm -r out/JOB` works.
+ * "remove" without removing anything once the job has ended -- they are
+ * hidden until the directory goes (hidden.c) -- so that `rm -r out/JOB`
+ * and Samba's deltree work.
  *
  * Owners: a job and everything in out/JOB show the uid and gid of its
  * .blend's dropper.  out/JOB and logs/ are 0755 and control 0644, so only
@@ -210,7 +211,21 @@ static int job_rmdir(struct store *s, fuse_ino_t ino)
 
 	if (!rc)
 		rc = node_sticky_check(node_uid(j.uid));
-	return rc ? rc : job_remove(s, INO_ID(ino));
+	if (!rc)
+		rc = job_remove(s, INO_ID(ino));
+	if (!rc)
+		node_unhide_job(INO_ID(ino));
+	return rc;
+}
+
+/* An entry of an ended job that goes with its directory: nothing is
+ * removed, the name is hidden (hidden.c: Samba removes a directory only
+ * once it lists nothing). */
+int node_hide_removed(struct store *s, fuse_ino_t ino, int64_t job)
+{
+	int rc = job_removable(s, job);
+
+	return rc ? rc : node_hide(ino, job);
 }
 
 const struct node_ops node_job = {
@@ -255,7 +270,7 @@ static int jlogs_rmdir(struct store *s, fuse_ino_t ino)
 {
 	int rc = job_writer_check(s, INO_ID(ino));
 
-	return rc ? rc : job_removable(s, INO_ID(ino));
+	return rc ? rc : node_hide_removed(s, ino, INO_ID(ino));
 }
 
 const struct node_ops node_jlogs = {
@@ -283,15 +298,38 @@ static int control_getattr(struct store *s, fuse_ino_t ino, struct stat *st, dou
 	return 0;
 }
 
-/* Reads see an empty file: the handle has neither fd nor snapshot.  Only
- * the job's owner (and root) opens it for writing. */
+/* Reads see an empty file: the handle has neither fd nor snapshot.  It is
+ * seekable: smbd writes a command with pwrite at offset 0 (ESPIPE on a
+ * non-seekable file), and every write is one command whatever its
+ * offset.  Only the job's owner (and root) opens it for writing or
+ * changes it. */
 static int control_open(struct store *s, fuse_ino_t ino, struct fuse_file_info *fi, struct fh *fh)
 {
 	(void)fh;
 	fi->direct_io = 1;
-	fi->nonseekable = 1;
 	if (node_is_write(fi->flags))
 		return job_writer_check(s, INO_ID(ino));
+	return job_get(s, INO_ID(ino), &(struct job_row){0});
+}
+
+/* Truncating to 0 and setting times change nothing and succeed: smbd
+ * truncates and sets the times when it closes what it wrote, and gio save
+ * stops at the first error.  Anything else (mode, owner, a size) is
+ * EROFS. */
+static int control_setattr(struct store *s, fuse_ino_t ino, const struct stat *attr, int to_set, struct fh *fh)
+{
+	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+
+	int rc = job_writer_check(s, INO_ID(ino));
+
+	(void)fh;
+	if (rc)
+		return rc;
+	if (to_set & ~(times | FUSE_SET_ATTR_SIZE))
+		return -EROFS;
+	if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0)
+		return -EROFS;
 	return job_get(s, INO_ID(ino), &(struct job_row){0});
 }
 
@@ -316,13 +354,14 @@ static int job_entry_unlink(struct store *s, fuse_ino_t ino, const char *name)
 	int rc = job_writer_check(s, INO_ID(ino));
 
 	(void)name;
-	return rc ? rc : job_removable(s, INO_ID(ino));
+	return rc ? rc : node_hide_removed(s, ino, INO_ID(ino));
 }
 
 const struct node_ops node_jcontrol = {
     .getattr = control_getattr,
     .open = control_open,
     .write = control_write,
+    .setattr = control_setattr,
     .unlink = job_entry_unlink,
     .refuse = EROFS,
     .refuse_make = EROFS,
@@ -497,7 +536,7 @@ static int log_unlink(struct store *s, fuse_ino_t ino, const char *name)
 	rc = frame_get(s, INO_ID(ino), &f);
 	if (!rc)
 		rc = job_writer_check(s, f.job);
-	return rc ? rc : job_removable(s, f.job);
+	return rc ? rc : node_hide_removed(s, ino, f.job);
 }
 
 const struct node_ops node_log = {

@@ -5,7 +5,8 @@
  * getattr, so st_size is the true size, and at open into the handle, whose
  * snapshot every read of that open then serves (direct_io).  They are
  * read-only; a job's status files may be unlinked once the job has ended,
- * so that `rm -r out/JOB` works, without removing anything.
+ * so that `rm -r out/JOB` works, without removing anything (the names
+ * are hidden, hidden.c).
  */
 #include "node.h"
 #include "jobs/jobs.h"
@@ -65,7 +66,7 @@ static int job_status_unlink(struct store *s, fuse_ino_t ino, const char *name)
 	rc = job_get(s, INO_ID(ino), &j);
 	if (!rc && !node_caller_owns(node_uid(j.uid)))
 		rc = -EACCES;
-	return rc ? rc : job_removable(s, INO_ID(ino));
+	return rc ? rc : node_hide_removed(s, ino, INO_ID(ino));
 }
 
 static int render_farm(struct store *s, int64_t id, struct util_sb *sb)

@@ -82,6 +82,63 @@ static void fh_uncount(struct store *s, struct fh *fh)
 }
 
 /*
+ * A status handle's snapshot is taken again by each read at offset 0, so a
+ * handle kept open and shared by a file server (Ganesha keeps one for
+ * minutes, for every client) serves today's text from the start of each
+ * pass, not the text of its open -- which, shorter than the size getattr
+ * now reports, made NFS clients loop on short reads.  Reads further on
+ * serve the snapshot of their pass.  snap_lock guards fh->buf and fh->len
+ * of every handle with a snapshot; it is held only to swap or copy them.
+ */
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void refresh_snapshot(fuse_ino_t ino, struct fh *fh)
+{
+	struct store *s = pool_get();
+	struct util_sb sb = {0};
+	char *old;
+
+	if (!s)
+		return;
+	if (statcache_get(s, ino, fh->ops->render, INO_ID(ino), &sb)) {
+		/* Keep the snapshot of the open: an error now is no reason
+		 * to take the text away from a reader. */
+		util_sb_free(&sb);
+		pool_put(s);
+		return;
+	}
+	pool_put(s);
+	pthread_mutex_lock(&snap_lock);
+	old = fh->buf;
+	fh->buf = sb.buf;
+	fh->len = sb.len;
+	pthread_mutex_unlock(&snap_lock);
+	free(old);
+}
+
+static void read_snapshot(fuse_req_t req, struct fh *fh, size_t size, off_t off)
+{
+	char *copy = NULL;
+
+	pthread_mutex_lock(&snap_lock);
+	if ((size_t)off >= fh->len) {
+		size = 0;
+	} else {
+		if (size > fh->len - (size_t)off)
+			size = fh->len - (size_t)off;
+		copy = malloc(size);
+		if (copy)
+			memcpy(copy, fh->buf + off, size);
+	}
+	pthread_mutex_unlock(&snap_lock);
+	if (size && !copy)
+		fuse_reply_err(req, ENOMEM);
+	else
+		fuse_reply_buf(req, copy, size);
+	free(copy);
+}
+
+/*
  * The one reply that hands fh to the kernel (create's when e is given,
  * else open's).  When it fails with -ENOENT the opener was interrupted and
  * no release will come, so what open counted is undone here, on the
@@ -109,14 +166,32 @@ static int ops_getattr(struct store *s, fuse_ino_t ino, struct stat *st, double 
 	const struct node_ops *o = node_ops(ino);
 
 	*ttl = TTL_SHORT;
+	if (node_hidden(ino))
+		return -ENOENT;
 	return o->getattr ? o->getattr(s, ino, st, ttl) : -ENOENT;
 }
 
+/*
+ * "." and ".." never come from a path walk; the kernel asks them to open
+ * an NFS file handle whose inode it no longer caches (export support,
+ * rfs_init): "." of any inode is that inode, ".." of a directory its
+ * parent.  The entry's getattr then says whether the inode still exists.
+ */
 static int ops_lookup(struct store *s, fuse_ino_t parent, const char *name, fuse_ino_t *ino)
 {
 	const struct node_ops *o = node_ops(parent);
+	int rc;
 
-	return o->lookup ? o->lookup(s, parent, name, ino) : -ENOTDIR;
+	if (!strcmp(name, ".")) {
+		*ino = parent;
+		return 0;
+	}
+	if (!strcmp(name, "..")) {
+		*ino = node_parent(parent);
+		return *ino ? 0 : -ENOTDIR;
+	}
+	rc = o->lookup ? o->lookup(s, parent, name, ino) : -ENOTDIR;
+	return !rc && node_hidden(*ino) ? -ENOENT : rc;
 }
 
 /* The entry for ino, as lookup, create, mknod and readdirplus hand it to
@@ -435,20 +510,15 @@ static void read_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 			fuse_reply_buf(req, buf, (size_t)n);
 		return;
 	}
-	if ((size_t)off >= fh->len) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	if (size > fh->len - (size_t)off)
-		size = fh->len - (size_t)off;
-	fuse_reply_buf(req, fh->buf + off, size);
+	read_snapshot(req, fh, size, off);
 }
 
 static void rfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fh *fh = fh_hold(fi);
 
-	(void)ino;
+	if (fh->ops->render && off == 0)
+		refresh_snapshot(ino, fh);
 	read_fh(req, fh, size, off);
 	fh_drop(fh);
 }
@@ -687,10 +757,23 @@ static void rfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = 1 << 20;
 	/* No writeback cache: queue/ must see writers open and close. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* NFS file handles (nfs-ganesha's FSAL_VFS: open_by_handle_at) that
+	 * outlive the kernel's inode cache, or a remount: the kernel then
+	 * asks lookup(ino, ".") and lookup(dir, ".."), which ops_lookup
+	 * answers from the computed inode numbers (generation always 1). */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+}
+
+static void rfs_destroy(void *userdata)
+{
+	(void)userdata;
+	node_hidden_fini();
 }
 
 const struct fuse_lowlevel_ops rfs_ops = {
     .init = rfs_init,
+    .destroy = rfs_destroy,
     .lookup = rfs_lookup,
     .getattr = rfs_getattr,
     .setattr = rfs_setattr,
