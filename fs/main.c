@@ -106,7 +106,7 @@ static void usage(const char *prog)
 	       "                            else /etc/renderfs.conf)\n"
 	       "    -o state=DIR           database, spool and frames\n"
 	       "                           (default $XDG_DATA_HOME/renderfs)\n"
-	       "    -o backend=NAME        local, ssh or clore (default local)\n"
+	       "    -o backend=NAME        local, ssh, clore or slurm (default local)\n"
 	       "    -o SECTION.KEY=VALUE   any configuration setting, e.g. local.workers=2\n\n"
 	       "FUSE options:\n",
 	       prog, prog);
