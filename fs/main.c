@@ -47,7 +47,7 @@ static const struct fuse_opt cli_opts[] = {{"config=%s", offsetof(struct cli, co
 					   FUSE_OPT_KEY("--version", KEY_VERSION),
 					   FUSE_OPT_END};
 
-static const char *const config_sections[] = {"renderfs", "local", "ssh", "clore"};
+static const char *const config_sections[] = {"renderfs", "local", "ssh", "clore", "slurm"};
 
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {

@@ -167,20 +167,32 @@ static int slurm_spawn(struct tnode *n, char *const argv[], const char *cwd, str
 	return 0;
 }
 
-/* What Slurm says became of the job named tag (squeue keeps ended jobs
- * for MinJobAge): its state word, or "" when it does not know. */
+/* What Slurm says became of the job named tag: "ID STATE", or "" when it
+ * does not know.  slurmctld keeps an ended job for MinJobAge.  squeue
+ * finds the job by name, but shows COMPLETING while its processes are
+ * being ended; scontrol shows the state it is ending in. */
 static void slurm_job_state(const char *tag, char *state, size_t sz)
 {
-	char namearg[96], out[256];
+	char namearg[96], id[64], out[8192];
+	const char *js;
 	int status;
-	char *argv[] = {"squeue", "--noheader", "--states=all", namearg, "--format=%i %T", NULL};
+	char *q[] = {"squeue", "--noheader", "--states=all", namearg, "--format=%i", NULL};
+	char *c[] = {"scontrol", "--oneliner", "show", "job", id, NULL};
 
 	state[0] = '\0';
 	snprintf(namearg, sizeof(namearg), "--name=%s", tag);
-	if (slurm_cmd(argv, out, sizeof(out), &status) || !WIFEXITED(status) || WEXITSTATUS(status))
+	if (slurm_cmd(q, id, sizeof(id), &status) || !WIFEXITED(status) || WEXITSTATUS(status))
 		return;
-	out[strcspn(out, "\n")] = '\0';
-	util_clean_line(state, sz, out);
+	id[strcspn(id, "\n")] = '\0';
+	if (!id[0] || strspn(id, "0123456789") != strlen(id))
+		return;
+	if (slurm_cmd(c, out, sizeof(out), &status) || !WIFEXITED(status) || WEXITSTATUS(status))
+		return;
+	js = strstr(out, "JobState=");
+	if (!js)
+		return;
+	js += strlen("JobState=");
+	snprintf(state, sz, "%s %.*s", id, (int)strspn(js, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"), js);
 }
 
 static int slurm_exited(struct tproc *p, int *status)
