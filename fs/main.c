@@ -55,7 +55,7 @@ static const struct fuse_opt cli_opts[] = {{"config=%s", offsetof(struct cli, co
 					   FUSE_OPT_KEY("--version", KEY_VERSION),
 					   FUSE_OPT_END};
 
-static const char *const config_sections[] = {"renderfs", "local", "ssh", "clore"};
+static const char *const config_sections[] = {"renderfs", "local", "ssh", "clore", "slurm"};
 
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -114,7 +114,7 @@ static void usage(const char *prog)
 	       "                            else /etc/renderfs.conf)\n"
 	       "    -o state=DIR           database, spool and frames\n"
 	       "                           (default $XDG_DATA_HOME/renderfs)\n"
-	       "    -o backend=NAME        local, ssh or clore (default local)\n"
+	       "    -o backend=NAME        local, ssh, clore or slurm (default local)\n"
 	       "    -o SECTION.KEY=VALUE   any configuration setting, e.g. local.workers=2\n\n"
 	       "FUSE options:\n",
 	       prog, prog);

@@ -242,6 +242,34 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 		int rc = parse_num(v, 0, &c->clore_min_reliability);
 		return rc ? rc : (c->clore_min_reliability > 1 ? -EINVAL : 0);
 	}
+	if (IS("slurm", "partition") || IS("slurm", "account") || IS("slurm", "qos") ||
+	    IS("slurm", "time")) {
+		/* These become one srun argument each (--partition=V): a plain
+		 * word, so that nothing can read as another option. */
+		char **dst = !strcmp(key, "partition") ? &c->slurm_partition
+			     : !strcmp(key, "account") ? &c->slurm_account
+			     : !strcmp(key, "qos")     ? &c->slurm_qos
+						       : &c->slurm_time;
+
+		if (!*v || strlen(v) > 128 ||
+		    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:,-") !=
+			strlen(v))
+			return -EINVAL;
+		return set_str(dst, v);
+	}
+	if (IS("slurm", "gres")) {
+		if (strlen(v) > 128 ||
+		    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:,-") !=
+			strlen(v))
+			return -EINVAL;
+		return set_str(&c->slurm_gres, v);
+	}
+	if (IS("slurm", "slots"))
+		return parse_int(v, 1, 64, &c->slurm_slots);
+	if (IS("slurm", "shared"))
+		return *v == '/' ? set_str(&c->slurm_shared, v) : -EINVAL;
+	if (IS("slurm", "blender"))
+		return *v ? set_str(&c->slurm_blender, v) : -EINVAL;
 #undef IS
 	return -ENOENT;
 }
@@ -345,6 +373,9 @@ static void config_defaults(struct config *c)
 	c->clore_boot_timeout_ms = 10 * 60 * 1000;
 	c->clore_idle_ms = 2 * 60 * 1000;
 	c->clore_min_reliability = 0.9;
+	c->slurm_slots = 4;
+	c->slurm_gres = strdup("gpu:1");
+	c->slurm_blender = strdup("blender");
 }
 
 int config_load(struct config *cfg, const char *file, int explicit_file, char **overrides, int n_overrides,
@@ -355,7 +386,8 @@ int config_load(struct config *cfg, const char *file, int explicit_file, char **
 
 	config_defaults(cfg);
 	if (!cfg->backend || !cfg->blender || !cfg->ssh_blender || !cfg->clore_api_url ||
-	    !cfg->clore_currency || !cfg->blender_mirror || !cfg->clore_blender) {
+	    !cfg->clore_currency || !cfg->blender_mirror || !cfg->clore_blender ||
+	    !cfg->slurm_gres || !cfg->slurm_blender) {
 		snprintf(err, errsz, "out of memory");
 		return -ENOMEM;
 	}
@@ -437,5 +469,12 @@ void config_free(struct config *c)
 	free(c->blender_mirror);
 	free(c->clore_gpu);
 	free(c->clore_currency);
+	free(c->slurm_partition);
+	free(c->slurm_gres);
+	free(c->slurm_shared);
+	free(c->slurm_blender);
+	free(c->slurm_account);
+	free(c->slurm_qos);
+	free(c->slurm_time);
 	memset(c, 0, sizeof(*c));
 }

@@ -51,6 +51,13 @@ struct config {
 	int64_t clore_idle_ms;         /* an idle rented node is released after this grace */
 	int clore_keep_at_unmount;     /* leave rentals running at unmount */
 	double clore_min_reliability;  /* 0-1 */
+	/* [slurm] (used by the slurm backend) */
+	char *slurm_partition; /* NULL: the cluster's default partition */
+	int slurm_slots;       /* most workers at once, over the whole cluster */
+	char *slurm_gres;      /* per worker ("gpu:1"); "" asks for none */
+	char *slurm_shared;    /* a directory every compute node sees at this path */
+	char *slurm_blender;   /* Blender on the compute nodes */
+	char *slurm_account, *slurm_qos, *slurm_time; /* NULL: not passed */
 };
 
 /* The `blender` value that lets renderfs install Blender on the node. */

@@ -13,12 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const struct provider provider_local, provider_ssh, provider_clore;
+extern const struct provider provider_local, provider_ssh, provider_clore, provider_slurm;
 
 static const struct provider *const providers[] = {
     &provider_local,
     &provider_ssh,
     &provider_clore,
+    &provider_slurm,
 };
 
 const struct provider *provider_find(const char *name)

@@ -4,8 +4,11 @@
  * crashed renderfs leaves no Blender rendering into a dead slot.  Files
  * "on the node" are files here: put and get copy, except that get moves a
  * rendered frame out of a work directory instead of copying it.
+ *
+ * The process and file code here is shared (localproc.h) with the
+ * transports whose processes are children of renderfs too (slurm.c: srun).
  */
-#include "nodes/transport.h"
+#include "nodes/localproc.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -20,18 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-struct local_node {
-	struct tnode base;       /* first: a tnode pointer is a local_node pointer */
-	struct tproc *procs[64]; /* for pollfds; owned by their callers */
-	int nprocs;
-};
-
-struct tproc {
-	struct local_node *node;
-	pid_t pid;  /* 0 once reaped */
-	int status; /* valid once reaped */
-	int in_fd, out_fd, err_fd;
-};
 
 static int local_open(struct tnode *n)
 {
@@ -59,7 +50,7 @@ static void track(struct local_node *ln, struct tproc *p, int add)
 	}
 }
 
-static int local_spawn(struct tnode *n, char *const argv[], const char *cwd, struct tproc **out)
+int localproc_spawn(struct tnode *n, char *const argv[], const char *cwd, struct tproc **out)
 {
 	struct local_node *ln = (struct local_node *)n;
 	int in[2], outp[2], errp[2], rc;
@@ -129,7 +120,7 @@ out_free:
 	return rc;
 }
 
-static ssize_t local_read(struct tproc *p, enum tstream which, void *buf, size_t len)
+ssize_t localproc_read(struct tproc *p, enum tstream which, void *buf, size_t len)
 {
 	int fd = which == TS_OUT ? p->out_fd : p->err_fd;
 	ssize_t n;
@@ -142,7 +133,7 @@ static ssize_t local_read(struct tproc *p, enum tstream which, void *buf, size_t
 	return n;
 }
 
-static ssize_t local_write(struct tproc *p, const void *buf, size_t len)
+ssize_t localproc_write(struct tproc *p, const void *buf, size_t len)
 {
 	ssize_t n;
 
@@ -154,7 +145,7 @@ static ssize_t local_write(struct tproc *p, const void *buf, size_t len)
 	return n;
 }
 
-static int local_exited(struct tproc *p, int *status)
+int localproc_exited(struct tproc *p, int *status)
 {
 	pid_t r;
 
@@ -170,7 +161,7 @@ static int local_exited(struct tproc *p, int *status)
 	return 1;
 }
 
-static void local_kill(struct tproc *p)
+void localproc_kill(struct tproc *p)
 {
 	if (p->pid > 0) {
 		kill(-p->pid, SIGKILL);
@@ -180,11 +171,11 @@ static void local_kill(struct tproc *p)
 	}
 }
 
-static void local_free(struct tproc *p)
+void localproc_free(struct tproc *p)
 {
 	if (!p)
 		return;
-	local_kill(p);
+	localproc_kill(p);
 	if (p->in_fd >= 0)
 		close(p->in_fd);
 	if (p->out_fd >= 0)
@@ -195,7 +186,7 @@ static void local_free(struct tproc *p)
 	free(p);
 }
 
-static int local_pollfds(struct tnode *n, struct pollfd *fds, int max)
+int localproc_pollfds(struct tnode *n, struct pollfd *fds, int max)
 {
 	struct local_node *ln = (struct local_node *)n;
 	int k = 0;
@@ -209,7 +200,7 @@ static int local_pollfds(struct tnode *n, struct pollfd *fds, int max)
 	return k;
 }
 
-static int local_put(struct tnode *n, const char *local, const char *remote)
+int localproc_put(struct tnode *n, const char *local, const char *remote)
 {
 	(void)n;
 	return util_copy_file(local, remote, NULL);
@@ -296,7 +287,7 @@ out_free:
 	return rc;
 }
 
-static int local_get(struct tnode *n, const char *remote, const char *local, uint64_t max_bytes)
+int localproc_get(struct tnode *n, const char *remote, const char *local, uint64_t max_bytes)
 {
 	struct stat st;
 	int in, rc;
@@ -349,7 +340,7 @@ out_close:
 	return rc;
 }
 
-static int local_run(struct tnode *n, char *const argv[], char *out, size_t outsz, int *status,
+int localproc_run(struct tnode *n, char *const argv[], char *out, size_t outsz, int *status,
 		     int timeout_ms)
 {
 	struct tproc *p;
@@ -357,7 +348,7 @@ static int local_run(struct tnode *n, char *const argv[], char *out, size_t outs
 	int64_t deadline = util_mono_ms() + timeout_ms;
 	int rc;
 
-	rc = local_spawn(n, argv, NULL, &p);
+	rc = localproc_spawn(n, argv, NULL, &p);
 	if (rc)
 		return rc;
 	close(p->in_fd);
@@ -374,18 +365,18 @@ static int local_run(struct tnode *n, char *const argv[], char *out, size_t outs
 			break;
 		}
 		poll(fds, 2, (int)(left > 200 ? 200 : left));
-		r = local_read(p, TS_OUT, out ? out + got : sink,
+		r = localproc_read(p, TS_OUT, out ? out + got : sink,
 			       out && outsz > 1 ? outsz - 1 - got : sizeof(sink));
 		if (r > 0 && out)
 			got += (size_t)r;
-		while (local_read(p, TS_ERR, sink, sizeof(sink)) > 0)
+		while (localproc_read(p, TS_ERR, sink, sizeof(sink)) > 0)
 			;
 		if (out && got >= outsz - 1) {
 			/* Output over the cap: keep reading it away. */
-			while (local_read(p, TS_OUT, sink, sizeof(sink)) > 0)
+			while (localproc_read(p, TS_OUT, sink, sizeof(sink)) > 0)
 				;
 		}
-		if (r == 0 && local_exited(p, status) == 1) {
+		if (r == 0 && localproc_exited(p, status) == 1) {
 			rc = 0;
 			break;
 		}
@@ -396,11 +387,11 @@ static int local_run(struct tnode *n, char *const argv[], char *out, size_t outs
 	}
 	if (out && outsz)
 		out[got] = '\0';
-	local_free(p);
+	localproc_free(p);
 	return rc;
 }
 
-static int local_keepalive(struct tnode *n)
+int localproc_keepalive(struct tnode *n)
 {
 	(void)n;
 	return 0;
@@ -410,17 +401,17 @@ static const struct transport_ops local_ops = {
     .name = "local",
     .open = local_open,
     .close = local_close,
-    .spawn = local_spawn,
-    .proc_read = local_read,
-    .proc_write = local_write,
-    .proc_exited = local_exited,
-    .proc_kill = local_kill,
-    .proc_free = local_free,
-    .pollfds = local_pollfds,
-    .put = local_put,
-    .get = local_get,
-    .run = local_run,
-    .keepalive = local_keepalive,
+    .spawn = localproc_spawn,
+    .proc_read = localproc_read,
+    .proc_write = localproc_write,
+    .proc_exited = localproc_exited,
+    .proc_kill = localproc_kill,
+    .proc_free = localproc_free,
+    .pollfds = localproc_pollfds,
+    .put = localproc_put,
+    .get = localproc_get,
+    .run = localproc_run,
+    .keepalive = localproc_keepalive,
 };
 
 struct tnode *local_node_new(const char *state_dir)

@@ -49,7 +49,11 @@ struct transport_ops {
 	/* Write to stdin: bytes written (possibly fewer), -EAGAIN or -errno. */
 	ssize_t (*proc_write)(struct tproc *p, const void *buf, size_t len);
 	/* 1 when the process has ended (*status as waitpid() encodes it: exit
-	 * code or signal), 0 while it runs, -errno on a transport failure. */
+	 * code or signal), 0 while it runs, -errno on a transport failure.
+	 * -ECANCELED: it ended because the node's scheduler took it away
+	 * (Slurm cancelled, preempted or lost its job), through no fault of
+	 * what it ran; error[] says how.  The caller gives its frame back as
+	 * interrupted and frees it. */
 	int (*proc_exited)(struct tproc *p, int *status);
 	/* Stop the process and everything it started, at once. */
 	void (*proc_kill)(struct tproc *p);
@@ -145,6 +149,27 @@ struct ssh_opts {
 };
 struct tnode *ssh_node_new(const struct ssh_opts *o);
 void ssh_node_free(struct tnode *n);
+
+/* One compute host of a Slurm cluster (slurm.c): workers are srun jobs
+ * pinned to it, files live in shared (seen at the same path here and on
+ * every compute host).  Every string must be a plain word
+ * (slurm_word_ok); NULL or "" leaves the srun option out. */
+struct slurm_opts {
+	const char *host;   /* the Slurm node name */
+	const char *sid;    /* names renderfs's jobs: renderfs-SID-N, comment renderfs:SID */
+	const char *shared; /* absolute */
+	const char *partition, *gres, *account, *qos, *time;
+};
+struct tnode *slurm_node_new(const struct slurm_opts *o); /* NULL: bad options or no memory */
+void slurm_node_free(struct tnode *n);
+/* Letters, digits and _.:,- only, not starting with '-', under 128 bytes. */
+int slurm_word_ok(const char *w);
+/* The responding hosts of partition (NULL: all), at most max, into hosts;
+ * returns how many, or -errno with a line in err. */
+int slurm_hosts(const char *partition, char hosts[][128], int max, char *err, size_t errsz);
+/* scancel every job that is renderfs's for sid (its name renderfs-SID-N
+ * and its comment renderfs:SID, both); returns how many, or -errno. */
+int slurm_cancel_own(const char *sid);
 
 /* Quote one word for a POSIX shell ('...' with ' as '\''); used by the SSH
  * transport.  Returns the length written, or -ENAMETOOLONG. */

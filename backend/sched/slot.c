@@ -841,6 +841,16 @@ void slot_watch(struct runner *r)
 				slot_exited(r, sl, status);
 				continue;
 			}
+			if (ended == -ECANCELED) {
+				/* The node's scheduler took the worker away (a Slurm
+				 * job cancelled or preempted): not the frame's fault. */
+				slot_read(r, sl);
+				slot_drain_log(r, sl);
+				slot_interrupt(r, sl, r->node->error[0] ? r->node->error
+									: "the worker was cancelled");
+				slot_kill(r, sl);
+				continue;
+			}
 		}
 		if (sl->state == SLOT_READY) {
 			struct job_row j;
