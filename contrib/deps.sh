@@ -7,7 +7,11 @@ set -eu
 want=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev
       libcjson-dev libssh2-1-dev libinih-dev libssl-dev libzstd-dev zlib1g-dev blender ffmpeg)
 if [ "${1:-run}" = test ]; then
-	want+=(python3 python3-pytest clang libclang-rt-dev sqlite3 iproute2 openssh-server openssh-client procps)
+	# curl and xz-utils: what a test node downloads and unpacks Blender with
+	# (test_install.py; python3 is the fallback on a node without them).
+	# libclang-rt-dev: libFuzzer (tests/fuzz; clang only recommends it).
+	want+=(python3 python3-pytest clang libclang-rt-dev sqlite3 iproute2 openssh-server openssh-client
+	       procps curl xz-utils)
 fi
 missing=()
 for p in "${want[@]}"; do

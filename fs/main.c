@@ -173,6 +173,42 @@ static int state_prepare(const char *dir, int *lock_fd)
 	return 0;
 }
 
+/*
+ * Frames are read sequentially and in whole: let the kernel read ahead 1
+ * MiB at a time, which is also the request size renderfs is offered.  At
+ * INIT the kernel takes the smaller of the mount's bdi setting (128 KiB by
+ * default) and the daemon's max_readahead, so the bdi is raised first,
+ * here, between mount and INIT.  The mount's device number comes from
+ * /proc/self/mountinfo (a stat() of the mount point would wait for INIT).
+ * Best effort: without root, sysfs refuses and reads stay at 128 KiB.
+ */
+static void raise_readahead(const char *mountpoint)
+{
+	char real[PATH_MAX], line[8192], dev[32] = "", path[96];
+	FILE *f;
+
+	if (!realpath(mountpoint, real) || !(f = fopen("/proc/self/mountinfo", "re")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mdev[32], mpath[PATH_MAX], *dash = strstr(line, " - ");
+
+		/* id parent major:minor root mount-point ... - fstype ... */
+		if (!dash || sscanf(line, "%*s %*s %31s %*s %4095s", mdev, mpath) != 2)
+			continue;
+		if (!strcmp(mpath, real) && !strncmp(dash + 3, "fuse.renderfs ", 14))
+			snprintf(dev, sizeof(dev), "%s", mdev); /* the last one: ours */
+	}
+	fclose(f);
+	if (!dev[0] || strspn(dev, "0123456789:") != strlen(dev))
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "we");
+	if (f) {
+		fputs("1024\n", f);
+		fclose(f);
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -293,6 +329,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "renderfs: cannot mount on %s\n", opts.mountpoint);
 		goto out_remove_handlers;
 	}
+	raise_readahead(opts.mountpoint);
 	fuse_daemonize(opts.foreground);
 
 	rc = engine_start(rfs.state_dir, &cfg, secret[0] ? secret : NULL, &engine);

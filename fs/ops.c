@@ -10,6 +10,7 @@
 #include "node.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -350,6 +351,43 @@ static void rfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	reply_handle(req, s, fh, fi, NULL);
 }
 
+/*
+ * Each FUSE thread's read buffer, kept: a request is up to 1 MiB (the
+ * readahead renderfs asks for), and a fresh malloc of that size is an
+ * mmap, 256 page faults and an munmap per request.  Freed when the
+ * thread ends (libfuse's worker threads come and go).
+ */
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+struct read_buf {
+	size_t cap;
+	char data[];
+};
+
+static void read_buf_key_init(void)
+{
+	pthread_key_create(&read_buf_key, free);
+}
+
+static char *read_buffer(size_t size)
+{
+	struct read_buf *b;
+
+	pthread_once(&read_buf_once, read_buf_key_init);
+	b = pthread_getspecific(read_buf_key);
+	if (b && b->cap >= size)
+		return b->data;
+	free(b);
+	pthread_setspecific(read_buf_key, NULL);
+	b = malloc(sizeof(*b) + (size ? size : 1));
+	if (!b)
+		return NULL;
+	b->cap = size;
+	pthread_setspecific(read_buf_key, b);
+	return b->data;
+}
+
 /* A handle with an fd is read from its file, any other from its snapshot
  * (none at all: an empty file, as control reads). */
 static void read_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
@@ -358,7 +396,7 @@ static void read_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 		/* A plain copy, not splice: libfuse 3.14 drops the reply (the
 		 * reader hangs) when splicing a reply into /dev/fuse fails,
 		 * which was seen with files still being written (logs). */
-		char *buf = malloc(size ? size : 1);
+		char *buf = read_buffer(size);
 		ssize_t n;
 
 		if (!buf) {
@@ -370,7 +408,6 @@ static void read_fh(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 			fuse_reply_err(req, errno);
 		else
 			fuse_reply_buf(req, buf, (size_t)n);
-		free(buf);
 		return;
 	}
 	if ((size_t)off >= fh->len) {

@@ -51,6 +51,10 @@ Rented containers (for end-to-end tests whose "servers" are real sshd nodes):
                        it ends (cancelled, outbid, /_control/end) the file is
                        rewritten with the keys of the orders still active on
                        that server, i.e. emptied.  Writes are atomic (rename).
+    "keys_after"       seconds (default 0): the order's key reaches that file
+                       only this long after the order shows online, as a
+                       container that installs the key once it runs (sshd
+                       refuses the key until then).
     "on_end"           an argv list, run without a shell when an order on that
                        server ends, e.g. sshnodes.py end-sessions NETNS PIDFILE
                        to kill the node's sessions but not its listener.  It
@@ -66,7 +70,8 @@ counted; it does not use up the budget.
 Control endpoints (no auth, loopback clients only):
     GET  /_control/state      orders (ended ones too, with owner, end_reason, the
                               ssh_key, env and command sent, and t_created /
-                              t_ended as unix times with fractions), cancels,
+                              t_ended / t_keys (its key installed) as unix times
+                              with fractions), cancels, cancels_refused,
                               create_attempts (every authorised create_order:
                               server, type, spotprice, code, error, t),
                               violations, forced, requests per endpoint,
@@ -81,6 +86,11 @@ Control endpoints (no auth, loopback clients only):
       force_code5 makes the next N authorised requests answer code 5 (or 429),
       counted as "forced", not as violations; pad_bytes adds that much padding to
       every reply; stall_ms delays every API reply.
+      "cancel_429": N makes the next N authorised cancel_order calls answer as
+      an over-the-rate-limit front proxy would (clore-api.md): HTTP 429 with a
+      text body, or {"code":5} with "cancel_429_as": "code5".  Each is counted
+      in "cancels_refused" (and "forced"), cancels nothing and uses up no
+      rate-limit budget; other endpoints answer normally meanwhile.
 
 The API key is compared, never logged: the log (--log) holds the method, the
 path and the reply code only.
@@ -182,6 +192,9 @@ class Fake:
         self.violations = 0
         self.forced = 0
         self.force_code5 = 0
+        self.cancel_429 = 0
+        self.cancel_429_as = "http429"
+        self.cancels_refused = 0
         self.unauthorized = 0
         self.requests = {}
         self.last_req = {}
@@ -252,8 +265,9 @@ class Fake:
     def write_keys(self, s):
         """The server's authorized_keys: the ssh_key of every active order on it."""
         path = s["authorized_keys"]
+        now = time.monotonic()
         keys = [o["ssh_key"].strip() for o in self.active_orders_on(int(s["id"]))
-                if o["ssh_key"].strip()]
+                if o["ssh_key"].strip() and o.get("keys_at", 0) <= now]
         tmp = "%s.fake%d" % (path, os.getpid())
         try:
             with open(tmp, "w") as f:
@@ -353,7 +367,8 @@ class Fake:
                   "ssh_key": o["ssh_key"], "forced_offline": o["forced_offline"],
                   "env": o.get("env", {}), "command": o.get("command"),
                   "t_created": o["t_created"], "t_ended": o["ended_at"],
-                  "fee_charged": o["fee_charged"]})
+                  "fee_charged": o["fee_charged"],
+                  "t_keys": o.get("t_keys", o["t_created"] if not o.get("keys_at") else None)})
         return d
 
     # ------------------------------------------------------------ endpoints
@@ -437,8 +452,22 @@ class Fake:
         o["command"] = body.get("command")
         self.orders[oid] = o
         if s.get("authorized_keys"):
+            late = float(s.get("keys_after") or 0)
+            if late > 0 and o["online_at"] is not None:
+                o["keys_at"] = o["online_at"] + late
+                t = threading.Timer(o["keys_at"] - time.monotonic() + 0.01, self.keys_due, args=(s,))
+                t.daemon = True
+                t.start()
             self.write_keys(s)
         return {"code": 0}
+
+    def keys_due(self, s):
+        with self.lock:
+            self.write_keys(s)
+            now = time.monotonic()
+            for o in self.active_orders_on(int(s["id"])):
+                if o.get("keys_at", 0) <= now and o.get("t_keys") is None:
+                    o["t_keys"] = time.time()
 
     def ep_my_orders(self, q, body):
         completed = q.get("return_completed", [""])[0].lower() == "true"
@@ -539,6 +568,13 @@ class Fake:
                 self.unauthorized += 1
                 return 200, {"code": 3}
             now = time.monotonic()
+            if name == "cancel_order" and self.cancel_429 > 0:
+                self.cancel_429 -= 1
+                self.cancels_refused += 1
+                self.forced += 1
+                if self.cancel_429_as == "code5":
+                    return 200, {"code": 5}
+                return 429, "Too Many Requests\n"
             if self.force_code5 > 0:
                 self.force_code5 -= 1
                 self.forced += 1
@@ -572,7 +608,8 @@ class Fake:
         with self.lock:
             if method == "GET" and name == "state":
                 return {"orders": [self.control_order(o) for o in self.orders.values()],
-                        "cancels": list(self.cancels), "violations": self.violations,
+                        "cancels": list(self.cancels), "cancels_refused": self.cancels_refused,
+                        "cancel_429_left": self.cancel_429, "violations": self.violations,
                         "forced": self.forced, "requests": dict(self.requests),
                         "requests_total": sum(self.requests.values()),
                         "unauthorized": self.unauthorized,
@@ -612,6 +649,10 @@ class Fake:
                                 ("stall_ms", "stall_ms")):
                     if k in body:
                         setattr(self, attr, int(body[k]))
+                if "cancel_429" in body:
+                    self.cancel_429 = int(body["cancel_429"])
+                if "cancel_429_as" in body:
+                    self.cancel_429_as = str(body["cancel_429_as"])
                 if "http429" in body:
                     self.http429 = bool(body["http429"])
                 if "cancel_ended_reply" in body:

@@ -109,9 +109,13 @@ def frames_ok(fmt, w, h, frames, outdir):
         s = [i for i, e in enumerate(ev) if e.get("ev") == "start" and e["frame"] == f]
         d = [i for i, e in enumerate(ev) if e.get("ev") == "done" and e["frame"] == f]
         assert len(s) == 1 and len(d) == 1 and s[0] < d[0], ("frame", f, ev)
+        last = (0.0, 0)
         for e in ev[s[0] + 1:d[0]]:
             assert e["ev"] == "progress" and e["frame"] == f, e
-            assert 0 <= e["sample"] <= e["of"], e
+            assert 0 <= e["fraction"] <= 1 and isinstance(e["step"], int), e
+            # each progress line advances: a larger fraction or a new phase
+            assert (e["fraction"], e["step"]) > last and e["fraction"] >= last[0], (last, e)
+            last = (e["fraction"], e["step"])
         done = ev[d[0]]
         p = done["path"]
         assert os.path.isabs(p) and os.path.dirname(p) == outdir, p
@@ -121,6 +125,8 @@ def frames_ok(fmt, w, h, frames, outdir):
         got = img(p)
         assert got == (fmt, w, h), (p, got, (fmt, w, h))
         assert (done["width"], done["height"]) == (w, h), done
+        # The device the frame rendered on, read back: the one ready chose.
+        assert done["device"] == r[0]["device"], (done, r[0])
     leftovers = [n for n in os.listdir(outdir) if n.startswith(".")]
     assert not leftovers, ("temp files left", leftovers)
 
@@ -242,7 +248,20 @@ else
 	check denoise "assert rc == 0; frames_ok('png', 32, 24, [1, 2], T + '/o_dn')"
 fi
 
-# 9. Setup problems: not JSON, wrong types, nothing at all.
+# 9. Progress inside a frame: Eevee prints "Rendering N / 60 samples" every
+#    25 samples; the worker passes them on as fractions that only grow.
+mkdir -p "$tmp/o_prog"
+run_worker progress "$tmp/s.blend" "$(setup png ',"engine":"eevee","samples":60')" \
+	"$(fr 1 "$tmp/o_prog/f1.png")" '{"cmd":"quit"}'
+check progress "
+assert rc == 0, rc
+frames_ok('png', 32, 24, [1], T + '/o_prog')
+p = [e['fraction'] for e in by('progress')]
+assert any(0 < x < 1 for x in p), ('no fraction inside the frame', p)
+assert p == sorted(p), p
+"
+
+# 10. Setup problems: not JSON, wrong types, nothing at all.
 run_worker badsetup "$tmp/s.blend" 'this is not json'
 check badsetup "assert rc == 3 and [e['ev'] for e in ev] == ['error'], (rc, ev)"
 run_worker badtype "$tmp/s.blend" '{"scene":null,"samples":"__import__(\"os\")","format":"png"}'

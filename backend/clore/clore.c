@@ -171,6 +171,11 @@ static void set_err(struct clore_client *c, const char *fmt, ...)
 		snprintf(c->err, sizeof(c->err), "Clore: error text withheld (it held the API key)");
 }
 
+double clore_rate_scale(const struct clore_client *c)
+{
+	return c ? c->scale : 1.0;
+}
+
 const char *clore_error(const struct clore_client *c)
 {
 	return c->err;

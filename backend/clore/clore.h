@@ -161,6 +161,10 @@ void clore_free(struct clore_client *c);
 void clore_set_timeouts(struct clore_client *c, long connect_ms, long total_ms);
 /* The reason for the last failure; owned by the client, valid until its next call. */
 const char *clore_error(const struct clore_client *c);
+/* The factor applied to the rate-limit spacing and backoff: 1, or
+ * RENDERFS_CLORE_RATE_SCALE (0.01-1) for a loopback api_url (the tests'
+ * fake).  Callers that wait in units of the API's limits scale by it too. */
+double clore_rate_scale(const struct clore_client *c);
 
 /* *out is a malloc'd array owned by the caller: free() it (the structs hold
  * no pointers).  *n may be 0 with *out NULL. */

@@ -120,7 +120,7 @@ double market_effective_score(const char *model, const struct market_measured *m
 }
 
 /* "RTX 4090, RTX 3090": does model contain any of them? */
-static int gpu_wanted(const char *list, const char *model)
+int market_gpu_wanted(const char *list, const char *model)
 {
 	const char *p = list;
 
@@ -191,7 +191,7 @@ size_t market_rank(const struct clore_server *servers, size_t n, const struct ma
 			;
 		else if (s->rented)
 			x = X_RENTED;
-		else if (!gpu_wanted(want->gpu, s->gpu_model))
+		else if (!market_gpu_wanted(want->gpu, s->gpu_model))
 			x = X_GPU;
 		else if (s->gpuram < want->min_vram)
 			x = X_VRAM;

@@ -20,6 +20,10 @@
 /* The benchmark score of one GPU of this model (a substring match on the
  * marketplace's name, e.g. "NVIDIA GeForce RTX 4090"); 0 when unknown. */
 double market_gpu_score(const char *model);
+/* Whether model contains any item of list ("RTX 4090, RTX 3090", case-
+ * insensitive substrings); an empty or NULL list takes any model. */
+int market_gpu_wanted(const char *list, const char *model);
+
 /* The score used for a model the table does not know. */
 #define MARKET_UNKNOWN_SCORE 1000.0
 

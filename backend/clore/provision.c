@@ -21,6 +21,7 @@
 #include "nodes/keys.h"
 #include "clore/market.h"
 #include "jobs/money.h"
+#include "sched/dispatch.h"
 #include "sched/runner.h"
 #include "store/clore_rows.h"
 #include "store/rentals.h"
@@ -37,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define MAX_HELD        64
@@ -45,13 +47,32 @@
 #define INTENT_WINDOW_S 30     /* an order this long before its intent still matches (clock skew) */
 #define INTENT_GIVE_UP  120000 /* ms: an intent no order appeared for is void */
 #define MARKET_MAX_AGE  30000  /* ms between marketplace listings */
+#define NO_FIT_MAX      16     /* jobs remembered as fitting no listed server */
+/* At unmount, cancels that failed are tried again, with backoff, for this
+ * long (times the client's rate scale: the tests' fake runs faster); new
+ * attempts start only within it, so unmount takes at most this plus one
+ * cancel call (its own retries on code 5 / HTTP 429 included). */
+#define UNMOUNT_RETRY_MS 60000
+
+/* What a rented node is, as a job's wishes judge it (desc_accepts). */
+struct node_desc {
+	const struct config *cfg;
+	int64_t node;     /* its nodes row, once started (0 before) */
+	char gpu[128];    /* the model the marketplace listed */
+	int gpus, spot;
+	double vram;      /* GB per GPU; 0: unknown (accepted) */
+	double usd_gpu_h; /* what renderfs pays, per GPU-hour; 0: unknown (accepted) */
+};
 
 struct held {
 	int64_t rental, order, server;
 	enum rental_state state; /* what the row was when last read or moved */
 	int64_t away_since;      /* mono ms: its node offline or connecting since */
+	int64_t up_at;           /* mono ms: its node was started (0: not yet) */
+	int key_wait_said;       /* the "key refused so far" event was written */
 	struct tnode *node;      /* with runner, once the server came up */
 	struct runner *runner;
+	struct node_desc *desc; /* what the node is, for the jobs' wishes (with runner) */
 	int64_t idle_since; /* mono ms; 0 while it has work */
 };
 
@@ -72,6 +93,9 @@ struct provision {
 	int64_t avoid[MAX_AVOID];
 	size_t navoid;
 	int64_t last_poll, next_rent, last_settle;
+	struct {
+		int64_t job, until; /* mono ms */
+	} no_fit[NO_FIT_MAX];       /* jobs no listed server fits, for now */
 	int dead;          /* the key was refused: no more calls until the next mount */
 	int closing;       /* unmounting: start no node */
 	char problem[512]; /* what keeps renderfs from renting, "" when nothing */
@@ -286,6 +310,104 @@ static void api_failed(struct provision *p, const char *what, int rc)
 	set_problem(p, "error: %s: %s", what, clore_error(p->cc));
 }
 
+/* ---- the jobs' wishes ---- */
+
+struct job_want {
+	int64_t id;
+	int nodes;
+	char gpu[256];
+	double min_vram, max_price;
+	int spot;
+};
+
+/* The job's wishes: its sidecar's (jobs.clore_*), else [clore]'s. */
+static int want_fill(const struct config *cfg, struct store *st, int64_t job, struct job_want *w)
+{
+	struct clore_job_wish jw;
+	int rc = store_clore_job_wish(st, job, &jw);
+
+	memset(w, 0, sizeof(*w));
+	if (rc)
+		return rc == -ENOENT ? rc : -EIO;
+	w->id = job;
+	w->nodes = jw.nodes > 0 ? jw.nodes : cfg->clore_nodes;
+	snprintf(w->gpu, sizeof(w->gpu), "%s",
+		 jw.gpu[0]      ? jw.gpu
+		 : cfg->clore_gpu ? cfg->clore_gpu
+				  : "");
+	w->min_vram = jw.min_vram >= 0 ? jw.min_vram : cfg->clore_min_vram;
+	w->max_price = jw.max_price >= 0 ? jw.max_price : cfg->clore_max_price;
+	w->spot = jw.spot >= 0 ? jw.spot : cfg->clore_spot;
+	return 0;
+}
+
+static int job_want_get(struct provision *p, int64_t job, struct job_want *w)
+{
+	return want_fill(p->cfg, p->st, job, w);
+}
+
+/* A rental as the wishes see it: the row's GPU model, count, price and
+ * kind; the GPU memory from the last listing (unknown when the server is
+ * no longer listed). */
+static void desc_from_row(struct provision *p, const struct rental_row *r, struct node_desc *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->cfg = p->cfg;
+	snprintf(d->gpu, sizeof(d->gpu), "%s", r->gpu);
+	d->gpus = r->gpus;
+	d->spot = r->spot;
+	if (r->gpus > 0 && r->price_day > 0 && r->usd_rate > 0)
+		d->usd_gpu_h = r->price_day * r->usd_rate / 24.0 / r->gpus;
+	for (size_t i = 0; i < p->nmarket; i++)
+		if (p->market[i].id == r->server)
+			d->vram = p->market[i].gpuram;
+}
+
+/* Would a job with these wishes take this node?  The same filters renting
+ * applies (market_rank): the GPU model, its memory, the price per GPU-hour
+ * (the bid, for spot), and spot = no refuses a spot node (it can be
+ * outbid); a spot = yes job takes an on-demand node.  What is not known
+ * about the node does not refuse it. */
+static int desc_accepts(const struct node_desc *d, const struct job_want *w)
+{
+	if (w->gpu[0] && d->gpu[0] && !market_gpu_wanted(w->gpu, d->gpu))
+		return 0;
+	if (w->min_vram > 0 && d->vram > 0 && d->vram + 1e-9 < w->min_vram)
+		return 0;
+	if (w->max_price > 0 && d->usd_gpu_h > 0 && d->usd_gpu_h > w->max_price + 1e-9)
+		return 0;
+	if (!w->spot && d->spot)
+		return 0;
+	return 1;
+}
+
+/* A rented GPU server whose Blender renders on the CPU although no job
+ * asked for it (device auto fell back: no GPU back-end, no driver, no
+ * device): 1, with the worker's reason in why. */
+static int cpu_fallback(struct store *st, int64_t node, char *why, size_t whysz)
+{
+	char dev[64];
+
+	if (!node || store_clore_node_device(st, node, dev, sizeof(dev), why, whysz))
+		return 0;
+	return !strcasecmp(dev, "CPU") && strncmp(why, "cpu requested", 13);
+}
+
+/* dispatch's filter for a rented node (dispatch_set_accept): on the
+ * picking thread, with its store.  A job that cannot be read is refused,
+ * and so is every job while the node renders on CPU instead of its GPUs
+ * (provision gives it back: node_broken). */
+static int node_accepts(void *arg, struct store *st, int64_t job)
+{
+	const struct node_desc *d = arg;
+	struct job_want w;
+	char why[256];
+
+	if (cpu_fallback(st, d->node, why, sizeof(why)) || want_fill(d->cfg, st, job, &w))
+		return 0;
+	return desc_accepts(d, &w);
+}
+
 /* ---- nodes ---- */
 
 static double rental_price_h(const struct rental_row *r)
@@ -295,13 +417,19 @@ static double rental_price_h(const struct rental_row *r)
 
 static void node_stop(struct held *h, const char *why)
 {
+	int64_t node;
+
 	if (!h->runner)
 		return;
 	runner_stop_because(h->runner, why);
+	node = runner_node_id(h->runner);
 	runner_stop(h->runner);
+	dispatch_set_accept(node, NULL, NULL); /* no thread picks for it now */
+	free(h->desc);
 	ssh_node_free(h->node);
 	h->runner = NULL;
 	h->node = NULL;
+	h->desc = NULL;
 }
 
 /* The server is up: drive it like an SSH node.  -ESTALE: the rental's row
@@ -332,16 +460,28 @@ static int node_start(struct provision *p, const struct rental_row *r, const str
 	so.check_arg = p->dir;
 	so.connect_timeout_ms = 10000;
 	so.name = name;
-	h->node = ssh_node_new(&so);
-	if (!h->node)
+	h->desc = calloc(1, sizeof(*h->desc));
+	h->node = h->desc ? ssh_node_new(&so) : NULL;
+	if (!h->node) {
+		free(h->desc);
+		h->desc = NULL;
 		return -ENOMEM;
-	rc = runner_start(p->dir, p->cfg, h->node, p->cfg->ssh_slots, p->cfg->ssh_blender, p->worker_path,
+	}
+	desc_from_row(p, r, h->desc);
+	h->up_at = util_mono_ms();
+	h->key_wait_said = 0;
+	rc = runner_start(p->dir, p->cfg, h->node, p->cfg->ssh_slots, p->cfg->clore_blender, p->worker_path,
 			  &h->runner);
 	if (rc) {
 		ssh_node_free(h->node);
+		free(h->desc);
 		h->node = NULL;
+		h->desc = NULL;
 		return rc;
 	}
+	/* Before its first frame: connecting and the Blender probe come first. */
+	h->desc->node = runner_node_id(h->runner);
+	dispatch_set_accept(h->desc->node, node_accepts, h->desc);
 	store_clore_node_attach(p->st, runner_node_id(h->runner), r->id, rental_price_h(r));
 	m.node = runner_node_id(h->runner);
 	rc = rental_step(p, r->id, h->state, RE_UP, &m);
@@ -404,6 +544,73 @@ static void lost(struct provision *p, struct held *h, const char *why)
 	store_event(p->st, 0, 0, 0, "clore", ev);
 	fprintf(stderr, "renderfs: clore: %s\n", ev);
 	release(p, h, why);
+}
+
+/* Cancel again every rental left `releasing` (a cancel that failed); no
+ * new attempt starts after the mono-ms deadline (0: none).  Returns how
+ * many are still releasing (an error counts as one). */
+static int release_pending(struct provision *p, const char *why, int64_t deadline)
+{
+	struct rental_row *rows = NULL;
+	size_t n = 0;
+	int left;
+
+	rentals_open(p, &rows, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct held *h;
+
+		if (rows[i].state != RS_RELEASING || (deadline && util_mono_ms() >= deadline))
+			continue;
+		h = held_add(p, rows[i].id, rows[i].order_id, rows[i].server, RS_RELEASING);
+		if (h)
+			release(p, h, why);
+	}
+	free(rows);
+	left = store_rental_count(p->st, RENTAL_BIT(RS_RELEASING));
+	return left < 0 ? 1 : left;
+}
+
+/* Unmounting: the cancels that failed are tried again, 1 s, 2 s, 4 s ...
+ * apart (scaled like the client's backoff), for UNMOUNT_RETRY_MS.  What is
+ * still not given back is said on stderr with its order ids: the rentals
+ * stay `releasing`, and the next mount cancels them before anything else. */
+static void release_at_unmount(struct provision *p)
+{
+	double scale = clore_rate_scale(p->cc);
+	int64_t deadline = util_mono_ms() + (int64_t)(UNMOUNT_RETRY_MS * scale);
+	int64_t wait = (int64_t)(1000 * scale);
+	struct rental_row *rows = NULL;
+	size_t n = 0;
+	char ids[400] = "", ev[700], d[32];
+	size_t len = 0;
+	int left = release_pending(p, "renderfs unmounted", deadline), k = 0;
+
+	while (left > 0 && util_mono_ms() + wait < deadline) {
+		for (int64_t end = util_mono_ms() + wait; util_mono_ms() < end;)
+			usleep(20 * 1000);
+		wait = wait * 2 > 10000 ? 10000 : wait * 2;
+		left = release_pending(p, "renderfs unmounted", deadline);
+	}
+	if (left <= 0)
+		return;
+	rentals_open(p, &rows, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].state != RS_RELEASING)
+			continue;
+		k++;
+		if (len < sizeof(ids) - 24)
+			len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%lld", len ? ", " : "",
+						(long long)rows[i].order_id);
+	}
+	free(rows);
+	snprintf(ev, sizeof(ev),
+		 "%d order%s could not be cancelled within %s: %s (last error: %s); the next mount "
+		 "cancels %s first; until then %s may cost money (cancelling at clore.ai stops that now)",
+		 k, k == 1 ? "" : "s", util_fmt_duration(d, sizeof(d), UNMOUNT_RETRY_MS * scale / 1000.0),
+		 ids[0] ? ids : "?", clore_error(p->cc)[0] ? clore_error(p->cc) : "unknown",
+		 k == 1 ? "it" : "them", k == 1 ? "it" : "they");
+	store_event(p->st, 0, 0, 0, "clore", ev);
+	fprintf(stderr, "renderfs: clore: %s\n", ev);
 }
 
 /* ---- polling ---- */
@@ -613,7 +820,40 @@ static int node_broken(struct provision *p, struct held *h, int64_t node, int64_
 
 	if (rc && rc != -ENOENT)
 		return 0;
+	{
+		char dwhy[256];
+
+		/* Paid for its GPUs, rendering on CPU: not a slow success. */
+		if (strcmp(state, "error") && cpu_fallback(p->st, node, dwhy, sizeof(dwhy))) {
+			const struct node_desc *d = h->desc;
+
+			snprintf(why, whysz,
+				 "server %lld has %dx %s, but Blender renders on CPU there (%s); its "
+				 "frames go to other nodes",
+				 (long long)h->server, d && d->gpus ? d->gpus : 1,
+				 d && d->gpu[0] ? d->gpu : "GPU", dwhy[0] ? dwhy : "device auto found no GPU");
+			store_node_set_error(p->st, node, why);
+			return 1;
+		}
+	}
 	if (!strcmp(state, "error")) {
+		/* The container may install the order's key only after the order
+		 * shows online: a refused login is tried again (the runner backs
+		 * off) until boot_timeout from the node's start. */
+		if (!strncmp(err, "authentication", 14) && h->up_at &&
+		    mono - h->up_at < p->cfg->clore_boot_timeout_ms) {
+			if (!h->key_wait_said) {
+				char ev[700];
+
+				h->key_wait_said = 1;
+				snprintf(ev, sizeof(ev),
+					 "server %lld refuses the order's key so far (%s); trying again "
+					 "until boot_timeout",
+					 (long long)h->server, err);
+				store_event(p->st, 0, node, 0, "clore", ev);
+			}
+			return 0;
+		}
 		snprintf(why, whysz, "server %lld cannot render: %s", (long long)h->server, err);
 		return 1;
 	}
@@ -676,34 +916,6 @@ static void release_idle(struct provision *p)
 }
 
 /* ---- renting ---- */
-
-struct job_want {
-	int64_t id;
-	int nodes;
-	char gpu[256];
-	double min_vram, max_price;
-	int spot;
-};
-
-static int job_want_get(struct provision *p, int64_t job, struct job_want *w)
-{
-	struct clore_job_wish jw;
-	int rc = store_clore_job_wish(p->st, job, &jw);
-
-	memset(w, 0, sizeof(*w));
-	if (rc)
-		return rc == -ENOENT ? rc : -EIO;
-	w->id = job;
-	w->nodes = jw.nodes > 0 ? jw.nodes : p->cfg->clore_nodes;
-	snprintf(w->gpu, sizeof(w->gpu), "%s",
-		 jw.gpu[0]           ? jw.gpu
-		 : p->cfg->clore_gpu ? p->cfg->clore_gpu
-				     : "");
-	w->min_vram = jw.min_vram >= 0 ? jw.min_vram : p->cfg->clore_min_vram;
-	w->max_price = jw.max_price >= 0 ? jw.max_price : p->cfg->clore_max_price;
-	w->spot = jw.spot >= 0 ? jw.spot : p->cfg->clore_spot;
-	return 0;
-}
 
 /* Frame times measured per GPU model for the job, to refine the ranking;
  * m[i].gpu points into t. */
@@ -913,16 +1125,22 @@ static void order_refused(struct provision *p, const struct job_want *w, const s
 	p->market_at = 0;
 }
 
-static void rent_one(struct provision *p, const struct job_want *w)
+/* Returns -ENOENT when no listed server fits the job's wishes (another
+ * job may still find one), else 0 (rented, or tried and failed: the
+ * failure spaces the next attempt). */
+static int rent_one(struct provision *p, const struct job_want *w)
 {
 	struct clore_order_req req = {0};
 	struct offer of = {0};
 	int64_t rental, now;
 	int rc;
 
-	if (choose(p, w, &of) || check_wallet(p, &of)) {
+	rc = choose(p, w, &of);
+	if (rc == -ENOENT)
+		return rc;
+	if (rc || check_wallet(p, &of)) {
 		rent_later(p);
-		return;
+		return 0;
 	}
 	spot_terms(p, w, &of);
 	/* Outbidding others may have pushed a spot bid past max_price. */
@@ -936,25 +1154,29 @@ static void rent_one(struct provision *p, const struct job_want *w)
 		store_event(p->st, w->id, 0, 0, "clore", ev);
 		avoid_server(p, of.sv->id);
 		p->next_rent = 0;
-		return;
+		return 0;
 	}
 	now = util_now_ms();
 	rental = record_intent(p, w, &of, now);
 	if (!rental) {
 		rent_later(p);
-		return;
+		return 0;
 	}
 	req.server_id = of.sv->id;
 	req.spot = w->spot;
 	req.currency = p->cfg->clore_currency;
-	req.image = p->cfg->clore_image;
+	/* No image of the user's own: a stock one that starts sshd with the
+	 * order's ssh_key; Blender is then installed by renderfs
+	 * (docs/modules/provision.md says which image and why). */
+	req.image =
+	    p->cfg->clore_image && *p->cfg->clore_image ? p->cfg->clore_image : PROVISION_DEFAULT_IMAGE;
 	req.ssh_key = p->ssh_key;
 	req.spotprice = of.bid;
 	rc = clore_create_order(p->cc, &req);
 	if (rc) {
 		order_refused(p, w, &of, rental, rc);
 		rent_later(p);
-		return;
+		return 0;
 	}
 	/* Clore answers without the order id: find it (or the next poll will). */
 	{
@@ -980,29 +1202,96 @@ static void rent_one(struct provision *p, const struct job_want *w)
 	    !strncmp(p->problem, "error: no server", 16))
 		set_problem(p, "%s", "");
 	p->next_rent = 0;
+	return 0;
 }
 
+/* Is job j waiting for a server to fit its wishes?  (p->no_fit) */
+static int no_fit_now(struct provision *p, int64_t job, int64_t mono)
+{
+	for (int i = 0; i < NO_FIT_MAX; i++)
+		if (p->no_fit[i].job == job && mono < p->no_fit[i].until)
+			return 1;
+	return 0;
+}
+
+static void no_fit_note(struct provision *p, int64_t job, int64_t mono)
+{
+	int slot = 0;
+	int64_t wait = p->cfg->clore_poll_ms * 10 > 30000 ? 30000 : p->cfg->clore_poll_ms * 10;
+
+	for (int i = 0; i < NO_FIT_MAX; i++) {
+		if (p->no_fit[i].job == job) {
+			slot = i;
+			break;
+		}
+		if (p->no_fit[i].until < p->no_fit[slot].until)
+			slot = i;
+	}
+	p->no_fit[slot].job = job;
+	p->no_fit[slot].until = mono + wait;
+}
+
+/*
+ * Every job with queued frames, by priority, gets nodes that fit its own
+ * wishes: the open rentals that would take its frames (desc_accepts) are
+ * counted for it, and one more is rented for the first job that has fewer
+ * than its `nodes` and more queued frames than such rentals still coming
+ * up.  The farm holds at most [clore] nodes rentals in all.  One order per
+ * pass; a job no listed server fits waits a while (no_fit) and the next
+ * job is looked at meanwhile.
+ */
 static void maybe_rent(struct provision *p)
 {
-	struct job_want w;
-	int64_t top, queued;
-	int held, coming;
+	struct clore_queued_job jobs[64];
+	struct rental_row *rows = NULL;
+	size_t nrows = 0;
+	int64_t top, queued, mono = util_mono_ms();
+	int njobs, held;
 
-	if (util_mono_ms() < p->next_rent)
+	if (mono < p->next_rent)
 		return;
 	queued = queued_frames(p, &top);
 	if (!queued && (!strncmp(p->problem, "error: not enough balance", 25) ||
 			!strncmp(p->problem, "error: no server", 16)))
 		set_problem(p, "%s", ""); /* nothing to rent for: nothing stops it */
-	if (!queued || job_want_get(p, top, &w))
+	if (!queued)
 		return;
 	held = count_state(p, RENTAL_OPEN_MASK);
-	coming = count_state(p, RENTAL_BIT(RS_INTENT) | RENTAL_BIT(RS_BOOTING));
-	/* Each order coming up will take a frame: rent only for frames no
-	 * node is on its way for. */
-	if (held >= w.nodes || queued <= coming)
+	if (held >= p->cfg->clore_nodes)
 		return;
-	rent_one(p, &w);
+	njobs = store_clore_queued_jobs(p->st, jobs, ARRAY_SIZE(jobs));
+	if (njobs <= 0)
+		return;
+	rentals_open(p, &rows, &nrows);
+	for (int j = 0; j < njobs; j++) {
+		struct job_want w;
+		int taking = 0, coming = 0;
+
+		if (no_fit_now(p, jobs[j].job, mono) || job_want_get(p, jobs[j].job, &w))
+			continue;
+		for (size_t i = 0; i < nrows; i++) {
+			struct node_desc d;
+
+			if (rows[i].state == RS_RELEASING)
+				continue;
+			desc_from_row(p, &rows[i], &d);
+			if (!desc_accepts(&d, &w))
+				continue;
+			taking++;
+			if (rows[i].state == RS_INTENT || rows[i].state == RS_BOOTING)
+				coming++;
+		}
+		/* Each order coming up will take a frame: rent only for frames
+		 * no node is on its way for. */
+		if (taking >= w.nodes || jobs[j].queued <= coming)
+			continue;
+		if (rent_one(p, &w) == -ENOENT) {
+			no_fit_note(p, w.id, mono);
+			continue;
+		}
+		break;
+	}
+	free(rows);
 }
 
 /* ---- the status line ---- */
@@ -1029,8 +1318,11 @@ static void *provision_main(void *arg)
 	struct provision *p = arg;
 	int spent_out = 0;
 
-	/* Reconcile first: adopt what is still ours and running, end what
-	 * is gone, resolve intents left by a crash. */
+	/* Orders an earlier mount could not give back are cancelled first,
+	 * before anything else is asked of the API; then reconcile: adopt
+	 * what is still ours and running, end what is gone, resolve intents
+	 * left by a crash. */
+	release_pending(p, "left over from an earlier mount", 0);
 	poll_orders(p);
 	p->last_poll = util_mono_ms();
 	while (!atomic_load(&p->stop)) {
@@ -1066,11 +1358,12 @@ static void *provision_main(void *arg)
 		while (p->nheld > 0)
 			release(p, &p->held[p->nheld - 1], "renderfs unmounted");
 		/* Intents whose order was never found: look once more. */
-		if (count_state(p, RENTAL_OPEN_MASK)) {
+		if (count_state(p, RENTAL_OPEN_MASK & ~RENTAL_BIT(RS_RELEASING))) {
 			poll_orders(p);
 			while (p->nheld > 0)
 				release(p, &p->held[p->nheld - 1], "renderfs unmounted");
 		}
+		release_at_unmount(p);
 		settle(p);
 	}
 	publish(p);

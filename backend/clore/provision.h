@@ -23,6 +23,12 @@
 
 struct provision;
 
+/* The image ordered when [clore] image is not set: Clore's own stock
+ * Ubuntu image, whose entrypoint puts the order's ssh_key in root's
+ * authorized_keys and starts sshd.  Blender comes from blender = auto.
+ * Why this one: docs/modules/provision.md. */
+#define PROVISION_DEFAULT_IMAGE "cloreai/jupyter:ubuntu24.04-v2"
+
 /* identity/identity_pub: the SSH key pair renderfs logs in with (paths);
  * the public half's text is what each order's ssh_key carries. */
 int provision_start(const char *state_dir, const struct config *cfg, const char *api_key,

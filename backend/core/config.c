@@ -118,6 +118,30 @@ static int parse_bool(const char *v, int *out)
 	return 0;
 }
 
+/*
+ * The mirror goes into URLs a node fetches (as one argv word, never
+ * through a shell): http or https, printable ASCII without spaces, quotes
+ * or backslashes, stored without trailing '/'.
+ */
+static int set_mirror(char **dst, const char *v)
+{
+	size_t n = strlen(v);
+	char buf[CONFIG_VALUE_MAX + 1];
+
+	if (strncmp(v, "https://", 8) && strncmp(v, "http://", 7))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] <= ' ' || v[i] > '~' || v[i] == '"' || v[i] == '\\' || v[i] == '\'')
+			return -EINVAL;
+	while (n && v[n - 1] == '/')
+		n--;
+	if (n <= strlen("https://") - (v[4] == ':'))
+		return -EINVAL;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	return set_str(dst, buf);
+}
+
 /* Set one key; returns 0, -ENOENT for an unknown key, -EINVAL for a bad value. */
 static int config_set(struct config *c, const char *sec, const char *key, const char *v)
 {
@@ -139,6 +163,8 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 		int rc = parse_duration_ms(v, &c->stall_ms);
 		return rc ? rc : (c->stall_ms < 1000 ? -EINVAL : 0);
 	}
+	if (IS("renderfs", "blender_mirror"))
+		return set_mirror(&c->blender_mirror, v);
 	if (IS("local", "blender"))
 		return *v ? set_str(&c->blender, v) : -EINVAL;
 	if (IS("local", "workers"))
@@ -169,6 +195,8 @@ static int config_set(struct config *c, const char *sec, const char *key, const 
 		return set_str(&c->clore_api_key_file, v);
 	if (IS("clore", "image"))
 		return set_str(&c->clore_image, v);
+	if (IS("clore", "blender"))
+		return *v ? set_str(&c->clore_blender, v) : -EINVAL;
 	if (IS("clore", "nodes"))
 		return parse_int(v, 1, 1000, &c->clore_nodes);
 	if (IS("clore", "gpu"))
@@ -304,6 +332,8 @@ static void config_defaults(struct config *c)
 	c->blender = strdup("blender");
 	c->workers = 1;
 	c->ssh_blender = strdup("blender");
+	c->blender_mirror = strdup(CONFIG_BLENDER_MIRROR);
+	c->clore_blender = strdup(CONFIG_BLENDER_AUTO);
 	c->clore_api_url = strdup("https://api.clore.ai/v1");
 	c->clore_nodes = 3;
 	c->clore_max_price = 0;
@@ -325,7 +355,7 @@ int config_load(struct config *cfg, const char *file, int explicit_file, char **
 
 	config_defaults(cfg);
 	if (!cfg->backend || !cfg->blender || !cfg->ssh_blender || !cfg->clore_api_url ||
-	    !cfg->clore_currency) {
+	    !cfg->clore_currency || !cfg->blender_mirror || !cfg->clore_blender) {
 		snprintf(err, errsz, "out of memory");
 		return -ENOMEM;
 	}
@@ -403,6 +433,8 @@ void config_free(struct config *c)
 	free(c->clore_api_url);
 	free(c->clore_api_key_file);
 	free(c->clore_image);
+	free(c->clore_blender);
+	free(c->blender_mirror);
 	free(c->clore_gpu);
 	free(c->clore_currency);
 	memset(c, 0, sizeof(*c));

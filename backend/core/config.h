@@ -21,6 +21,9 @@ struct config {
 	int64_t quiet_ms; /* a drop is complete after this long untouched */
 	int64_t stall_ms; /* a frame with no output for this long is hung */
 	int64_t lease_ms; /* a frame's lease lasts this long unless renewed */
+	/* Where nodes with blender = auto download Blender: http(s), no
+	 * trailing '/', laid out as BlenderX.Y/blender-X.Y.Z-linux-x64.tar.xz. */
+	char *blender_mirror;
 	/* [local] */
 	char *blender;
 	int workers;
@@ -28,12 +31,13 @@ struct config {
 	char *ssh_nodes[CONFIG_MAX_SSH_NODES];
 	int n_ssh_nodes;
 	char *ssh_identity;
-	char *ssh_blender;
-	int ssh_slots; /* workers per node; 0 = one per GPU (at least one) */
+	char *ssh_blender; /* a command, or "auto" (CONFIG_BLENDER_AUTO) */
+	int ssh_slots;     /* workers per node; 0 = one per GPU (at least one) */
 	/* [clore] (used by the clore backend) */
 	char *clore_api_url;
 	char *clore_api_key_file;
-	char *clore_image;
+	char *clore_image;   /* NULL: the provider's default image */
+	char *clore_blender; /* default "auto" */
 	int clore_nodes;
 	char *clore_gpu;
 	double clore_min_vram;
@@ -48,6 +52,10 @@ struct config {
 	int clore_keep_at_unmount;     /* leave rentals running at unmount */
 	double clore_min_reliability;  /* 0-1 */
 };
+
+/* The `blender` value that lets renderfs install Blender on the node. */
+#define CONFIG_BLENDER_AUTO   "auto"
+#define CONFIG_BLENDER_MIRROR "https://download.blender.org/release"
 
 /*
  * Load file (may be NULL: defaults only; a missing default file is fine,

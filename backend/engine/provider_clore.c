@@ -3,7 +3,8 @@
  * (clore/provision.c does the renting, on its own thread, and drives each
  * server with an SSH runner).  Before mounting it reads the API key (file
  * or CLORE_API_KEY, which is then dropped so no child inherits it), and
- * refuses a bad api_url or an empty image without sending any request.
+ * refuses a bad api_url, or no image where blender is not auto, without
+ * sending any request.
  */
 #include "engine/provider.h"
 #include "clore/clore.h"
@@ -34,9 +35,13 @@ static int clore_check(const struct config *cfg, const char *state_dir, char *se
 		return -EINVAL;
 	}
 	clore_free(cc);
-	if (!cfg->clore_image || !*cfg->clore_image) {
+	/* Without an image of the user's own the stock one has no Blender:
+	 * only blender = auto (the default) can install one there. */
+	if ((!cfg->clore_image || !*cfg->clore_image) && strcmp(cfg->clore_blender, CONFIG_BLENDER_AUTO)) {
 		snprintf(err, errsz,
-			 "backend clore needs [clore] image = a container image with Blender and sshd");
+			 "[clore] blender = %.64s needs [clore] image = a container image with that Blender "
+			 "and sshd",
+			 cfg->clore_blender);
 		return -EINVAL;
 	}
 	if (provider_identity(cfg, state_dir, NULL, priv, pub, sizeof(pub), err, errsz))

@@ -6,6 +6,7 @@
 #include "jobs/status.h"
 #include "jobs/jobs.h"
 #include "jobs/money.h"
+#include "store/frames.h"
 #include "store/status_rows.h"
 
 #include <cjson/cJSON.h>
@@ -14,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define STATUS_INFLIGHT_MAX 256 /* in-flight frames read for progress and eta */
+#define STATUS_INFLIGHT_SHOW 16 /* of which the rendering: line lists these */
 
 struct job_facts {
 	char name[JOB_NAME_MAX + 1];
@@ -31,6 +35,9 @@ struct job_facts {
 	size_t nmissing;
 	char video[16];
 	int64_t priority;
+	struct frame_inflight inflight[STATUS_INFLIGHT_SHOW]; /* the first in-flight frames */
+	size_t ninflight, inflight_more; /* listed; and how many more there are */
+	double work_done;                /* done frames plus in-flight fractions */
 	struct {
 		char name[128];
 		int64_t done;
@@ -43,6 +50,7 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	struct view_job v;
 	struct view_capacity cap;
 	int64_t now = util_now_ms();
+	double left_max = 0, left_sum = 0; /* in-flight work left, in frames */
 	int rc;
 
 	memset(f, 0, sizeof(*f));
@@ -74,6 +82,32 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	if (v.timed > 0)
 		f->avg_frame = v.done_secs / (double)v.timed;
 
+	/* Progress inside the frames in flight, as their workers report it:
+	 * the rendering: line, progress: and eta use it. */
+	{
+		struct frame_inflight fl[STATUS_INFLIGHT_MAX];
+		size_t n = 0;
+
+		f->work_done = (double)f->done;
+		if (f->rendering > 0 && store_frames_inflight(st, job, fl, ARRAY_SIZE(fl), &n))
+			n = 0;
+		for (size_t i = 0; i < n; i++) {
+			double p = fl[i].fraction > 0 ? fl[i].fraction : 0;
+
+			f->work_done += p;
+			left_max = fmax(left_max, 1 - p);
+			left_sum += 1 - p;
+			if (i < ARRAY_SIZE(f->inflight))
+				f->inflight[f->ninflight++] = fl[i];
+		}
+		/* Frames beyond those read count as not started. */
+		if (f->rendering > (int64_t)n) {
+			left_sum += (double)(f->rendering - (int64_t)n);
+			left_max = 1;
+		}
+		f->inflight_more = f->rendering > (int64_t)f->ninflight ? (size_t)(f->rendering - (int64_t)f->ninflight) : 0;
+	}
+
 	store_view_capacity(st, &cap);
 	f->nodes = cap.nodes;
 	f->gpus = cap.gpus;
@@ -82,7 +116,12 @@ static int job_facts_get(struct store *st, int64_t job, struct job_facts *f)
 	if (!strcmp(f->state, "done") || !strcmp(f->state, "failed") || !strcmp(f->state, "cancelled"))
 		f->eta = 0;
 	else if (f->avg_frame > 0 && cap.slots > 0)
-		f->eta = ceil((double)(f->queued + f->rendering) / cap.slots) * f->avg_frame;
+		/* What is left: the queued frames in waves of the slots there
+		 * are, and what the in-flight frames still have to render; at
+		 * least the longest of those. */
+		f->eta = fmax(left_max, f->queued ? ceil(((double)f->queued + left_sum) / cap.slots)
+						 : left_sum / cap.slots) *
+			 f->avg_frame;
 	else
 		f->eta = -1;
 	snprintf(f->video, sizeof(f->video), "%s", !v.video ? "no" : "yes");
@@ -155,9 +194,30 @@ static void print_kv(struct util_sb *out, const char *key, const char *v)
 	util_sb_printf(out, "\n");
 }
 
-static double progress_of(int64_t done, int64_t frames)
+/* Percent of a job's frames done; done may count fractions of frames. */
+static double progress_of(double done, int64_t frames)
 {
-	return frames > 0 ? 100.0 * (double)done / (double)frames : 0;
+	double p = frames > 0 ? 100.0 * done / (double)frames : 0;
+
+	return p > 100 ? 100 : p;
+}
+
+/* "8 (12 41%, 13 7%)": the count first, as before, then each in-flight
+ * frame with its progress inside the frame. */
+static void print_rendering(struct util_sb *out, const struct job_facts *f)
+{
+	util_sb_printf(out, "rendering: %lld", (long long)f->rendering);
+	if (!f->ninflight) {
+		util_sb_printf(out, "\n");
+		return;
+	}
+	util_sb_printf(out, " (");
+	for (size_t i = 0; i < f->ninflight; i++)
+		util_sb_printf(out, "%s%u %d%%", i ? ", " : "", f->inflight[i].frame,
+			       (int)floor(100 * (f->inflight[i].fraction > 0 ? f->inflight[i].fraction : 0)));
+	if (f->inflight_more)
+		util_sb_printf(out, ", +%zu more", f->inflight_more);
+	util_sb_printf(out, ")\n");
 }
 
 static void print_progress(struct util_sb *out, double pct)
@@ -177,10 +237,10 @@ static void job_text(const struct job_facts *f, struct util_sb *out)
 	util_sb_printf(out, "job: ");
 	print_value(out, f->name);
 	util_sb_printf(out, "\nstate: %s\n", f->state);
-	util_sb_printf(out, "frames: %lld\ndone: %lld\nrendering: %lld\nqueued: %lld\nfailed: %lld\n",
-		       (long long)f->frames, (long long)f->done, (long long)f->rendering,
-		       (long long)f->queued, (long long)f->failed);
-	print_progress(out, progress_of(f->done, f->frames));
+	util_sb_printf(out, "frames: %lld\ndone: %lld\n", (long long)f->frames, (long long)f->done);
+	print_rendering(out, f);
+	util_sb_printf(out, "queued: %lld\nfailed: %lld\n", (long long)f->queued, (long long)f->failed);
+	print_progress(out, progress_of(f->work_done, f->frames));
 	util_sb_printf(out, "elapsed: %s\n", util_fmt_duration(a, sizeof(a), f->elapsed));
 	util_sb_printf(out, "eta: %s\n", f->eta < 0 ? "unknown" : util_fmt_duration(a, sizeof(a), f->eta));
 	util_sb_printf(out, "avg_frame: %s\n",
@@ -226,7 +286,23 @@ static cJSON *job_json(const struct job_facts *f)
 	cJSON_AddNumberToObject(o, "rendering", (double)f->rendering);
 	cJSON_AddNumberToObject(o, "queued", (double)f->queued);
 	cJSON_AddNumberToObject(o, "failed", (double)f->failed);
-	cJSON_AddNumberToObject(o, "progress", round(progress_of(f->done, f->frames) * 10) / 10);
+	{
+		cJSON *arr = cJSON_AddArrayToObject(o, "rendering_frames");
+
+		for (size_t i = 0; arr && i < f->ninflight; i++) {
+			cJSON *e = cJSON_CreateObject();
+
+			if (!e)
+				break;
+			cJSON_AddNumberToObject(e, "frame", f->inflight[i].frame);
+			if (f->inflight[i].fraction < 0)
+				cJSON_AddNullToObject(e, "progress");
+			else
+				cJSON_AddNumberToObject(e, "progress", round(f->inflight[i].fraction * 1000) / 10);
+			cJSON_AddItemToArray(arr, e);
+		}
+	}
+	cJSON_AddNumberToObject(o, "progress", round(progress_of(f->work_done, f->frames) * 10) / 10);
 	cJSON_AddNumberToObject(o, "elapsed", round(f->elapsed * 10) / 10);
 	if (f->eta < 0)
 		cJSON_AddNullToObject(o, "eta");
@@ -479,6 +555,7 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 {
 	struct farm_ctx c = {.st = st};
 	int64_t frames = 0, done = 0, rendering = 0, queued = 0, failed = 0;
+	double work = 0; /* done frames plus in-flight fractions */
 	struct view_capacity cap;
 	int nodes, gpus, active = 0, rc;
 	double rate = 0, spent = 0, estimate = 0;
@@ -506,6 +583,7 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 
 		frames += f->frames;
 		done += f->done;
+		work += f->work_done;
 		rendering += f->rendering;
 		queued += f->queued;
 		failed += f->failed;
@@ -529,7 +607,7 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 			cJSON_AddNumberToObject(o, "rendering", (double)rendering);
 			cJSON_AddNumberToObject(o, "queued", (double)queued);
 			cJSON_AddNumberToObject(o, "failed", (double)failed);
-			cJSON_AddNumberToObject(o, "progress", round(progress_of(done, frames) * 10) / 10);
+			cJSON_AddNumberToObject(o, "progress", round(progress_of(work, frames) * 10) / 10);
 			cJSON_AddNumberToObject(o, "nodes", nodes);
 			cJSON_AddNumberToObject(o, "gpus", gpus);
 			cJSON_AddNumberToObject(o, "rate", rate);
@@ -569,7 +647,7 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 			       "queued: %lld\nfailed: %lld\n",
 			       c.n, active, (long long)frames, (long long)done, (long long)rendering,
 			       (long long)queued, (long long)failed);
-		print_progress(out, progress_of(done, frames));
+		print_progress(out, progress_of(work, frames));
 		util_sb_printf(out, "nodes: %d (%d GPU%s)\nrate: %s/h\nspent: %s\nestimate: %s\n", nodes,
 			       gpus, gpus == 1 ? "" : "s", util_fmt_money(a, sizeof(a), rate),
 			       util_fmt_money(b, sizeof(b), spent), util_fmt_money(d, sizeof(d), estimate));
@@ -606,7 +684,7 @@ int status_farm(struct store *st, int json, struct util_sb *out)
 			util_sb_printf(out, "job: ");
 			print_value(out, f->name);
 			util_sb_printf(out, " %s %lld/%lld %.1f%%\n", f->state, (long long)f->done,
-				       (long long)f->frames, progress_of(f->done, f->frames));
+				       (long long)f->frames, progress_of(f->work_done, f->frames));
 		}
 	}
 	for (size_t i = 0; i < c.n; i++)

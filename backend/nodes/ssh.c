@@ -65,7 +65,12 @@
 #include <unistd.h>
 
 #define SSH_CMD_MAX          (64 * 1024)  /* one remote command line */
-#define SSH_XFER_CHUNK       (256 * 1024) /* put/get buffer: all the memory a transfer uses */
+#define SSH_XFER_CHUNK       (256 * 1024) /* put buffer: all the memory an upload uses */
+/* The get buffer: libssh2 (1.10) keeps up to four times the length asked
+ * of one libssh2_sftp_read() in flight as read requests, so this sets how
+ * much data a fetch has on the wire: 8 MiB, 200 MB/s at 40 ms of round trip
+ * (with 256 KiB it was 1 MiB: 25 MB/s at most, whatever the link). */
+#define SSH_GET_CHUNK        (2 * 1024 * 1024)
 #define SSH_PATH_MAX         4096
 #define SSH_STEP_TIMEOUT_MS  30000 /* a blocking step that makes no progress this long fails */
 #define SSH_KILL_TIMEOUT_MS  3000
@@ -1581,7 +1586,7 @@ static int ssh_get(struct tnode *t, const char *remote, const char *local, uint6
 		return -EINVAL;
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.part", local) >= sizeof(tmp))
 		return -EIO;
-	buf = malloc(SSH_XFER_CHUNK);
+	buf = malloc(SSH_GET_CHUNK);
 	if (!buf)
 		return -ENOMEM;
 	rc = ssh_sftp_session(n, deadline);
@@ -1625,7 +1630,7 @@ static int ssh_get(struct tnode *t, const char *remote, const char *local, uint6
 		goto out_close_handle;
 	}
 	for (;;) {
-		ssize_t got = libssh2_sftp_read(h, buf, SSH_XFER_CHUNK), off = 0;
+		ssize_t got = libssh2_sftp_read(h, buf, SSH_GET_CHUNK), off = 0;
 
 		if (got == LIBSSH2_ERROR_EAGAIN) {
 			rc = ssh_wait(n, deadline);

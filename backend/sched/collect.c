@@ -5,6 +5,7 @@
  * ever reaches its command line.
  */
 #include "sched/collect.h"
+#include "core/blendfile.h"
 #include "core/filecheck.h"
 #include "jobs/jobs.h"
 #include "core/util.h"
@@ -238,5 +239,53 @@ int video_finish(struct store *st, int64_t job, int status, char *why, size_t wh
 			store_change(st, CH_JOBDIR, job);
 	}
 	util_rmtree(seq);
+	return rc;
+}
+
+int collect_expected_size(int res_w, int res_h, int res_pct, int scene_x, int scene_y, int scene_pct, int *w,
+			  int *h)
+{
+	int64_t x = res_w > 0 ? res_w : scene_x, y = res_h > 0 ? res_h : scene_y;
+	int64_t pct = res_pct > 0 ? res_pct : res_w > 0 || res_h > 0 ? 100 : scene_pct;
+
+	if (x <= 0 || y <= 0 || pct <= 0)
+		return -ENOENT;
+	x = x * pct / 100;
+	y = y * pct / 100;
+	if (x < 1 || y < 1 || x > IMAGE_MAX_DIM || y > IMAGE_MAX_DIM)
+		return -ENOENT;
+	*w = (int)x;
+	*h = (int)y;
+	return 0;
+}
+
+int collect_scene_resolution(const char *path, const char *scene, int *x, int *y, int *pct)
+{
+	struct blendfile *bf = NULL;
+	char err[256];
+	int rc = blendfile_open(path, NULL, &bf, err, sizeof(err));
+
+	if (rc)
+		return rc < 0 ? rc : -EIO;
+	rc = -ENOENT;
+	for (size_t i = 0; i < bf->nscenes; i++) {
+		const struct blendfile_scene *sc = &bf->scenes[i];
+
+		if (scene && scene[0] ? strcmp(sc->name, scene) : !sc->active)
+			continue;
+		*x = sc->res_x;
+		*y = sc->res_y;
+		*pct = sc->res_percent;
+		rc = 0;
+		break;
+	}
+	/* No scene marked active: Blender opens the first. */
+	if (rc && !(scene && scene[0]) && bf->nscenes) {
+		*x = bf->scenes[0].res_x;
+		*y = bf->scenes[0].res_y;
+		*pct = bf->scenes[0].res_percent;
+		rc = 0;
+	}
+	blendfile_free(bf);
 	return rc;
 }

@@ -13,6 +13,24 @@
 #include "store/store.h"
 
 /*
+ * The pixel size a job's frames must have, as Blender computes it
+ * (side * percentage / 100): the sidecar's res_w / res_h / res_pct (0 =
+ * as saved; an absolute side means 100 % unless res_pct says otherwise)
+ * over the scene's own scene_x / scene_y / scene_pct (0 = not known).
+ * 0 with *w, *h in 1..IMAGE_MAX_DIM, or -ENOENT when a needed scene value
+ * is not known or the result is out of range.
+ */
+int collect_expected_size(int res_w, int res_h, int res_pct, int scene_x, int scene_y, int scene_pct, int *w,
+			  int *h);
+
+/*
+ * The scene's own resolution from the .blend at path (blendfile_open):
+ * the scene called scene (NULL or "": the one the file opens with).
+ * 0, or -errno when the file cannot be read or has no such scene.
+ */
+int collect_scene_resolution(const char *path, const char *scene, int *x, int *y, int *pct);
+
+/*
  * The most bytes a frame of this format and pixel size may have on the
  * node: what get() is allowed to copy home.  w x h is what the job asked
  * for (its sidecar, else the scene as the worker read it at start), never

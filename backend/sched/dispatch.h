@@ -29,6 +29,20 @@ struct lease_grant {
 	uint32_t frame_no;
 };
 int64_t runner_pick_job(struct store *st, int64_t node_id, int64_t now);
+
+/*
+ * A node's own filter on jobs (the clore provider's per-job wishes: a node
+ * rented for one job's gpu, min_vram, max_price or spot is not used for a
+ * job that would refuse it).  runner_pick_job and the tail duplicates skip
+ * a job when accept(arg, st, job) is 0; it is called on the picking thread
+ * with that thread's store.  fn NULL removes the node's filter.  Set it
+ * before the node can take frames, and remove it only once no thread can
+ * still pick for the node (after runner_stop); arg must live until then.
+ * Returns 0, or -ENOSPC when DISPATCH_MAX_FILTERS nodes already have one.
+ */
+typedef int (*dispatch_accept_fn)(void *arg, struct store *st, int64_t job);
+#define DISPATCH_MAX_FILTERS 256
+int dispatch_set_accept(int64_t node_id, dispatch_accept_fn fn, void *arg);
 int runner_lease_frame(struct store *st, int64_t node_id, int slot, int64_t job, int64_t lease_ms,
 		       int64_t now, struct lease_grant *g);
 

@@ -63,9 +63,10 @@ void runner_show_state(struct runner *r, int state)
 
 /* ---- connecting ---- */
 
-/* Start one worker on Blender's default scene to learn the node's Blender
- * version and devices before any job arrives.  0 when the node can render. */
-static int probe_node(struct runner *r)
+/* Start one worker of Blender prog on its default scene to learn the
+ * node's Blender version and devices before any job arrives.  0 when the
+ * node can render with it. */
+static int probe_with(struct runner *r, const char *prog, const char *from)
 {
 	static const char setup[] = "{\"scene\":null,\"engine\":\"cycles\",\"device\":\"auto\","
 				    "\"samples\":0,\"res_w\":0,\"res_h\":0,\"res_pct\":0,\"format\":\"png\","
@@ -77,6 +78,8 @@ static int probe_node(struct runner *r)
 	int rc;
 
 	r->node_error[0] = '\0';
+	r->ready_version[0] = '\0';
+	r->slot_from[0] = from;
 	snprintf(cwd, sizeof(cwd), "%s/work/probe", r->node->home);
 	rc = install_fresh_dir(&r->inst, cwd);
 	if (rc) {
@@ -85,14 +88,13 @@ static int probe_node(struct runner *r)
 		return rc;
 	}
 	{
-		char *argv[] = {r->blender,       "-b", "-Y", "--factory-startup", "--python",
+		char *argv[] = {(char *)prog,     "-b", "-Y", "--factory-startup", "--python",
 				r->worker_remote, NULL};
 
 		rc = r->node->ops->spawn(r->node, argv, cwd, &p);
 	}
 	if (rc) {
-		snprintf(r->node_error, sizeof(r->node_error), "cannot start '%s': %s", r->blender,
-			 strerror(-rc));
+		snprintf(r->node_error, sizeof(r->node_error), "cannot start '%s': %s", prog, strerror(-rc));
 		return rc;
 	}
 	if (slot_transition(sl, SE_SPAWN) < 0) {
@@ -119,7 +121,7 @@ static int probe_node(struct runner *r)
 				break;
 			if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 				snprintf(r->node_error, sizeof(r->node_error),
-					 "blender not found: '%s' (set [%s] blender)", r->blender,
+					 "blender not found: '%s' (set [%s] blender)", prog,
 					 r->is_local ? "local" : "ssh");
 			else
 				snprintf(r->node_error, sizeof(r->node_error), "Blender failed to start%s%s",
@@ -134,10 +136,126 @@ static int probe_node(struct runner *r)
 	return rc;
 }
 
+/*
+ * blender = auto: the node's own Blender when it has one that starts,
+ * else the newest build renderfs installed there earlier, else none yet
+ * (each job's series is installed when a job needs it).  Only a link
+ * error or a broken install stops the node here.
+ */
+static int probe_auto(struct runner *r)
+{
+	char prog[2048];
+	const char *newest = NULL;
+	int rc;
+
+	r->path_version[0] = '\0';
+	rc = install_list_blenders(&r->inst);
+	if (rc) {
+		snprintf(r->node_error, sizeof(r->node_error), "cannot list Blender builds on the node: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	rc = probe_with(r, r->blender, "on node");
+	if (rc == 0) {
+		snprintf(r->path_version, sizeof(r->path_version), "%s", r->ready_version);
+		return 0;
+	}
+	if (runner_link_error(rc))
+		return rc;
+	for (int i = 0; i < r->inst.nblenders; i++) {
+		char s[INSTALL_VERSION_MAX];
+		const char *v;
+
+		if (install_series_of(r->inst.blenders[i], s, sizeof(s)))
+			continue;
+		v = install_find_blender(&r->inst, s);
+		if (v && (!newest || install_version_cmp(v, newest) > 0))
+			newest = v;
+	}
+	r->node_error[0] = '\0';
+	if (!newest) {
+		struct node_ready nr = {.blender =
+					    "none on the node yet (installed per job: blender = auto)"};
+
+		store_node_note_ready(r->st, r->node_id, &nr);
+		return 0;
+	}
+	install_blender_path(&r->inst, newest, prog, sizeof(prog));
+	return probe_with(r, prog, "installed");
+}
+
+static int probe_node(struct runner *r)
+{
+	return r->blender_auto ? probe_auto(r) : probe_with(r, r->blender, "on node");
+}
+
+/* ---- which Blender a job runs ---- */
+
+int runner_blender_for(struct runner *r, const char *sha, char *prog, size_t sz, const char **from)
+{
+	char blob[4096], series[INSTALL_VERSION_MAX], have[INSTALL_VERSION_MAX], ver[INSTALL_VERSION_MAX];
+	char tar[128], why[sizeof(r->install_error) - 64];
+	const char *v;
+	int rc;
+
+	*from = "on node";
+	snprintf(prog, sz, "%s", r->blender);
+	if (!r->blender_auto)
+		return 0;
+	store_path_blob(r->st, sha, blob, sizeof(blob));
+	if (install_blend_series(blob, series, sizeof(series))) {
+		/* intake checked the file, so this is not expected: any
+		 * Blender the node has is the best guess. */
+		if (r->path_version[0])
+			return 0;
+		if (r->inst.nblenders) {
+			*from = "installed";
+			install_blender_path(&r->inst, r->inst.blenders[0], prog, sz);
+			return 0;
+		}
+		snprintf(r->install_error, sizeof(r->install_error),
+			 "the node has no Blender, and the scene's header does not say which to install");
+		r->install_retry_at = util_mono_ms() + RUNNER_INSTALL_RETRY_MS;
+		return -ENOPKG;
+	}
+	if (r->path_version[0] && !install_series_of(r->path_version, have, sizeof(have)) &&
+	    !strcmp(have, series))
+		return 0;
+	v = install_find_blender(&r->inst, series);
+	if (v) {
+		*from = "installed";
+		install_blender_path(&r->inst, v, prog, sz);
+		return 0;
+	}
+	/* A series renderfs cannot install: the node's own Blender, newer or
+	 * older, is the nearest there is. */
+	ver[0] = '\0';
+	if (install_known_release(series, ver, sizeof(ver), tar, sizeof(tar)) && r->path_version[0])
+		return 0;
+	fprintf(stderr, "renderfs: node %s: installing Blender %s (the scene was saved by %s) from %s\n",
+		r->node->name, ver[0] ? ver : series, series, r->cfg->blender_mirror);
+	rc = install_blender(&r->inst, r->cfg->blender_mirror, series, ver, sizeof(ver), why, sizeof(why));
+	if (rc == 0) {
+		*from = "installed";
+		install_blender_path(&r->inst, ver, prog, sz);
+		return 0;
+	}
+	if (rc != -ENOPKG)
+		return rc;
+	snprintf(r->install_error, sizeof(r->install_error), "Blender install failed: %s", why);
+	r->install_retry_at = util_mono_ms() + RUNNER_INSTALL_RETRY_MS;
+	return rc;
+}
+
 /* The link broke: every frame this node held goes back to the queue as
  * interrupted, and the runner connects again with backoff. */
 static void node_lost(struct runner *r, const char *why)
 {
+	/* A failed Blender install: the reason shows at once; the state
+	 * goes offline -> connecting -> error (only connecting leads to
+	 * error, nodes.h), where connect_node keeps it. */
+	if (r->install_error[0])
+		why = r->install_error;
 	for (int i = 0; i < r->nslots; i++) {
 		slot_interrupt(r, &r->slots[i], why);
 		slot_kill(r, &r->slots[i]);
@@ -168,6 +286,15 @@ static int connect_node(struct runner *r)
 	 * than flickering through connecting at every backoff. */
 	if (r->shown_state != NS_ERROR)
 		runner_show_state(r, NS_CONNECTING);
+	if (r->install_error[0]) {
+		/* Nothing is rendered here until the install is tried again
+		 * (no connection either: the error stays as it is). */
+		if (util_mono_ms() < r->install_retry_at) {
+			snprintf(r->node_error, sizeof(r->node_error), "%s", r->install_error);
+			return -ENOPKG;
+		}
+		r->install_error[0] = '\0';
+	}
 	rc = r->node->ops->open(r->node);
 	if (rc) {
 		snprintf(r->node_error, sizeof(r->node_error), "%s",
@@ -279,7 +406,12 @@ int runner_start(const char *state_dir, const struct config *cfg, struct tnode *
 	install_init(&r->inst, node, r->is_local);
 	r->auto_slots = nslots == 0;
 	r->nslots = nslots < 1 ? 1 : nslots > RUNNER_MAX_SLOTS ? RUNNER_MAX_SLOTS : nslots;
-	snprintf(r->blender, sizeof(r->blender), "%s", blender);
+	/* auto: the node's own `blender` on PATH when it is of the job's
+	 * series, else a build renderfs installs (runner_blender_for). */
+	r->blender_auto = !strcmp(blender, CONFIG_BLENDER_AUTO) && !r->is_local;
+	snprintf(r->blender, sizeof(r->blender), "%s", r->blender_auto ? "blender" : blender);
+	for (int i = 0; i < RUNNER_MAX_SLOTS; i++)
+		r->slot_from[i] = "on node";
 	snprintf(r->worker_local, sizeof(r->worker_local), "%s", worker_path);
 	for (int i = 0; i < RUNNER_MAX_SLOTS; i++) {
 		r->slots[i].idx = i;

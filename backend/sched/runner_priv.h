@@ -23,12 +23,28 @@
 #define RUNNER_MAX_SLOTS 64
 /* How long leasing waits after a fetch found this side's disk full. */
 #define RUNNER_DISK_BACKOFF_MS 5000
+/* How long a node whose Blender install failed stays in error before the
+ * install is tried again (a download is large: not at every backoff). */
+#define RUNNER_INSTALL_RETRY_MS (5 * 60 * 1000)
 
 struct runner {
 	struct tnode *node; /* the caller's; used only by this thread until runner_stop */
 	const struct config *cfg;
 	char *state_dir;
-	char blender[1024];
+	char blender[1024]; /* the command to start; with blender_auto "blender" (PATH) */
+	/* `blender = auto`: each job runs the Blender of its file's series,
+	 * the node's own when it has that series, else one installed by
+	 * install.c (runner.c, runner_blender_for). */
+	int blender_auto;
+	char path_version[INSTALL_VERSION_MAX];  /* the node's own Blender ("3.4.1"), "" none */
+	char ready_version[INSTALL_VERSION_MAX]; /* what the last worker's ready said */
+	/* Where each slot's Blender came from, for the status line:
+	 * "on node" or "installed". */
+	const char *slot_from[RUNNER_MAX_SLOTS];
+	/* A Blender install failed: the reason, and until when (util_mono_ms)
+	 * the node stays in error without trying again. */
+	char install_error[512];
+	int64_t install_retry_at;
 	char worker_local[4096];  /* the worker script here */
 	char worker_remote[4096]; /* and on the node */
 	char local_work[4096];    /* where fetched frames land before checks */
@@ -70,5 +86,16 @@ static inline int runner_link_error(int rc)
  * machine; -1: idle or rendering, by what the slots hold.  Written only
  * when it changes (runner.c). */
 void runner_show_state(struct runner *r, int state);
+
+/*
+ * The Blender a worker for the scene with hash sha starts (prog), and
+ * where it came from (*from: "on node", "installed").  Without
+ * blender = auto that is the configured command.  With it, the series
+ * that saved the scene decides, and a missing series is installed first
+ * (blocking: call it before a frame is leased).  0; -ENOPKG when the
+ * install failed (the reason in r->install_error, the node to be taken
+ * down as in error); a link error as the transport gave it.
+ */
+int runner_blender_for(struct runner *r, const char *sha, char *prog, size_t sz, const char **from);
 
 #endif

@@ -13,6 +13,7 @@
 #include "sched/collect.h"
 #include "sched/dispatch.h"
 #include "sched/poke.h"
+#include "sched/proto.h"
 #include "sched/runner_priv.h"
 #include "store/nodes.h"
 #include "store/runner_rows.h"
@@ -76,6 +77,68 @@ static void slot_close_log(struct slot *sl)
 	if (sl->log_fd >= 0)
 		close(sl->log_fd);
 	sl->log_fd = -1;
+	sl->log_size = 0;
+}
+
+#define LOG_CUT_NOTE "[renderfs: earlier output of this attempt was cut; the last part is kept]\n"
+
+/* Replace the log's content with note + the tail of old (from its first
+ * line start) + nothing else; the caller appends the new bytes. */
+static int log_rewrite(struct slot *sl, const char *tail, size_t n)
+{
+	const char *nl = memchr(tail, '\n', n);
+	size_t note = sizeof(LOG_CUT_NOTE) - 1;
+
+	if (nl) {
+		n -= (size_t)(nl + 1 - tail);
+		tail = nl + 1;
+	}
+	if (pwrite(sl->log_fd, LOG_CUT_NOTE, note, 0) != (ssize_t)note ||
+	    (n && pwrite(sl->log_fd, tail, n, (off_t)note) != (ssize_t)n) ||
+	    ftruncate(sl->log_fd, (off_t)(note + n)))
+		return -1;
+	sl->log_size = (int64_t)(note + n);
+	return 0;
+}
+
+/*
+ * Append to the frame's log, keeping at most SLOT_LOG_CAP bytes: a write
+ * that would pass the cap first cuts the file to the last half of the cap
+ * (the new bytes included), at a line start, so the file a user reads is
+ * always the attempt's tail as text.  Each byte is copied at most once
+ * more on the way, whatever a worker prints.  A write error closes the
+ * log (the frame goes on without one).
+ */
+static void slot_log_write(struct slot *sl, const char *buf, size_t n)
+{
+	const size_t half = SLOT_LOG_CAP / 2;
+
+	if (sl->log_fd < 0 || !n)
+		return;
+	if (n >= half) {
+		/* The new bytes alone fill the kept half: only their tail. */
+		if (log_rewrite(sl, buf + n - half, half))
+			slot_close_log(sl);
+		return;
+	}
+	if (sl->log_size + (int64_t)n > SLOT_LOG_CAP) {
+		size_t keep = half - n;
+		char *old = malloc(keep ? keep : 1);
+		ssize_t got = old && keep ? pread(sl->log_fd, old, keep, (off_t)(sl->log_size - (int64_t)keep))
+					  : 0;
+
+		if (!old || got < 0 || log_rewrite(sl, old, (size_t)got)) {
+			free(old);
+			slot_close_log(sl);
+			return;
+		}
+		free(old);
+	}
+	if (pwrite(sl->log_fd, buf, n, (off_t)sl->log_size) != (ssize_t)n) {
+		slot_close_log(sl);
+		return;
+	}
+	sl->log_size += (int64_t)n;
 }
 
 /* The slot stops holding its frame.  Its slot time goes to the frame's job:
@@ -150,11 +213,46 @@ static enum sc_format format_of(const char *name)
 	return SC_FORMAT_PNG;
 }
 
+/*
+ * The size the job's frames must have: the sidecar's absolute resolution
+ * (with its percentage), else the scene's own settings, read here from
+ * the job's blob (once per job: the result is kept in the store).  0x0
+ * when neither is known (an old file blendfile cannot read); the worker's
+ * ready line is then the fallback.
+ */
+static void slot_expected_size(struct runner *r, struct slot *sl, int64_t job, const struct store_job_spec *js)
+{
+	char path[4096];
+	int w, h, x, y, pct;
+
+	sl->exp_w = sl->exp_h = 0;
+	if (js->out_w < 0)
+		return; /* tried before: not known */
+	if (js->out_w > 0 && js->out_h > 0 && js->out_w <= IMAGE_MAX_DIM && js->out_h <= IMAGE_MAX_DIM) {
+		sl->exp_w = js->out_w;
+		sl->exp_h = js->out_h;
+		return;
+	}
+	if (collect_expected_size(js->res_w, js->res_h, js->res_pct, 0, 0, 0, &w, &h)) {
+		store_path_blob(r->st, js->sha, path, sizeof(path));
+		if (collect_scene_resolution(path, js->scene, &x, &y, &pct) ||
+		    collect_expected_size(js->res_w, js->res_h, js->res_pct, x, y, pct, &w, &h)) {
+			/* Not read again for this job's next workers. */
+			store_job_set_out_size(r->st, job, -1, -1);
+			return;
+		}
+	}
+	sl->exp_w = w;
+	sl->exp_h = h;
+	store_job_set_out_size(r->st, job, w, h);
+}
+
 /* Start a worker for job on this slot: Blender loads the job's blob once. */
 static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 {
 	struct store_job_spec js;
-	char blob[4096], cwd[4096];
+	char blob[4096], cwd[4096], prog[4096];
+	const char *from;
 	struct tproc *p;
 	cJSON *setup;
 	int rc;
@@ -162,9 +260,14 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	rc = store_job_spec(r->st, job, &js);
 	if (rc)
 		return rc;
+	slot_expected_size(r, sl, job, &js);
 	rc = install_blob(&r->inst, r->st, js.sha, blob, sizeof(blob));
 	if (rc)
 		return rc;
+	rc = runner_blender_for(r, js.sha, prog, sizeof(prog), &from);
+	if (rc)
+		return rc;
+	r->slot_from[sl->idx] = from;
 	snprintf(cwd, sizeof(cwd), "%s/work/slot%d", r->node->home, sl->idx);
 	rc = install_fresh_dir(&r->inst, cwd);
 	if (rc)
@@ -172,9 +275,9 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	{
 		/* -Y before the file: no script inside a dropped .blend runs.
 		 * Every word here is ours: paths made of the node's home, slot
-		 * numbers and a content hash. */
-		char *argv[] = {r->blender,       "-b", "-Y", "--factory-startup", blob, "--python",
-				r->worker_remote, NULL};
+		 * numbers, a content hash and a checked Blender version. */
+		char *argv[] = {prog, "-b", "-Y", "--factory-startup", blob, "--python", r->worker_remote,
+				NULL};
 
 		rc = r->node->ops->spawn(r->node, argv, cwd, &p);
 	}
@@ -190,7 +293,7 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	sl->fmt = format_of(js.format);
 	sl->timeout_ms = js.timeout_ms;
 	sl->setup_error[0] = '\0';
-	sl->last_output = util_mono_ms();
+	sl->last_output = sl->last_progress = util_mono_ms();
 	sl->width = sl->height = 0;
 	setup = cJSON_CreateObject();
 	if (!setup)
@@ -211,6 +314,23 @@ static int slot_spawn(struct runner *r, struct slot *sl, int64_t job)
 	rc = slot_send_json(r, sl, setup);
 	cJSON_Delete(setup);
 	return rc;
+}
+
+int64_t slot_timeout_default_ms(double avg_secs)
+{
+	double t = avg_secs * 1000.0 * SLOT_TIMEOUT_AVG_FACTOR;
+
+	if (!isfinite(t) || t < (double)SLOT_DEFAULT_TIMEOUT_MS)
+		return SLOT_DEFAULT_TIMEOUT_MS;
+	return t > 30.0 * 86400 * 1000 ? 30LL * 86400 * 1000 : (int64_t)t;
+}
+
+static int64_t slot_default_timeout(struct runner *r, int64_t job)
+{
+	double avg = 0;
+
+	store_job_avg_secs(r->st, job, &avg);
+	return slot_timeout_default_ms(avg);
 }
 
 static int slot_send_frame(struct runner *r, struct slot *sl)
@@ -241,7 +361,14 @@ static int slot_send_frame(struct runner *r, struct slot *sl)
 	if (rc < 0)
 		return rc;
 	sl->frame_sent = 1;
-	sl->frame_started = sl->last_output = util_mono_ms();
+	sl->frame_started = sl->last_output = sl->last_progress = util_mono_ms();
+	sl->prog_fraction = 0;
+	sl->prog_seen = 0;
+	sl->prog_step = 0;
+	sl->prog_written = 0;
+	sl->prog_written_val = -1;
+	sl->timeout_default = sl->timeout_ms <= 0;
+	sl->frame_timeout_ms = sl->timeout_default ? slot_default_timeout(r, sl->job) : sl->timeout_ms;
 	return 0;
 }
 
@@ -307,10 +434,8 @@ void slot_interrupt(struct runner *r, struct slot *sl, const char *why)
 	slot_drop_frame(r, sl);
 }
 
-static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
+static void frame_done(struct runner *r, struct slot *sl, const struct proto_msg *pm)
 {
-	const cJSON *secs = cJSON_GetObjectItem(msg, "secs");
-	const cJSON *sha = cJSON_GetObjectItem(msg, "sha256");
 	struct frame_move m = {.now = util_now_ms()};
 	double wall = (util_mono_ms() - sl->frame_started) / 1000.0;
 	int64_t size, mtime;
@@ -321,9 +446,8 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 	 * not negative, and not longer than the frame was held here (plus a
 	 * second of slack for clocks); else what was measured here. */
 	m.secs = wall;
-	if (cJSON_IsNumber(secs) && isfinite(secs->valuedouble) && secs->valuedouble >= 0 &&
-	    secs->valuedouble <= wall + 1.0)
-		m.secs = secs->valuedouble;
+	if (pm->secs >= 0 && pm->secs <= wall + 1.0)
+		m.secs = pm->secs;
 	if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_RENDERED, &m) < 0) {
 		/* The frame was taken from us (cancelled, or a duplicate won):
 		 * drop the result. */
@@ -362,10 +486,11 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 		r->lost = 1;
 		return;
 	}
-	/* The size checked is the one this slot's worker announced when it
-	 * loaded the scene, never what a done message claims. */
+	/* The size checked is the job's (its sidecar, else its scene as
+	 * renderfs read it), or what the worker announced at ready when
+	 * neither is known; never what a done message claims. */
 	rc = collect_verify(local, sl->fmt, sl->width, sl->height,
-			    cJSON_IsString(sha) ? sha->valuestring : NULL, &size, &mtime, why, sizeof(why));
+			    pm->sha256[0] ? pm->sha256 : NULL, &size, &mtime, why, sizeof(why));
 	if (rc) {
 		unlink(local);
 		frame_failed(r, sl, why);
@@ -389,7 +514,8 @@ static void frame_done(struct runner *r, struct slot *sl, const cJSON *msg)
 /* ---- the worker protocol ---- */
 
 /* Blender's own output (the worker's stderr) goes to the frame's log as
- * it comes; any output at all shows the worker is not hung. */
+ * it comes.  It shows the link is alive (last_output), never that the
+ * render is: a worker that prints forever without progress is hung. */
 void slot_drain_log(struct runner *r, struct slot *sl)
 {
 	char buf[16384];
@@ -400,8 +526,7 @@ void slot_drain_log(struct runner *r, struct slot *sl)
 		if (n <= 0)
 			return;
 		sl->last_output = util_mono_ms();
-		if (sl->log_fd >= 0 && write(sl->log_fd, buf, (size_t)n) != n)
-			slot_close_log(sl);
+		slot_log_write(sl, buf, (size_t)n);
 	}
 }
 
@@ -412,7 +537,7 @@ void slot_drain_log(struct runner *r, struct slot *sl)
  * and committed while the worker renders.  The GPU never waits for a
  * transfer.
  */
-static void slot_finished(struct runner *r, struct slot *sl, const cJSON *msg)
+static void slot_finished(struct runner *r, struct slot *sl, const struct proto_msg *pm)
 {
 	struct slot *fin = &r->fin;
 	int64_t now = util_now_ms(), job;
@@ -435,112 +560,149 @@ static void slot_finished(struct runner *r, struct slot *sl, const cJSON *msg)
 		    !dispatch_one(r, sl, job, now))
 			slot_start_frame(r, sl, job);
 	}
-	frame_done(r, fin, msg);
+	frame_done(r, fin, pm);
 }
 
 /* What a worker's "ready" says about the node: device, Blender version,
- * GPUs. */
-static void note_ready(struct runner *r, const cJSON *msg)
+ * GPUs (each already one clean line: proto.c). */
+static void note_ready(struct runner *r, const struct slot *sl, const struct proto_msg *pm)
 {
-	const cJSON *dev = cJSON_GetObjectItem(msg, "device");
-	const cJSON *why = cJSON_GetObjectItem(msg, "why");
-	const cJSON *ver = cJSON_GetObjectItem(msg, "blender");
-	const cJSON *devs = cJSON_GetObjectItem(msg, "devices");
-	char gpus[1024] = "", device[64], device_why[256], blender[64], name[128];
-	struct node_ready nr = {0};
+	char shown[96];
+	struct node_ready nr = {
+	    .device = pm->has_device ? pm->device : NULL,
+	    .device_why = pm->has_why ? pm->device_why : NULL,
+	    .blender = pm->has_blender ? pm->blender : NULL,
+	    .gpus = pm->ngpus,
+	    .gpu_names = pm->gpu_names,
+	};
 
-	/* Everything here is the node's word: each piece is made one safe
-	 * line, cut to a size that status can show. */
-
-	if (cJSON_IsArray(devs)) {
-		const cJSON *d;
-
-		cJSON_ArrayForEach(d, devs)
-		{
-			if (!cJSON_IsString(d) || !strncmp(d->valuestring, "CPU", 3))
-				continue;
-			size_t l = strlen(gpus);
-			if (nr.gpus >= 64)
-				break;
-			util_clean_line(name, sizeof(name), d->valuestring);
-			snprintf(gpus + l, sizeof(gpus) - l, "%s%s", l ? ", " : "", name);
-			nr.gpus++;
-		}
+	r->ngpus = pm->ngpus;
+	/* The version and where that Blender came from, "3.4.1 (installed)". */
+	r->ready_version[0] = '\0';
+	if (nr.blender && install_version_ok(nr.blender))
+		snprintf(r->ready_version, sizeof(r->ready_version), "%s", nr.blender);
+	if (nr.blender) {
+		snprintf(shown, sizeof(shown), "%s (%s)", nr.blender, r->slot_from[sl->idx]);
+		nr.blender = shown;
 	}
-	nr.device = cJSON_IsString(dev) ? util_clean_line(device, sizeof(device), dev->valuestring) : NULL;
-	nr.device_why =
-	    cJSON_IsString(why) ? util_clean_line(device_why, sizeof(device_why), why->valuestring) : NULL;
-	nr.blender = cJSON_IsString(ver) ? util_clean_line(blender, sizeof(blender), ver->valuestring) : NULL;
-	nr.gpu_names = gpus;
-	r->ngpus = nr.gpus;
 	store_node_note_ready(r->st, r->node_id, &nr);
+}
+
+/* Text for the frame's log: Blender's own lines that reached stdout, and
+ * what we refused of the worker's. */
+static void slot_log_line(struct slot *sl, const char *text, size_t len)
+{
+	slot_log_write(sl, text, len);
+	slot_log_write(sl, "\n", 1);
+}
+
+/* Write the frame's progress to the store when it changed and the last
+ * write is SLOT_PROGRESS_WRITE_MS old (also from slot_watch, so the last
+ * value of a burst lands too). */
+static void slot_progress_flush(struct runner *r, struct slot *sl, int64_t now)
+{
+	if (sl->dup || !sl->frame_id || sl->state != SLOT_BUSY || !sl->prog_seen ||
+	    sl->prog_fraction == sl->prog_written_val ||
+	    now - sl->prog_written < SLOT_PROGRESS_WRITE_MS)
+		return;
+	sl->prog_written = now;
+	sl->prog_written_val = sl->prog_fraction;
+	store_frame_set_progress(r->st, sl->frame_id, sl->lease, sl->prog_fraction);
+}
+
+/* The worker's progress inside the frame.  Only an advance (a larger
+ * fraction, or a new phase of the render) refreshes the stall clock; the
+ * store gets it at most once a SLOT_PROGRESS_WRITE_MS, for status. */
+static void slot_progress(struct runner *r, struct slot *sl, const struct proto_msg *pm)
+{
+	int64_t now = util_mono_ms();
+
+	sl->prog_seen = 1;
+	if (pm->fraction > sl->prog_fraction || pm->step > sl->prog_step) {
+		sl->last_progress = now;
+		if (pm->fraction > sl->prog_fraction)
+			sl->prog_fraction = pm->fraction;
+		if (pm->step > sl->prog_step)
+			sl->prog_step = pm->step;
+	}
+	slot_progress_flush(r, sl, now);
 }
 
 static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 {
-	cJSON *msg;
-	const cJSON *ev;
+	struct proto_msg pm;
+	int rc, this_frame;
 
 	sl->last_output = util_mono_ms();
-	if (len < 5 || memcmp(line, "@rfs ", 5)) {
-		if (sl->log_fd >= 0) {
-			line[len] = '\n';
-			if (write(sl->log_fd, line, len + 1) < 0)
-				slot_close_log(sl);
-		}
+	rc = proto_parse_line(line, len, &pm);
+	/* The stall clock: every valid protocol event but progress, which
+	 * counts only when it advances (below). */
+	if (!rc && pm.ev != PROTO_NONE && pm.ev != PROTO_PROGRESS)
+		sl->last_progress = sl->last_output;
+	if (rc) {
+		char note[200];
+
+		/* Kept in the log, where the user looking at a stuck frame
+		 * finds it; the line itself is ignored. */
+		snprintf(note, sizeof(note), "renderfs: ignored a bad worker line: %s",
+			 rc == -EINVAL ? pm.why : strerror(-rc));
+		slot_log_line(sl, note, strlen(note));
 		return;
 	}
-	line[len] = '\0';
-	msg = cJSON_Parse(line + 5);
-	ev = msg ? cJSON_GetObjectItem(msg, "ev") : NULL;
-	if (!cJSON_IsString(ev))
-		goto out_free;
-	if (!strcmp(ev->valuestring, "ready")) {
-		const cJSON *w = cJSON_GetObjectItem(msg, "width");
-		const cJSON *h = cJSON_GetObjectItem(msg, "height");
-		const cJSON *fps = cJSON_GetObjectItem(msg, "fps");
-
+	this_frame = sl->frame_id && pm.frame == (int64_t)sl->frame_no;
+	switch (pm.ev) {
+	case PROTO_NONE: slot_log_line(sl, line, len); return;
+	case PROTO_READY:
 		if (slot_transition(sl, SE_READY) < 0)
-			goto out_free; /* not starting: out of turn, ignored */
-		sl->width = cJSON_IsNumber(w) && w->valuedouble >= 1 && w->valuedouble <= IMAGE_MAX_DIM
-				? w->valueint
-				: 0;
-		sl->height = cJSON_IsNumber(h) && h->valuedouble >= 1 && h->valuedouble <= IMAGE_MAX_DIM
-				 ? h->valueint
-				 : 0;
-		note_ready(r, msg);
-		if (cJSON_IsNumber(fps) && fps->valuedouble > 0 && fps->valuedouble <= 1000)
-			store_job_set_scene_fps(r->st, sl->job, fps->valuedouble);
+			return; /* not starting: out of turn, ignored */
+		/* The job's own size; the worker's word only when that is not
+		 * known (proto.c range-checked it). */
+		sl->width = sl->exp_w ? sl->exp_w : pm.width;
+		sl->height = sl->exp_w ? sl->exp_h : pm.height;
+		note_ready(r, sl, &pm);
+		if (pm.fps > 0)
+			store_job_set_scene_fps(r->st, sl->job, pm.fps);
 		sl->idle_since = util_mono_ms();
 		if (sl->frame_id && slot_send_frame(r, sl))
 			frame_failed(r, sl, "could not hand the frame to the worker");
-	} else if (!strcmp(ev->valuestring, "error") && sl->state == SLOT_STARTING) {
-		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
+		return;
+	case PROTO_ERROR:
+		if (sl->state == SLOT_STARTING)
+			snprintf(sl->setup_error, sizeof(sl->setup_error), "%s",
+				 pm.msg[0] ? pm.msg : "worker setup failed");
+		return;
+	case PROTO_START:
+		if (sl->state == SLOT_BUSY && this_frame) {
+			struct frame_move m = {.now = util_now_ms(),
+					       .lease_until = util_now_ms() + r->cfg->lease_ms};
 
-		util_clean_line(sl->setup_error, sizeof(sl->setup_error),
-				cJSON_IsString(m) ? m->valuestring : "worker setup failed");
-	} else if (!strcmp(ev->valuestring, "start") && sl->state == SLOT_BUSY) {
-		struct frame_move m = {.now = util_now_ms(), .lease_until = util_now_ms() + r->cfg->lease_ms};
-
-		if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
-			slot_kill(r, sl); /* no longer ours */
-	} else if (!strcmp(ev->valuestring, "done") && sl->state == SLOT_BUSY && sl->frame_id) {
-		slot_finished(r, sl, msg);
-	} else if (!strcmp(ev->valuestring, "fail") && sl->state == SLOT_BUSY && sl->frame_id) {
-		const cJSON *m = cJSON_GetObjectItem(msg, "msg");
-
-		char why[512];
-
-		slot_drain_log(r, sl);
-		frame_failed(
-		    r, sl,
-		    util_clean_line(why, sizeof(why),
-				    cJSON_IsString(m) ? m->valuestring : "Blender reported a failure"));
-		if (slot_transition(sl, SE_FINISH) >= 0)
-			sl->idle_since = util_mono_ms();
+			if (!sl->dup && store_frame_transition(r->st, sl->frame_id, sl->lease, FE_START, &m) < 0)
+				slot_kill(r, sl); /* no longer ours */
+		}
+		return;
+	case PROTO_PROGRESS:
+		if (sl->state == SLOT_BUSY && this_frame)
+			slot_progress(r, sl, &pm);
+		return;
+	case PROTO_DONE:
+		if (sl->state == SLOT_BUSY && this_frame) {
+			/* The device this frame really rendered on: the node's
+			 * status shows it, and the clore provider checks it (a
+			 * rented GPU node on CPU is broken). */
+			if (pm.has_device && pm.device[0])
+				store_node_set_device(r->st, r->node_id, pm.device);
+			slot_finished(r, sl, &pm);
+		}
+		return;
+	case PROTO_FAIL:
+		if (sl->state == SLOT_BUSY && this_frame) {
+			slot_drain_log(r, sl);
+			frame_failed(r, sl, pm.msg[0] ? pm.msg : "Blender reported a failure");
+			if (slot_transition(sl, SE_FINISH) >= 0)
+				sl->idle_since = util_mono_ms();
+		}
+		return;
 	}
-out_free:
-	cJSON_Delete(msg);
 }
 
 void slot_read(struct runner *r, struct slot *sl)
@@ -621,7 +783,8 @@ static void slot_open_log(struct runner *r, struct slot *sl)
 	if (sl->dup)
 		return; /* the holder's attempt keeps the frame's log */
 	store_path_log(r->st, sl->job, sl->frame_no, logp, sizeof(logp));
-	sl->log_fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	sl->log_fd = open(logp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	sl->log_size = 0;
 	store_frame_mark_logged(r->st, sl->frame_id, sl->job);
 }
 
@@ -645,8 +808,10 @@ void slot_start_frame(struct runner *r, struct slot *sl, int64_t job)
 
 		snprintf(why, sizeof(why), "cannot start Blender '%s' on %s: %s", r->blender, r->node->name,
 			 strerror(-rc));
-		if (runner_link_error(rc)) {
-			slot_interrupt(r, sl, why);
+		if (runner_link_error(rc) || rc == -ENOPKG) {
+			/* A link error, or a Blender install that failed: the
+			 * node, not the frame, is at fault (runner.c). */
+			slot_interrupt(r, sl, rc == -ENOPKG ? r->install_error : why);
 			r->lost = 1;
 		} else {
 			frame_failed(r, sl, why);
@@ -663,7 +828,7 @@ void slot_watch(struct runner *r)
 
 	for (int i = 0; i < r->nslots; i++) {
 		struct slot *sl = &r->slots[i];
-		char why[160], d[32];
+		char why[200], d[32];
 		int ours;
 
 		if (sl->state == SLOT_EMPTY)
@@ -702,21 +867,24 @@ void slot_watch(struct runner *r)
 			slot_kill(r, sl);
 			continue;
 		}
-		if (sl->state == SLOT_BUSY && sl->timeout_ms > 0 &&
-		    mono - sl->frame_started > sl->timeout_ms) {
-			snprintf(why, sizeof(why), "timed out after %s (timeout)",
-				 util_fmt_duration(d, sizeof(d), sl->timeout_ms / 1000.0));
+		if (sl->state == SLOT_BUSY && sl->frame_timeout_ms > 0 &&
+		    mono - sl->frame_started > sl->frame_timeout_ms) {
+			snprintf(why, sizeof(why), "timed out after %s (%s)",
+				 util_fmt_duration(d, sizeof(d), sl->frame_timeout_ms / 1000.0),
+				 sl->timeout_default ? "the default timeout; set timeout in the sidecar"
+						     : "timeout");
 			frame_failed(r, sl, why);
 			slot_kill(r, sl);
 			continue;
 		}
-		if (mono - sl->last_output > r->cfg->stall_ms) {
-			snprintf(why, sizeof(why), "hung: no output from Blender for %s",
-				 util_fmt_duration(d, sizeof(d), (mono - sl->last_output) / 1000.0));
+		if (mono - sl->last_progress > r->cfg->stall_ms) {
+			snprintf(why, sizeof(why), "hung: no render progress for %s",
+				 util_fmt_duration(d, sizeof(d), (mono - sl->last_progress) / 1000.0));
 			frame_failed(r, sl, why);
 			slot_kill(r, sl);
 			continue;
 		}
+		slot_progress_flush(r, sl, mono);
 		/* Renew the lease only while the node shows signs of life: a
 		 * node behind a dead link must let its frames go. */
 		if (!sl->dup && mono - sl->last_beat > r->cfg->lease_ms / 6 &&

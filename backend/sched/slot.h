@@ -65,6 +65,22 @@
 
 #define SLOT_LINE_MAX (64 * 1024) /* a longer worker line is cut */
 
+/*
+ * A frame whose sidecar sets no timeout gets this one: at least
+ * SLOT_DEFAULT_TIMEOUT_MS (2 h), or SLOT_TIMEOUT_AVG_FACTOR times the job's
+ * mean frame time so far when that is longer.  Hangs are caught sooner by
+ * the stall limit (no render progress); the timeout ends the frame that
+ * still advances but never finishes.
+ */
+#define SLOT_DEFAULT_TIMEOUT_MS (2 * 3600 * 1000LL)
+#define SLOT_TIMEOUT_AVG_FACTOR 10
+/* A frame's log keeps at most the last SLOT_LOG_CAP bytes of an attempt:
+ * when a write would pass it, the file is cut to its last half (from a
+ * line start), headed by a note that earlier output was cut. */
+#define SLOT_LOG_CAP (1024 * 1024)
+/* Progress is written to the store at most this often per slot. */
+#define SLOT_PROGRESS_WRITE_MS 1000
+
 enum slot_state { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_BUSY, SLOT__COUNT };
 enum slot_event { SE_SPAWN, SE_READY, SE_SEND, SE_FINISH, SE_KILL, SE__COUNT };
 
@@ -74,17 +90,29 @@ struct slot {
 	struct tproc *proc;    /* NULL while SLOT_EMPTY */
 	int64_t job;           /* the job whose scene this worker loaded */
 	enum sc_format fmt;
-	int64_t timeout_ms;
+	int64_t timeout_ms;       /* the sidecar's; 0 = none set */
+	int64_t frame_timeout_ms; /* the one this frame runs under */
+	int timeout_default;      /* frame_timeout_ms is renderfs's default */
 	/* the frame this slot holds (STARTING or BUSY) */
 	int64_t frame_id, lease;
 	uint32_t frame_no;
 	int frame_sent;
 	int dup; /* racing another node's holder of this frame; holds no lease */
-	int64_t frame_started, last_output, last_beat, idle_since; /* mono ms */
+	/* mono ms: last_output is any byte from the worker (the link lives);
+	 * last_progress is the stall clock: protocol events and render
+	 * progress only, never log output. */
+	int64_t frame_started, last_output, last_progress, last_beat, idle_since;
+	double prog_fraction;    /* the frame's progress so far, 0..1 */
+	int prog_seen;           /* the worker reported progress for this frame */
+	int64_t prog_step;       /* the worker's phase count so far */
+	int64_t prog_written;    /* mono ms of the last store write */
+	double prog_written_val; /* what it wrote */
 	int64_t held_since; /* mono ms: when the slot took the frame (its slot time starts) */
 	int out_alt;        /* which of the slot's two output names the next frame gets */
 	int log_fd;
-	int width, height;
+	int64_t log_size; /* bytes in the log file (log_fd) */
+	int width, height; /* what frames are checked against (0 = hard caps only) */
+	int exp_w, exp_h;  /* the job's own size (sidecar, else its scene); 0 = unknown */
 	char setup_error[512];
 	char last_fail[512];
 	char outpath[4096];
@@ -123,6 +151,9 @@ void slot_watch(struct runner *r);
 /* The node, not the frame, let us down: back to the queue, no attempt
  * used (a duplicate only gives its claim back). */
 void slot_interrupt(struct runner *r, struct slot *sl, const char *why);
+/* The default per-frame timeout for a job whose done frames average
+ * avg_secs (0 when none is done): see SLOT_DEFAULT_TIMEOUT_MS. */
+int64_t slot_timeout_default_ms(double avg_secs);
 /* Write all of buf to the worker's stdin, waiting at most 5 s. */
 int slot_write_all(struct runner *r, struct tproc *p, const char *buf, size_t len);
 

@@ -16,7 +16,11 @@
 #       "denoise"}
 #   -> or {"ev":"error","msg":...} and exit status 3.
 # stdin, then any number of:
-#   {"frame": N, "out": "/abs/path"}  -> start, then done or fail
+#   {"frame": N, "out": "/abs/path"}  -> start, any number of progress
+#       {"ev":"progress","frame":N,"fraction":0..1,"step":K} (at most four a
+#       second; step counts the render's phase changes), then done or fail;
+#       done carries "device": what Cycles was set to render that frame on,
+#       read back after it ("OPTIX", "CUDA", "HIP", "CPU"; "n/a" off Cycles)
 #   {"cmd": "quit"} or end of input   -> exit status 0
 #   a line that is not valid JSON     -> {"ev":"error","msg":...}, ignored
 #
@@ -24,12 +28,15 @@
 # frame never ends the worker.
 #
 # Output discipline: the protocol has the real stdout to itself; fd 1 is
-# pointed at stderr, where Blender's own output goes (see Output).
+# pointed at a pipe of ours that is copied to stderr, where Blender's own
+# output goes, and read for render progress (see Output).
 
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 import time
@@ -86,27 +93,164 @@ def blender_error(e):
     return one_line("; ".join(out)) if out else one_line(repr(e))
 
 
+PROGRESS_EVERY = 0.25       # seconds: at most four progress lines a second
+PIPE_SIZE = 1 << 20         # Blender's stdout pipe, drained at each stats line
+
+# Blender 3.4's stats lines, as printed in background mode, e.g.
+#   Fra:3 Mem:10.94M (Peak 10.94M) | Time:00:00.06 | Remaining:00:01.17 |
+#       Mem:1.64M, Peak:1.64M | Scene, ViewLayer | Sample 1/64
+#   Fra:3 Mem:11.85M (Peak 12.96M) | Time:00:03.56 | Rendering 16 / 16 samples
+# Cycles with tiles adds "Tile 2/4" (or, older builds, "Rendered 3/16 Tiles").
+_RE_SAMPLE = re.compile(rb"\bSample (\d+)/(\d+)")
+_RE_EEVEE = re.compile(rb"\bRendering (\d+) / (\d+) samples")
+_RE_TILE = re.compile(rb"\bTile (\d+)/(\d+)")
+_RE_TILES_DONE = re.compile(rb"\bRendered (\d+)/(\d+) Tiles")
+_RE_DIGITS = re.compile(rb"[0-9.:]+")
+_VOLATILE = (b"Fra:", b"Mem:", b"Time:", b"Remaining:", b"Peak")
+
+
+def _ratio(m):
+    a, b = int(m.group(1)), int(m.group(2))
+    return min(a, b) / b if b > 0 else None
+
+
+def stats_progress(line):
+    """(fraction or None, phase key) of one Blender stats line.
+
+    The phase key is the line without its clock and memory figures: a new
+    key means Blender went on to another step (syncing, kernels, BVH,
+    denoising), which counts as progress although no fraction moves.
+    """
+    if not line.startswith(b"Fra:"):
+        return None, None
+    frac = None
+    m = _RE_SAMPLE.search(line) or _RE_EEVEE.search(line)
+    s = _ratio(m) if m else None
+    t = _RE_TILE.search(line)
+    td = _RE_TILES_DONE.search(line)
+    if t and int(t.group(2)) > 1:
+        k, n = int(t.group(1)), int(t.group(2))
+        frac = (max(min(k, n), 1) - 1 + (s or 0.0)) / n
+    elif td and int(td.group(2)) > 0:
+        # "Rendered K/T Tiles, Sample N/M": K tiles done, the next at N.
+        # Right after a tile ends Blender prints N = M for it either side
+        # of counting it, so N = M adds nothing (never over-reports).
+        k, n = int(td.group(1)), int(td.group(2))
+        frac = (min(k, n) + (s if s is not None and s < 1 else 0.0)) / n
+    elif s is not None:
+        frac = s
+    parts = [p.strip() for p in line.split(b"|")]
+    key = b"|".join(_RE_DIGITS.sub(b"#", p) for p in parts
+                    if p and not p.startswith(_VOLATILE))
+    return (None if frac is None else max(0.0, min(1.0, frac))), key
+
+
 class Output:
     """Protocol lines on the real stdout; everything else on stderr.
 
     At start the real stdout is kept on a private descriptor and fd 1 is
-    pointed at fd 2, so Blender's C output and any print() go to the log
-    stream and can never land inside a protocol line.  There is no thread
-    here on purpose: the render holds the GIL for its whole length, so a
-    Python thread that had to move Blender's output along could deadlock
-    with it once a pipe filled up.  The daemon reads both streams; any
-    output on stderr tells it the worker is alive.
+    pointed at a pipe of our own, so Blender's C output and any print()
+    can never land inside a protocol line.  That pipe is drained into
+    stderr (the daemon's frame log) whenever Blender prints a stats line
+    (the render_stats handler, which Blender calls right after it printed
+    and flushed one), before each protocol line and after each render;
+    each stats line is read for the render's progress, which goes to the
+    daemon as "progress" lines.  There is no thread here on purpose: the
+    render holds the GIL for long stretches, so a Python thread that had
+    to move Blender's output along could deadlock with it once a pipe
+    filled up.  Instead the pipe is large (1 MiB) and its write end does
+    not block: output beyond it between two stats lines is lost, Blender
+    never waits.  Only protocol events and progress tell the daemon a
+    render is alive; bytes of log output do not.
     """
 
     def __init__(self):
         c_flush()
         self.proto = os.dup(1)
         os.set_inheritable(self.proto, False)
-        os.dup2(2, 1)
+        self.rd = None
+        self.partial = b""
+        self.frame = None
+        self.sent = (-1.0, None)     # last (fraction, step) sent
+        self.fraction = 0.0
+        self.step = 0
+        self.key = None
+        self.last_sent = 0.0
+        try:
+            rd, wr = os.pipe()
+            try:
+                fcntl.fcntl(wr, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+            except OSError:
+                pass
+            os.set_blocking(rd, False)
+            os.set_blocking(wr, False)
+            os.dup2(wr, 1)
+            os.close(wr)
+            self.rd = rd
+        except OSError:
+            os.dup2(2, 1)            # no pipe: Blender's output straight to the log
 
-    def emit(self, obj, begin=None, end=False):
-        """Write one protocol line, after Blender's output so far."""
+    def drain(self):
+        """Move Blender's stdout to stderr; read its stats lines."""
+        if self.rd is None:
+            return
         c_flush()
+        while True:
+            try:
+                data = os.read(self.rd, 1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not data:
+                break
+            _write_all(2, data)
+            lines = (self.partial + data).split(b"\n")
+            self.partial = lines.pop()
+            if len(self.partial) > 65536:
+                self.partial = b""
+            for ln in lines:
+                self._stats_line(ln)
+        self._send_progress()
+
+    def _stats_line(self, line):
+        if self.frame is None:
+            return
+        frac, key = stats_progress(line.rstrip(b"\r"))
+        if key is None:
+            return
+        if key != self.key:
+            self.key = key
+            self.step += 1
+        if frac is not None and frac > self.fraction:
+            self.fraction = frac
+
+    def _send_progress(self, force=False):
+        if self.frame is None:
+            return
+        now = time.monotonic()
+        cur = (round(self.fraction, 4), self.step)
+        if cur == self.sent or (not force and now - self.last_sent < PROGRESS_EVERY):
+            return
+        self.sent = cur
+        self.last_sent = now
+        self._write({"ev": "progress", "frame": self.frame,
+                     "fraction": cur[0], "step": cur[1]})
+
+    def begin(self, frame):
+        self.drain()
+        self.frame = frame
+        self.fraction = 0.0
+        self.step = 0
+        self.key = None
+        self.sent = (0.0, 0)
+        self.last_sent = 0.0
+
+    def end(self):
+        self.drain()
+        self.frame = None
+
+    def _write(self, obj):
         line = PREFIX + json.dumps(obj, separators=(",", ":"),
                                    ensure_ascii=True).encode("ascii") + b"\n"
         while line:
@@ -118,8 +262,44 @@ class Output:
                 os._exit(0)          # the daemon is gone
             line = line[n:]
 
+    def emit(self, obj, begin=None, end=False):
+        """Write one protocol line, after Blender's output so far.
+
+        begin=FRAME: progress of that frame is reported from here on;
+        end=True: the frame is over (its last progress goes first).
+        """
+        if end:
+            self.end()
+        else:
+            self.drain()
+        self._write(obj)
+        if begin is not None:
+            self.begin(begin)
+
     def close(self):
-        c_flush()
+        self.drain()
+
+
+def _write_all(fd, data):
+    while data:
+        try:
+            n = os.write(fd, data)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        except OSError:
+            return
+        data = data[n:]
+
+
+def _on_render_stats(*_args):
+    try:
+        if OUT is not None:
+            OUT.drain()
+    except Exception:
+        pass
 
 
 OUT = None
@@ -277,6 +457,24 @@ def choose_device(scene, want, gpu_index):
         raise SetupError("could not select %s devices: %s" % (GPU_LABEL[t], one_line(e)))
     scene.cycles.device = "GPU"
     return t, ", ".join(n for n, _ in devs), listing, why
+
+
+def device_in_use(scene):
+    """The device type Cycles renders on, as its settings stand now: a GPU
+    type only when the scene asks for the GPU and a device of the selected
+    compute type is enabled (otherwise Cycles renders on the CPU)."""
+    if scene.render.engine != "CYCLES":
+        return "n/a"
+    try:
+        if scene.cycles.device != "GPU":
+            return "CPU"
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+        t = prefs.compute_device_type
+        if t in GPU_TYPES and any(d.use and d.type == t for d in prefs.devices):
+            return t
+    except Exception:
+        pass
+    return "CPU"
 
 
 # ---------------------------------------------------------------------------
@@ -575,7 +773,7 @@ def render_frame(scene, frame, out):
         scene.render.use_persistent_data = True
     return {"ev": "done", "frame": frame, "path": out,
             "secs": round(time.monotonic() - t0, 4), "sha256": digest,
-            "width": size[0], "height": size[1]}
+            "width": size[0], "height": size[1], "device": device_in_use(scene)}
 
 
 class FrameError(Exception):
@@ -637,6 +835,10 @@ def finish(code):
 def main():
     global OUT
     OUT = Output()
+    try:
+        bpy.app.handlers.render_stats.append(_on_render_stats)
+    except Exception:
+        pass
     stdin = sys.stdin.buffer
 
     # Setup: the first non-empty line.

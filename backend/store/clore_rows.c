@@ -48,6 +48,29 @@ int64_t store_clore_queued(struct store *st, int64_t *top_job)
 	return n;
 }
 
+int store_clore_queued_jobs(struct store *st, struct clore_queued_job *out, size_t cap)
+{
+	sqlite3_stmt *s;
+	size_t k = 0;
+	int rc = store_prepare(st,
+			       "SELECT j.id, (SELECT count(*) FROM (SELECT 1 FROM frames f WHERE f.state = 'queued'"
+			       "  AND f.job = j.id LIMIT 1000)) AS q FROM jobs j"
+			       " WHERE j.removed = 0 AND j.over_budget = 0 AND j.state IN ('waiting', 'rendering')"
+			       " AND q > 0 ORDER BY j.priority DESC, j.id LIMIT ?",
+			       &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, (int64_t)cap);
+	while (k < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		out[k].job = sqlite3_column_int64(s, 0);
+		out[k++].queued = sqlite3_column_int64(s, 1);
+	}
+	rc = k == cap || rc == SQLITE_DONE ? 0 : store_errno(rc);
+	sqlite3_finalize(s);
+	return rc ? rc : (int)k;
+}
+
 static void wish_fill(void *arg, sqlite3_stmt *s)
 {
 	struct clore_job_wish *w = arg;
@@ -138,6 +161,19 @@ int store_clore_node_state(struct store *st, int64_t node, char *state, size_t s
 		err[0] = '\0';
 	return store_one_row(st, "SELECT state, coalesce(error, '') FROM nodes WHERE id = ?", NULL, node,
 			     node_state_fill, &o);
+}
+
+int store_clore_node_device(struct store *st, int64_t node, char *dev, size_t devsz, char *why,
+			    size_t whysz)
+{
+	struct node_state_out o = {dev, why, devsz, whysz};
+
+	if (devsz)
+		dev[0] = '\0';
+	if (whysz)
+		why[0] = '\0';
+	return store_one_row(st, "SELECT coalesce(device, ''), coalesce(device_why, '') FROM nodes WHERE id = ?",
+			     NULL, node, node_state_fill, &o);
 }
 
 int store_clore_node_attach(struct store *st, int64_t node, int64_t rental, double price_h)

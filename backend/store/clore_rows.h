@@ -47,6 +47,14 @@ struct clore_budget_job {
  */
 int64_t store_clore_queued(struct store *st, int64_t *top_job);
 
+/* A job with queued frames and how many (counted up to 1000). */
+struct clore_queued_job {
+	int64_t job, queued;
+};
+/* The jobs store_clore_queued counts, by priority then id, up to cap.
+ * Returns how many, or -errno. */
+int store_clore_queued_jobs(struct store *st, struct clore_queued_job *out, size_t cap);
+
 /* The job's stored wishes; -ENOENT when there is no such job. */
 int store_clore_job_wish(struct store *st, int64_t job, struct clore_job_wish *w);
 
@@ -62,6 +70,12 @@ int store_clore_node_busy(struct store *st, int64_t node);
  * buffers; -ENOENT when there is no such node. */
 int store_clore_node_state(struct store *st, int64_t node, char *state, size_t statesz, char *err,
 			   size_t errsz);
+
+/* The device the node's Blender renders on (nodes.device: what the last
+ * worker's ready or done said) and why ("" when NULL); -ENOENT when there
+ * is no such node. */
+int store_clore_node_device(struct store *st, int64_t node, char *dev, size_t devsz, char *why,
+			    size_t whysz);
 
 /* A rented server's node row: provider 'clore', its rental and its price
  * in USD per hour, shown again (removed = 0). */

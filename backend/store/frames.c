@@ -75,7 +75,7 @@ int store_frame_transition(struct store *st, int64_t frame_id, int64_t lease, en
 	static const char *const sql[FE__COUNT] = {
 	    [FE_DISPATCH] = "UPDATE frames SET state = 'leased', lease = lease + 1, node = :node,"
 			    " slot = :slot, lease_until = :until, started = NULL, progress_at = :now,"
-			    " error = NULL WHERE id = :id AND state = 'queued' RETURNING state, job, lease",
+			    " progress = NULL, error = NULL WHERE id = :id AND state = 'queued' RETURNING state, job, lease",
 	    [FE_START] =
 		"UPDATE frames SET state = 'rendering', started = :now, progress_at = :now,"
 		" lease_until = :until"
@@ -261,4 +261,33 @@ int store_frames_requeue_inflight(struct store *st)
 	n = sqlite3_changes(st->db);
 	rc = store_exec(st, "UPDATE frames SET dup_node = NULL WHERE dup_node IS NOT NULL");
 	return rc ? rc : n;
+}
+
+int store_frames_inflight(struct store *st, int64_t job, struct frame_inflight *out, size_t max, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*n = 0;
+	rc = store_cached(st,
+			  "SELECT frame, state, progress FROM frames WHERE job = ?"
+			  " AND state IN ('leased', 'rendering', 'rendered') ORDER BY frame",
+			  &s);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(s, 1, job);
+	while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct frame_inflight *f = &out[(*n)++];
+		const char *state = (const char *)sqlite3_column_text(s, 1);
+		double p = sqlite3_column_type(s, 2) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 2);
+
+		f->frame = (uint32_t)sqlite3_column_int64(s, 0);
+		/* Rendered: only the transfer is left. */
+		if (state && !strcmp(state, "rendered"))
+			p = 1;
+		f->fraction = p < 0 ? -1 : p > 1 ? 1 : p;
+		f->started = state && strcmp(state, "leased");
+	}
+	store_release(s);
+	return 0;
 }

@@ -8,6 +8,7 @@
 #ifndef RENDERFS_STORE_FRAMES_H
 #define RENDERFS_STORE_FRAMES_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "store/store.h"
 
@@ -33,5 +34,17 @@ int store_frames_lease_expired(struct store *st, int64_t now, int64_t *ids, int6
  * duplicate claims are cleared.  Returns the number requeued, or -errno.
  */
 int store_frames_requeue_inflight(struct store *st);
+
+/*
+ * The job's leased, rendering and rendered frames, by frame number (up to
+ * max into out, *n set): each one's progress inside the frame (0..1, 1
+ * once rendered; -1 when the worker has reported none), for status.
+ */
+struct frame_inflight {
+	uint32_t frame;
+	double fraction;
+	int started; /* rendering or rendered (not just leased) */
+};
+int store_frames_inflight(struct store *st, int64_t job, struct frame_inflight *out, size_t max, size_t *n);
 
 #endif

@@ -215,6 +215,22 @@ int store_node_note_ready(struct store *st, int64_t node, const struct node_read
 	return rc;
 }
 
+int store_node_set_device(struct store *st, int64_t node, const char *device)
+{
+	sqlite3_stmt *s;
+	int rc = store_prepare(st, "UPDATE nodes SET device = ?1 WHERE id = ?2 AND device IS NOT ?1", &s);
+
+	if (rc)
+		return rc;
+	sqlite3_bind_text(s, 1, device, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, node);
+	rc = store_errno(sqlite3_step(s));
+	if (!rc && sqlite3_changes(st->db) > 0)
+		store_change(st, CH_NODES, node);
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /*
  * Every row matching `where` (one integer parameter ?1) that is not
  * offline goes offline, each through the guarded transition.  Rows are

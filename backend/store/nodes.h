@@ -119,6 +119,9 @@ struct node_ready {
 	const char *gpu_names;
 };
 int store_node_note_ready(struct store *st, int64_t node, const struct node_ready *nr);
+/* The device a frame was rendered on (a worker's done); written, and a
+ * change noted, only when it differs from the row's. */
+int store_node_set_device(struct store *st, int64_t node, const char *device);
 
 /* A rental ended: its nodes are marked removed and go offline. */
 int store_nodes_end_rental(struct store *st, int64_t rental);

@@ -165,6 +165,7 @@ static void row_fill(struct rental_row *r, sqlite3_stmt *s)
 {
 	const char *state = (const char *)sqlite3_column_text(s, 4);
 	const char *cur = (const char *)sqlite3_column_text(s, 8);
+	const char *gpu = (const char *)sqlite3_column_text(s, 11);
 	int k = rental_state_parse(state);
 
 	memset(r, 0, sizeof(*r));
@@ -179,6 +180,9 @@ static void row_fill(struct rental_row *r, sqlite3_stmt *s)
 	snprintf(r->currency, sizeof(r->currency), "%s", cur ? cur : "");
 	r->price_day = sqlite3_column_double(s, 9);
 	r->usd_rate = sqlite3_column_double(s, 10);
+	snprintf(r->gpu, sizeof(r->gpu), "%s", gpu ? gpu : "");
+	r->gpus = sqlite3_column_int(s, 12);
+	r->spot = sqlite3_column_int(s, 13);
 }
 
 int store_rentals_open(struct store *st, struct rental_row **out, size_t *n)
@@ -192,7 +196,8 @@ int store_rentals_open(struct store *st, struct rental_row **out, size_t *n)
 	*n = 0;
 	rc = store_prepare(st,
 			   "SELECT id, server, coalesce(order_id, 0), intent_at, state, coalesce(job, 0),"
-			   " coalesce(created, 0), coalesce(node, 0), currency, price_day, usd_rate"
+			   " coalesce(created, 0), coalesce(node, 0), currency, price_day, usd_rate,"
+			   " gpu, gpus, spot"
 			   " FROM rentals WHERE state IN ('intent', 'booting', 'ready', 'releasing')"
 			   " ORDER BY id",
 			   &s);

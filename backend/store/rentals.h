@@ -85,6 +85,8 @@ struct rental_row {
 	enum rental_state state;
 	char currency[RENTAL_CURRENCY_MAX];
 	double price_day, usd_rate;
+	char gpu[128]; /* the GPU model the marketplace listed */
+	int gpus, spot;
 };
 
 /* What an intent records before create_order (store_rental_intent). */

@@ -22,10 +22,27 @@ struct store_job_spec {
 	char scene[SIDECAR_SCENE_MAX];
 	char engine_name[16], device[16], format[8];
 	int samples, res_w, res_h, res_pct;
+	int out_w, out_h; /* the frames' pixel size renderfs worked out; 0 = not yet, -1 = unknown */
 	int64_t timeout_ms;
 };
 /* 0, -ENOENT when there is no such job, or -errno. */
 int store_job_spec(struct store *st, int64_t job, struct store_job_spec *js);
+
+/*
+ * A rendering frame's progress inside it (0..1), as its worker reported:
+ * written only under the caller's lease while the frame renders.  The
+ * caller rate-limits these writes.
+ */
+int store_frame_set_progress(struct store *st, int64_t frame, int64_t lease, double fraction);
+
+/* The mean render seconds of the job's done frames that have one; *avg 0
+ * when none has. */
+int store_job_avg_secs(struct store *st, int64_t job, double *avg);
+
+/* The pixel size renderfs expects of the job's frames (w, h > 0; from
+ * the sidecar and the scene it read itself), kept so that the scene is
+ * read once per job; -1, -1 when it could not be worked out. */
+int store_job_set_out_size(struct store *st, int64_t job, int w, int h);
 
 /* The frame rate a worker found in the job's scene. */
 int store_job_set_scene_fps(struct store *st, int64_t job, double fps);
@@ -42,6 +59,53 @@ int store_jobs_with_queued(struct store *st, int64_t node, struct store_job_fact
 
 /* The job's lowest queued frame: 0, or -ENOENT when none is queued. */
 int store_frame_next_queued(struct store *st, int64_t job, int64_t *frame_id, uint32_t *frame_no);
+
+/*
+ * The facts of a free slot's frame choice (sched_pick_frame, through
+ * dispatch.c), each read bounded whatever the job's size.
+ *
+ * store_job_frame_span: the job's lowest and highest frame numbers (every
+ * state) and its queued frames, counted up to STORE_PICK_COUNT_CAP.
+ * -ENOENT when the job has no frames.
+ *
+ * store_pick_facts: for each of the nt target frame numbers, the job's
+ * first queued frame at or after it (repeats dropped, sorted by number),
+ * or with targets NULL the first STORE_PICK_TARGETS queued frames;
+ * for each of those and each frame in flight, the nearest done frames below
+ * and at or above it, with their render time and renderer; the average
+ * render time of each node over a sample of the job's done frames (the
+ * first STORE_PICK_SPEED_SAMPLE by number) and of the sample as a whole;
+ * the live nodes (idle or rendering, not removed, not blocked for the job
+ * at now) with their slots; and the frames in flight (leased or rendering,
+ * not duplicates) with their holder and start.
+ */
+#define STORE_PICK_COUNT_CAP    4096
+#define STORE_PICK_TARGETS      96
+#define STORE_PICK_INFLIGHT     64
+#define STORE_PICK_NODES        64
+#define STORE_PICK_SPEED_SAMPLE 1024
+struct store_pick_facts {
+	size_t nq, nd, nn, nf;
+	struct {
+		int64_t id, frame;
+	} q[STORE_PICK_TARGETS];
+	struct {
+		int64_t frame, node;
+		double secs;
+	} d[2 * (STORE_PICK_TARGETS + STORE_PICK_INFLIGHT)];
+	struct {
+		int64_t node;
+		double avg_secs; /* over the sample; 0 = none of it */
+		int slots;       /* 0 = not live for the job */
+	} nodes[STORE_PICK_NODES];
+	double avg_secs; /* the sample's average; 0 = no done frame */
+	struct {
+		int64_t frame, node, started; /* started: ms, 0 = not begun */
+	} f[STORE_PICK_INFLIGHT];
+};
+int store_job_frame_span(struct store *st, int64_t job, int64_t *first, int64_t *last, size_t *queued);
+int store_pick_facts(struct store *st, int64_t job, int64_t now, const int64_t *targets, size_t nt,
+		     struct store_pick_facts *out);
 
 /* A frame leased or rendering on another node, with the speeds the tail
  * policy compares (ms; 0 = unknown).  See dispatch.c. */

@@ -288,6 +288,13 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN over_budget INTEGER NOT NULL DEFAULT 0;",
     /* 4 -> 5: a job's status counts its frames from the index alone */
     "CREATE INDEX frames_counts ON frames(job, state, node, secs, interrupts, attempts);",
+    /* 5 -> 6: a frame's render progress inside the frame (0..1, from the
+     * worker; NULL until it reports), and the pixel size renderfs expects of
+     * the job's frames, from its sidecar and its scene (0 = not worked out
+     * yet, -1 = cannot be) */
+    "ALTER TABLE frames ADD COLUMN progress REAL;"
+    "ALTER TABLE jobs ADD COLUMN out_w INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN out_h INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int migrate(struct store *st)

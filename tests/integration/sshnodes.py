@@ -35,6 +35,18 @@
 # namespaces; it runs on context exit, on NodeSet.cleanup(), and at
 # interpreter exit for anything still left.
 #
+# A node without Blender (make_nodes(..., hide_blender=[...])): its sshd's
+# mount namespace has an empty file bind-mounted over /usr/bin/blender, so
+# nothing started over SSH finds a Blender there, while the rest of the
+# machine keeps its own.  The real program stays reachable inside that
+# namespace at node.real_blender (bound there first), for the stand-in
+# builds a test installs (a wrapper script that execs it).
+#
+# A Blender mirror on the test network (Mirror): an HTTP server in this
+# process, on the root namespace's side of a node's veth, serving a folder
+# the test fills (blender_mirror_tree() makes a stand-in build laid out like
+# the official ones), and counting the requests for each path.
+#
 # From a command line (the fake Clore API runs this when a rented
 # container goes away):
 #
@@ -46,6 +58,11 @@
 
 import atexit
 import fcntl
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
 import os
 import pwd
 import shutil
@@ -183,8 +200,9 @@ def _pick_subnets(count):
 class Node:
     """One sshd in its own network namespace."""
 
-    def __init__(self, tag, idx, octet, tmpdir, authorized_keys, env=None):
+    def __init__(self, tag, idx, octet, tmpdir, authorized_keys, env=None, hide_blender=False):
         self.idx = idx
+        self.hide_blender = hide_blender
         # Extra NAME=value pairs for every session (sshd's SetEnv), e.g. a
         # PATH with a fake `blender` first.  Values must not hold spaces.
         self.env = dict(env or {})
@@ -203,6 +221,8 @@ class Node:
         self.config = os.path.join(self.sshd_dir, "sshd_config")
         self.pidfile = os.path.join(self.sshd_dir, "sshd.pid")
         self.log = os.path.join(self.sshd_dir, "log")
+        # With hide_blender: where the real Blender is, inside the node.
+        self.real_blender = os.path.join(self.sshd_dir, "real-blender")
         self.authorized_keys = authorized_keys
         self.proc = None
         self.made_ns = False
@@ -271,6 +291,9 @@ class Node:
         if self.proc and self.proc.poll() is None:
             return
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation dir
+        prefix = DETACH_FUSE
+        if self.hide_blender:
+            prefix += self._hide_blender_script()
         log = open(self.log, "ab")
         try:
             # `ip netns exec` gives sshd a new mount namespace holding a
@@ -279,7 +302,7 @@ class Node:
             # connection alive after fusermount3 -u, and the daemon would
             # never exit.  Detach FUSE mounts in the copy before sshd starts.
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, "sh", "-c", DETACH_FUSE + 'exec "$0" "$@"',
+                ["ip", "netns", "exec", self.ns, "sh", "-c", prefix + 'exec "$0" "$@"',
                  SSHD, "-D", "-e", "-f", self.config],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         finally:
@@ -301,6 +324,18 @@ class Node:
                 raise RuntimeError("sshd for %s not ready after %ss: %s" % (self.name, READY_TIMEOUT,
                                                                            self.read_log()))
             time.sleep(0.05)
+
+    def _hide_blender_script(self):
+        """Shell words run in sshd's own mount namespace before sshd: the
+        real Blender bound at real_blender, an empty file over
+        /usr/bin/blender.  Both mount points are files of this node."""
+        blender = shutil.which("blender") or "/usr/bin/blender"
+        empty = os.path.join(self.sshd_dir, "no-blender")
+        for path in (self.real_blender, empty):
+            with open(path, "a"):
+                pass
+        return ("mount --bind %s %s && mount --bind %s %s || exit 1; "
+                % (blender, self.real_blender, empty, blender))
 
     def sshd_pids(self):
         """The listener and every per-session sshd in the namespace."""
@@ -423,19 +458,24 @@ class NodeSet:
             raise errors[0]
 
 
-def make_nodes(n, tmpdir, authorized_pubkey_path, env=None):
+def make_nodes(n, tmpdir, authorized_pubkey_path, env=None, hide_blender=None):
     """Make n nodes under tmpdir, each running sshd that accepts the given
     public key, from one shared <tmpdir>/authorized_keys.  With
     authorized_pubkey_path=None each node N gets its own, initially empty,
     <tmpdir>/authorized_keys.N instead (node.authorized_keys): it accepts no
     key until somebody writes one there.  `env`, when given, is a list of n
     dicts (or None) of extra environment for each node's sessions, set with
-    sshd's SetEnv (PATH included).  Returns a NodeSet (a context manager); on
+    sshd's SetEnv (PATH included).  `hide_blender`, when given, is a list
+    of n booleans: True makes that node one without Blender (see the top of
+    this file).  Returns a NodeSet (a context manager); on
     any failure while building, what was made is removed before the error
     propagates."""
     env = list(env) if env is not None else [None] * n
     if len(env) != n:
         raise ValueError("make_nodes: env needs one entry per node")
+    hide = list(hide_blender) if hide_blender is not None else [False] * n
+    if len(hide) != n:
+        raise ValueError("make_nodes: hide_blender needs one entry per node")
     _counter[0] += 1
     # Interface names are at most 15 bytes: "rh" + tag + index.
     tag = "%x%x" % (os.getpid() % 0x10000, _counter[0] % 0x100)
@@ -457,7 +497,7 @@ def make_nodes(n, tmpdir, authorized_pubkey_path, env=None):
             fcntl.flock(lock, fcntl.LOCK_EX)
             octets = _pick_subnets(n)
             for i in range(n):
-                node = Node(tag, i, octets[i], tmpdir, keyfiles[i], env[i])
+                node = Node(tag, i, octets[i], tmpdir, keyfiles[i], env[i], hide[i])
                 nodes.append(node)
                 node._make_network()
         for node in nodes:
@@ -471,6 +511,110 @@ def make_nodes(n, tmpdir, authorized_pubkey_path, env=None):
             pass
         raise
     return nodeset
+
+
+RELEASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "backend", "sched",
+                        "blender-releases.txt")
+
+
+def known_blender_release(series):
+    """(version, tarball name) that renderfs installs for a series ("3.4"),
+    from the release table the daemon compiles in."""
+    with open(RELEASES) as f:
+        for line in f:
+            words = line.split()
+            if words and not line.startswith("#") and words[0] == series:
+                return words[1], (words[2] if len(words) > 2
+                                  else "blender-%s-linux-x64.tar.xz" % words[1])
+    raise AssertionError("%s names no release of series %s" % (RELEASES, series))
+
+
+def blender_series(version):
+    return ".".join(version.split(".")[:2])
+
+
+def blender_mirror_tree(root, version, tarball, real_blender, good=True):
+    """Fill root like Blender's release site for one version:
+    BlenderX.Y/TARBALL, holding TOP/blender (TOP is TARBALL without
+    .tar.xz; the program a wrapper that execs real_blender) and a readme,
+    and BlenderX.Y/blender-V.sha256 listing the tarball among other files.
+    good=False lists a wrong sum for the tarball.  Returns the tarball's
+    path under root's URL ("/BlenderX.Y/TARBALL") and the list's."""
+    folder = "Blender" + blender_series(version)
+    d = os.path.join(str(root), folder)
+    os.makedirs(d, exist_ok=True)
+    top = tarball[:-len(".tar.xz")]
+    wrapper = ("#!/bin/sh\n# a stand-in for Blender %s: the real one, hidden on the node\n"
+               "exec %s \"$@\"\n" % (version, real_blender)).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as t:
+        info = tarfile.TarInfo(top)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(info)
+        for name, data, mode in ((top + "/blender", wrapper, 0o755),
+                                 (top + "/readme.html", b"<p>stand-in</p>\n", 0o644)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            t.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    with open(os.path.join(d, tarball), "wb") as f:
+        f.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    if not good:
+        digest = digest[::-1]
+    other = hashlib.sha256(b"another file").hexdigest()
+    sums = "blender-%s.sha256" % version
+    with open(os.path.join(d, sums), "w") as f:
+        f.write("%s  blender-%s-macos-arm64.dmg\n%s  %s\n%s  blender-%s-windows-x64.zip\n"
+                % (other, version, digest, tarball, other, version))
+    return "/%s/%s" % (folder, tarball), "/%s/%s" % (folder, sums)
+
+
+class Mirror:
+    """A static HTTP server for a node: on the node's veth address in the
+    root namespace (node.host_ip, which the node reaches directly), serving
+    the folder root.  `url` is its base; `hits(path)` counts GET requests
+    for one path (like "/Blender3.4/blender-3.4.1.sha256"), `requests` lists
+    them all.  Use it with `with`, or call close()."""
+
+    def __init__(self, root, node):
+        self.root = str(root)
+        self.requests = []
+        self._lock = threading.Lock()
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, directory=mirror.root, **kw)
+
+            def do_GET(self):
+                with mirror._lock:
+                    mirror.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((node.host_ip, 0), Handler)
+        self.url = "http://%s:%d" % (node.host_ip, self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def hits(self, path):
+        with self._lock:
+            return self.requests.count(path)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def main(argv):

@@ -26,6 +26,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -236,6 +237,16 @@ def excerpt(st, limit=40):
     return "\n".join(out)
 
 
+def fake_gpu_env(tmp):
+    """Session environment for a node whose `blender` is ssh_fakes/gpu_blender.py:
+    the real Blender, reporting a CUDA device it picked and renders on."""
+    d = tmp / "bin-gpu"
+    d.mkdir(exist_ok=True)
+    shutil.copyfile(R.REPO / "tests" / "integration" / "ssh_fakes" / "gpu_blender.py", d / "blender")
+    os.chmod(d / "blender", 0o755)
+    return {"PATH": "%s:/usr/bin:/bin" % d}
+
+
 # ---------------------------------------------------------------- the farm
 
 class Clore:
@@ -263,11 +274,18 @@ class Clore:
             f.write(text + "\n")
         os.chmod(self.keyfile, mode)
 
-    def make_nodes(self, n):
+    def make_nodes(self, n, cpu=(), hide_blender=None):
+        """n nodes standing for rented GPU servers: their `blender` is the
+        real one behind ssh_fakes/gpu_blender.py, which reports the CUDA
+        device a rented server has (renderfs gives back a rented node whose
+        Blender renders on CPU).  The nodes numbered in cpu keep the plain
+        Blender, which falls back to CPU here."""
         assert not self.nodes
         d = self.tmp / "farm"
         d.mkdir()
-        ns = sshnodes.make_nodes(n, str(d), None)
+        gpu = fake_gpu_env(self.tmp)
+        env = [None if i in cpu else gpu for i in range(n)]
+        ns = sshnodes.make_nodes(n, str(d), None, env=env, hide_blender=hide_blender)
         self.holder.append(ns)
         self.nodes = list(ns)
         return self.nodes
@@ -299,7 +317,7 @@ class Clore:
         self.fakes.append(self.fake)
         return self.fake
 
-    def config(self, key="file", **clore):
+    def config(self, key="file", renderfs=(), **clore):
         c = {"api_url": self.fake.url, "api_key_file": str(self.keyfile) if key == "file" else None,
              "image": "renderfs/blender:test", "nodes": 3,
              "gpu": "RTX 4090, RTX 3090, A6000, RTX 3080", "min_vram": 8, "max_price": "0.50",
@@ -307,15 +325,16 @@ class Clore:
              "poll": "1s", "boot_timeout": "30s", "idle": "2s", "keep_at_unmount": "no",
              "min_reliability": "0.9"}
         c.update(clore)
-        lines = ["[renderfs]", "backend = clore", "quiet = %s" % R.QUIET_OPT, "lease = %ds" % LEASE,
-                 "[ssh]", "blender = blender", "slots = 1", "[clore]"]
+        lines = ["[renderfs]", "backend = clore", "quiet = %s" % R.QUIET_OPT, "lease = %ds" % LEASE]
+        lines += list(renderfs)
+        lines += ["[ssh]", "blender = blender", "slots = 1", "[clore]"]
         lines += ["%s = %s" % (k, v) for k, v in c.items() if v is not None]
         return "\n".join(lines) + "\n"
 
-    def mount(self, key="file", start=True, **clore):
+    def mount(self, key="file", start=True, renderfs=(), **clore):
         if key == "env":
             self.mp.setenv("CLORE_API_KEY", self.key)
-        self.mnt = self.rfs(config=self.config(key=key, **clore), start=start)
+        self.mnt = self.rfs(config=self.config(key=key, renderfs=renderfs, **clore), start=start)
         return self.mnt
 
     # -- looking
@@ -1075,8 +1094,10 @@ def test_key_file_readable_by_others_is_refused(clore, mode):
 @pytest.mark.deadline(60)
 @pytest.mark.parametrize("bad", [
     ({"api_url": "http://api.example.com/v1"}, r"(?i)api_url.*(http|loopback)"),
-    ({"image": ""}, r"(?i)image"),
-], ids=["plain-http-remote", "no-image"])
+    # No image is fine with blender = auto (the default, test below); with
+    # a Blender of the user's own there is nothing to start it from.
+    ({"image": "", "blender": "blender"}, r"(?i)image"),
+], ids=["plain-http-remote", "no-image-no-auto"])
 def test_bad_clore_settings_refused_before_mounting(clore, bad):
     settings, why = bad
     clore.start_fake([])
@@ -1085,3 +1106,211 @@ def test_bad_clore_settings_refused_before_mounting(clore, bad):
     assert re.search(why, out), "the message does not say what is wrong with %r:\n%s" % (settings, out)
     assert clore.key not in out, "the message shows the key"
     assert clore.state()["requests_total"] == 0, "renderfs talked to the API before refusing"
+
+
+# ---------------------------------------------------------------- unmount under fire
+
+def _fake_log_lines(fake):
+    try:
+        return get(fake.log).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+
+
+@pytest.mark.deadline(200)
+def test_unmount_gives_everything_back_under_fire(clore, slow):
+    """Unmount with one node unreachable and the front proxy answering HTTP
+    429 to cancel_order: a failed cancel is tried again (the client gives up
+    after 5 tries, so 7 refusals need a second round); while the refusals
+    last longer than the retry window, the orders left are named on stderr,
+    stay on the account, and the next mount cancels them before any other
+    request."""
+    nodes = clore.make_nodes(2)
+    servers = [clore.server(1101, nodes[0], od=100), clore.server(1102, nodes[1], od=110)]
+    fake = clore.start_fake(servers)
+    mnt = clore.mount(nodes=2, idle="1m")
+    N = 30
+    mnt.drop("long", slow, "1-%d\nvideo = no\n" % N)
+
+    def both_rendering():
+        st = fake.state()
+        act = active_api(st)
+        if len(act) != 2:
+            return None
+        for o in act:
+            try:
+                if node_status(mnt, o["id"]).get("state") != "rendering":
+                    return None
+            except OSError:
+                return None
+        return act
+    act = clore.wait(both_rendering, 90, "two rented nodes rendering", "long")
+    victim = {1101: nodes[0], 1102: nodes[1]}[act[0]["si"]]
+    victim.link_down()
+    fake.set(cancel_429=7)              # more than one cancel call's 5 tries
+    t0 = time.monotonic()
+    mnt.stop()                          # asserts exit 0 within 30 s
+    took = time.monotonic() - t0
+    victim.link_up()
+    st = fake.state()
+    assert st["cancels_refused"] == 7, "the 429s were not all met: %d\n%s" % (
+        st["cancels_refused"], excerpt(st))
+    for o in api_orders(st):
+        assert o["ended"] and o["end_reason"] == "cancelled", \
+            "an order survived the unmount although the 429s stopped in time\n%s" % excerpt(st)
+    log = get(mnt.daemon_log).decode("utf-8", "replace")
+    assert "could not be cancelled" not in log, mnt.log_tail(30)
+    print("unmount with an unreachable node and 7 refused cancels took %.1fs" % took)
+
+    # Now the refusals outlast the retry window (60 s x RATE_SCALE).
+    mnt.start()
+    act = clore.wait(both_rendering, 90, "two rented nodes rendering again", "long")
+    left = sorted(o["id"] for o in act)
+    fake.set(cancel_429=100000)
+    mark = len(get(mnt.daemon_log))
+    mnt.stop()
+    st = fake.state()
+    assert sorted(o["id"] for o in active_api(st)) == left, \
+        "the orders whose cancels were refused should still be on the account\n%s" % excerpt(st)
+    said = get(mnt.daemon_log)[mark:].decode("utf-8", "replace")
+    lines = [ln for ln in said.splitlines() if "could not be cancelled" in ln]
+    assert lines, "unmount did not say which orders are left:\n%s" % said[-3000:]
+    for oid in left:
+        assert re.search(r"\b%d\b" % oid, lines[-1]), "order %d not named: %r" % (oid, lines[-1])
+
+    # The next mount cancels them first thing.
+    fake.set(cancel_429=0)
+    before = len(_fake_log_lines(fake))
+    mnt.start()
+    st = clore.wait(lambda: (lambda st: st if all(
+        o["ended"] for o in api_orders(st) if o["id"] in left) else None)(fake.state()),
+        20, "the orders left at the last unmount to be cancelled", "long")
+    first = _fake_log_lines(fake)[before:before + len(left)]
+    assert first and all(ln.startswith("POST /v1/cancel_order -> 200 0") for ln in first), \
+        "the remount's first requests were not the cancels: %r" % first
+    for o in api_orders(st):
+        if o["id"] in left:
+            assert o["end_reason"] == "cancelled", excerpt(st)
+    s = clore.wait_done("long", timeout=150)
+    assert counter(s, "failed") == 0, s
+    check_frames(clore, "long", range(1, N + 1), SLOW)
+
+
+@pytest.mark.deadline(120)
+def test_key_installed_late_is_waited_for(clore, tiny):
+    """The container puts the order's key in place only 5 s after the order
+    shows online: sshd refuses it until then.  renderfs keeps trying (with
+    backoff, up to boot_timeout) and renders there, on the one order."""
+    nodes = clore.make_nodes(1)
+    fake = clore.start_fake([clore.server(1201, nodes[0], od=100, online_after=0.5, keys_after=5)])
+    mnt = clore.mount(nodes=1, boot_timeout="30s", idle="2s")
+    mnt.drop("shot", tiny, "1-4\nvideo = no\n")
+    s = clore.wait_done("shot", timeout=80)
+    assert counter(s, "failed") == 0, s
+    st = fake.state()
+    assert len(attempts_on(st, 1201)) == 1 and len(api_orders(st)) == 1, \
+        "the server was given up and ordered again\n%s" % excerpt(st)
+    o = api_orders(st)[0]
+    assert o["t_keys"] is not None and o["t_keys"] - o["t_created"] >= 5, excerpt(st)
+    nf = check_frames(clore, "shot", range(1, 5), TINY, st)
+    assert nf == {"clore-%d" % o["id"]: 4}, nf
+    assert re.search(r"node clore-%d unusable: authentication failed" % o["id"],
+                     get(mnt.daemon_log).decode("utf-8", "replace")), \
+        "the node never refused the key: the test did not test a late key\n%s" % clore.debug("shot")
+    clore.wait_released(20, "shot")
+
+
+@pytest.mark.deadline(150)
+def test_each_job_gets_nodes_of_its_own_wishes(clore, tiny):
+    """Two jobs, each wanting another GPU model: each gets a node that fits
+    its own sidecar (not only the top-priority job), and no frame of one
+    renders on the node rented for the other."""
+    nodes = clore.make_nodes(2)
+    servers = [clore.server(1301, nodes[0], gpu=RTX4090, od=100),
+               clore.server(1302, nodes[1], gpu=RTX3090, od=100)]
+    fake = clore.start_fake(servers)
+    mnt = clore.mount(nodes=2, idle="3s")
+    mnt.drop("fast", tiny, "1-8\nvideo = no\npriority = 5\ngpu = RTX 4090\n")
+    mnt.drop("cheap", tiny, "1-8\nvideo = no\ngpu = RTX 3090\n")
+    for job in ("fast", "cheap"):
+        s = clore.wait_done(job, timeout=100)
+        assert counter(s, "failed") == 0, s
+    st = fake.state()
+    by_server = {}
+    for o in api_orders(st):
+        by_server.setdefault(o["si"], []).append("clore-%d" % o["id"])
+    assert set(by_server) == {1301, 1302}, "expected one order per GPU model\n%s" % excerpt(st)
+    for job, sid in (("fast", 1301), ("cheap", 1302)):
+        nf = check_frames(clore, job, range(1, 9), TINY, st)
+        wrong = {n: c for n, c in nf.items() if n not in by_server[sid]}
+        assert not wrong, "frames of %s rendered on nodes its gpu wish refuses: %r (its server's " \
+            "nodes %r)\n%s" % (job, wrong, by_server[sid], clore.debug(job))
+    clore.wait_released(25)
+
+
+@pytest.mark.deadline(150)
+def test_rented_gpu_node_rendering_on_cpu_is_an_error(clore, tiny):
+    """Two rented GPU servers: on one the worker reports a CUDA device (and
+    each frame rendered on it); on the other Blender falls back to CPU, as
+    this machine's Blender does.  The CPU one is an error, given back and
+    not rented again; every frame renders on the CUDA node, whose status
+    shows the device list and the device used."""
+    nodes = clore.make_nodes(2, cpu=(1,))
+    servers = [clore.server(1401, nodes[0], gpu=RTX3090, od=100),
+               # The cheaper one: rented first, and the one that falls back.
+               clore.server(1402, nodes[1], gpu=RTX3090, od=90)]
+    fake = clore.start_fake(servers)
+    mnt = clore.mount(nodes=2, idle="1m")
+    mnt.drop("shot", tiny, "1-8\nvideo = no\n")
+    s = clore.wait_done("shot", timeout=100)
+    assert counter(s, "failed") == 0, s
+    st = fake.state()
+    on = {o["si"]: o for o in api_orders(st)}
+    assert set(on) == {1401, 1402}, excerpt(st)
+    assert len(attempts_on(st, 1402)) == 1, "the CPU server was rented again\n%s" % excerpt(st)
+    cpu, gpu = on[1402], on[1401]
+    assert cpu["ended"] and cpu["end_reason"] == "cancelled", \
+        "the GPU server rendering on CPU was kept\n%s" % excerpt(st)
+    nf = check_frames(clore, "shot", range(1, 9), TINY, st)
+    assert nf == {"clore-%d" % gpu["id"]: 8}, "frames rendered on the CPU fallback: %r\n%s" % (
+        nf, clore.debug("shot"))
+    log = get(mnt.daemon_log).decode("utf-8", "replace")
+    said = [ln for ln in log.splitlines() if "renders on CPU" in ln and "server 1402" in ln]
+    assert said, "no line says the server renders on CPU:\n%s" % mnt.log_tail(40)
+    ns = node_status(mnt, gpu["id"])
+    assert ns["device"].startswith("CUDA"), ns
+    assert "RTX 3090" in ns["gpus"] and int(R.leading_number(ns["gpus"])) == 1, ns
+    assert counter(ns, "done") == 8, ns
+    mnt.stop()
+
+
+@pytest.mark.deadline(120)
+def test_no_image_rents_the_stock_one_and_installs_blender(clore, tiny, blender_version):
+    """Only the key file, nodes and a budget: the order names the stock
+    image the docs name, the rented node (no Blender, like that image)
+    installs the scene's series from the mirror and renders."""
+    version, tarball = sshnodes.known_blender_release(sshnodes.blender_series(blender_version))
+    nodes = clore.make_nodes(1, hide_blender=[True])
+    root = clore.tmp / "mirror"
+    # The installed build is the real Blender behind the GPU stand-in (a
+    # rented node rendering on CPU is refused): the mirror's wrapper runs it.
+    fake_gpu_env(clore.tmp)
+    wrap = clore.tmp / "gpu-wrap.sh"
+    wrap.write_text("#!/bin/sh\nRFS_FAKE_GPU_REAL=%s exec %s \"$@\"\n"
+                    % (nodes[0].real_blender, clore.tmp / "bin-gpu" / "blender"))
+    os.chmod(wrap, 0o755)
+    tar_path, _ = sshnodes.blender_mirror_tree(root, version, tarball, str(wrap))
+    with sshnodes.Mirror(root, nodes[0]) as mirror:
+        clore.start_fake([clore.server(1101, nodes[0], od=100)])
+        mnt = clore.mount(image=None, nodes=1, idle="60s", renderfs=["blender_mirror = %s" % mirror.url])
+        mnt.drop("shot", tiny, "1-4\nvideo = no\n")
+        clore.wait_done("shot", timeout=90)
+        st = clore.state()
+        check_frames(clore, "shot", range(1, 5), TINY, st)
+        orders = api_orders(st)
+        doc = (R.REPO / "docs" / "modules" / "provision.md").read_text()
+        assert orders and all(o["image"] and "`%s`" % o["image"] in doc for o in orders), \
+            "the orders' image is not the default docs/modules/provision.md names\n%s" % excerpt(st)
+        s = node_status(mnt, orders[0]["id"])
+        assert s["blender"] == "%s (installed)" % blender_version, clore.debug("shot")
+        assert mirror.hits(tar_path) == 1, mirror.requests

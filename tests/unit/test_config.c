@@ -144,6 +144,46 @@ static void test_long_values(void)
 	free(o);
 }
 
+/* [renderfs] blender_mirror and the blender = auto defaults (install.md). */
+static void test_blender_auto(void)
+{
+	static const char *const bad[] = {"ftp://mirror.example/release",
+					  "mirror.example/release",
+					  "https://mirror.example/a b",
+					  "https://mirror.example/a'b",
+					  "https://mirror.example/a\\b",
+					  "https://",
+					  "http:///",
+					  ""};
+	struct config cfg;
+	char err[512], *o;
+	int rc;
+
+	rc = config_load(&cfg, NULL, 0, NULL, 0, err, sizeof(err));
+	CHECK(rc == 0 && !strcmp(cfg.blender_mirror, "https://download.blender.org/release") &&
+		  !strcmp(cfg.clore_blender, "auto") && !strcmp(cfg.ssh_blender, "blender") &&
+		  !cfg.clore_image,
+	      "defaults: mirror %s, clore blender %s", cfg.blender_mirror, cfg.clore_blender);
+	config_free(&cfg);
+	rc = load_text("[renderfs]\nblender_mirror = http://10.0.0.1:8080/blender//\n[ssh]\nblender = auto\n"
+		       "[clore]\nblender = blender\n",
+		       &cfg, err, sizeof(err));
+	CHECK(rc == 0 && !strcmp(cfg.blender_mirror, "http://10.0.0.1:8080/blender") &&
+		  !strcmp(cfg.ssh_blender, "auto") && !strcmp(cfg.clore_blender, "blender"),
+	      "a mirror of one's own, trailing '/' dropped: rc %d '%s' %s", rc, err,
+	      rc ? "" : cfg.blender_mirror);
+	config_free(&cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o = malloc(strlen(bad[i]) + 32);
+		sprintf(o, "renderfs.blender_mirror=%s", bad[i]);
+		rc = config_load(&cfg, NULL, 0, &o, 1, err, sizeof(err));
+		CHECK(rc == -EINVAL && strstr(err, "renderfs.blender_mirror"),
+		      "mirror '%s' refused: rc %d '%s'", bad[i], rc, err);
+		config_free(&cfg);
+		free(o);
+	}
+}
+
 int main(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -151,6 +191,7 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/test_config.%d.ini", base && *base ? base : "/tmp", (int)getpid());
 	test_long_lines();
 	test_long_values();
+	test_blender_auto();
 	unlink(path);
 	return check_summary("test_config");
 }

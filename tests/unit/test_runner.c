@@ -21,6 +21,7 @@
  * A plain program: one line per failed check, exit status 1 if any failed.
  */
 #include "core/util.h"
+#include "sched/collect.h"
 #include "sched/runner.h"
 #include "sched/slot.h"
 #include "store/nodes.h"
@@ -651,7 +652,7 @@ static void test_done(void)
 	CHECK(wait_for(w.st, 1, "SELECT state = 'rendering' FROM jobs"), "the job went waiting -> rendering");
 	sql_row(w.st, buf, sizeof(buf),
 		"SELECT blender || '|' || device || '|' || gpus FROM nodes WHERE id = %lld", (long long)node);
-	CHECK(!strcmp(buf, "4.2.0|CPU|0"), "the ready line is recorded on the node: '%s'", buf);
+	CHECK(!strcmp(buf, "4.2.0 (on node)|CPU|0"), "the ready line is recorded on the node: '%s'", buf);
 	CHECK(SQL_INT(w.st, "SELECT scene_fps = 25 FROM jobs WHERE id = %lld", (long long)job) == 1,
 	      "the scene's fps is recorded");
 	CHECK(wait_for(w.st, 1, "SELECT state = 'idle' FROM nodes"),
@@ -815,7 +816,8 @@ static void test_liar(void)
 	      "the frame is done (its size checked against the hard caps only)");
 	sql_row(w.st, buf, sizeof(buf), "SELECT blender || '|' || device FROM nodes WHERE id = %lld",
 		(long long)node);
-	CHECK(!strcmp(buf, "4.2.0\\nstate: idle|CPU\\x07"), "the node's words are stored escaped: '%s'", buf);
+	CHECK(!strcmp(buf, "4.2.0\\nstate: idle (on node)|CPU\\x07"),
+	      "the node's words are stored escaped: '%s'", buf);
 	CHECK(SQL_INT(w.st, "SELECT scene_fps IS NULL OR scene_fps != 1e300 FROM jobs WHERE id = %lld",
 		      (long long)job) == 1,
 	      "an fps of 1e300 is not taken");
@@ -871,6 +873,47 @@ static void test_duplicate(void)
 	      "the win is recorded");
 	CHECK(wait_for(w.st, 1, "SELECT done FROM nodes WHERE id = %lld", (long long)node), "nodes.done = 1");
 	runner_stop(r);
+	world_close(&w);
+}
+
+/* A node's filter on jobs (dispatch_set_accept): the pick skips what it refuses. */
+static int64_t refused_job;
+static int refuse_one(void *arg, struct store *st, int64_t job)
+{
+	(void)st;
+	++*(int *)arg;
+	return job != refused_job;
+}
+static int refuse_all(void *arg, struct store *st, int64_t job)
+{
+	(void)arg;
+	(void)st;
+	(void)job;
+	return 0;
+}
+
+static void test_filter(void)
+{
+	struct world w;
+	int64_t node, a, b, now = util_now_ms();
+	int calls = 0;
+
+	world_open(&w, "filter", script_ok);
+	sql_exec(w.st, "INSERT INTO nodes(name, provider, state) VALUES ('rented', 'clore', 'idle')");
+	node = sqlite3_last_insert_rowid(w.st->db);
+	a = add_job(&w, "first", "waiting", 3, 2, "queued");
+	b = add_job(&w, "second", "waiting", 3, 2, "queued");
+	sql_exec(w.st, "UPDATE jobs SET priority = 5 WHERE id = %lld", (long long)a);
+	CHECK(runner_pick_job(w.st, node, now) == a, "no filter: the top job");
+	refused_job = a;
+	CHECK(dispatch_set_accept(node, refuse_one, &calls) == 0, "filter set");
+	CHECK(runner_pick_job(w.st, node, now) == b, "the refused top job is skipped");
+	CHECK(calls == 2, "the filter saw both jobs (%d calls)", calls);
+	CHECK(runner_pick_job(w.st, node + 1, now) == a, "another node is not filtered");
+	CHECK(dispatch_set_accept(node, refuse_all, NULL) == 0, "filter replaced");
+	CHECK(runner_pick_job(w.st, node, now) == 0, "every job refused: none picked");
+	CHECK(dispatch_set_accept(node, NULL, NULL) == 0, "filter removed");
+	CHECK(runner_pick_job(w.st, node, now) == a, "removed: the top job again");
 	world_close(&w);
 }
 
@@ -1006,8 +1049,90 @@ static void test_node_table(void)
 	world_close(&w);
 }
 
+/* ---- (h) the frame choice: the spread first, then heavy frames first ---- */
+
+static void test_lease_order(void)
+{
+	static const uint32_t spread[] = {1, 100, 50, 25, 75};
+	struct world w;
+	struct lease_grant g;
+	int64_t job, node;
+	char buf[64];
+
+	world_open(&w, "order", script_ok);
+	if (store_node_register(w.st, "n1", "ssh", "n1:22", 2, &node))
+		die("node", EIO);
+	job = add_job(&w, "spread", "waiting", 2, 100, "queued");
+	for (size_t i = 0; i < ARRAY_SIZE(spread); i++) {
+		int rc = runner_lease_frame(w.st, node, 0, job, 60000, util_now_ms(), &g);
+
+		CHECK(rc == 0, "lease %zu of a fresh job: rc %d", i, rc);
+		/* the middle of 1..100 may be 50 or 51 */
+		CHECK(g.frame_no == spread[i] || (i == 2 && g.frame_no == 51), "lease %zu is frame %u (want %u)",
+		      i, g.frame_no, spread[i]);
+	}
+	sql_row(w.st, buf, sizeof(buf), "SELECT state FROM jobs WHERE id = %lld", (long long)job);
+	CHECK(!strcmp(buf, "rendering"),
+	      "the job is rendering after its first lease: %s", buf);
+
+	/* Frames 1-100 done but three; 41-60 took ten times as long: of the
+	 * three, the one among the heavy frames goes first, then by weight. */
+	job = add_job(&w, "weights", "rendering", 2, 100, "done");
+	sql_exec(w.st, "UPDATE frames SET secs = CASE WHEN frame BETWEEN 41 AND 60 THEN 10.0 ELSE 1.0 END,"
+		       " node = %lld WHERE job = %lld", (long long)node, (long long)job);
+	sql_exec(w.st, "UPDATE frames SET state = 'queued', secs = NULL, node = NULL"
+		       " WHERE job = %lld AND frame IN (20, 50, 90)", (long long)job);
+	/* the spread's frames (1, 100, 50, ...) are a rule for a fresh job:
+	 * here 50 is also the heaviest */
+	for (int i = 0; i < 3; i++) {
+		int rc = runner_lease_frame(w.st, node, 0, job, 60000, util_now_ms(), &g);
+
+		CHECK(rc == 0, "lease %d by weight: rc %d", i, rc);
+		if (i == 0)
+			CHECK(g.frame_no == 50, "the heavy frame first: got %u", g.frame_no);
+		else
+			CHECK(g.frame_no == 20 || g.frame_no == 90, "then a light one: got %u", g.frame_no);
+	}
+	CHECK(runner_lease_frame(w.st, node, 0, job, 60000, util_now_ms(), &g) == -ENOENT,
+	      "nothing left to lease");
+	world_close(&w);
+}
+
+/* The size a job's frames must have: the sidecar over the scene. */
+static void test_expected_size(void)
+{
+	int w = -1, h = -1;
+
+	CHECK(collect_expected_size(0, 0, 0, 1920, 1080, 50, &w, &h) == 0 && w == 960 && h == 540,
+	      "scene at 50%%: %dx%d", w, h);
+	CHECK(collect_expected_size(64, 64, 0, 1920, 1080, 50, &w, &h) == 0 && w == 64 && h == 64,
+	      "absolute sidecar size is 100%%: %dx%d", w, h);
+	CHECK(collect_expected_size(64, 48, 50, 0, 0, 0, &w, &h) == 0 && w == 32 && h == 24,
+	      "sidecar size with its percentage, scene unknown: %dx%d", w, h);
+	CHECK(collect_expected_size(0, 0, 25, 1921, 1081, 100, &w, &h) == 0 && w == 480 && h == 270,
+	      "percentage only, rounded down as Blender does: %dx%d", w, h);
+	CHECK(collect_expected_size(0, 0, 50, 0, 0, 0, &w, &h) == -ENOENT, "percentage without a scene");
+	CHECK(collect_expected_size(0, 0, 0, 0, 0, 0, &w, &h) == -ENOENT, "nothing known");
+	CHECK(collect_expected_size(0, 0, 1000, 32768, 32768, 100, &w, &h) == -ENOENT, "over IMAGE_MAX_DIM");
+	CHECK(collect_expected_size(0, 0, 0, 1, 1, 1, &w, &h) == -ENOENT, "under one pixel");
+	CHECK(collect_expected_size(0, 0, 0, -5, 10, 100, &w, &h) == -ENOENT, "negative scene side");
+	CHECK(collect_scene_resolution("/nonexistent/x.blend", NULL, &w, &h, &w) < 0, "unreadable blob");
+}
+
+/* The default per-frame timeout: 2 h, or 10x the job's mean when longer. */
+static void test_default_timeout(void)
+{
+	CHECK(slot_timeout_default_ms(0) == SLOT_DEFAULT_TIMEOUT_MS, "no average: 2 h");
+	CHECK(slot_timeout_default_ms(60) == SLOT_DEFAULT_TIMEOUT_MS, "1 min frames: 2 h floor");
+	CHECK(slot_timeout_default_ms(3600) == 10 * 3600 * 1000LL, "1 h frames: 10 h");
+	CHECK(slot_timeout_default_ms(1e300) == 30LL * 86400 * 1000, "capped at 30 days");
+	CHECK(slot_timeout_default_ms(-5) == SLOT_DEFAULT_TIMEOUT_MS, "negative: the floor");
+}
+
 int main(void)
 {
+	test_expected_size();
+	test_default_timeout();
 	if (!mkdtemp(tmp_root))
 		die("mkdtemp", errno);
 	test_slot_table();
@@ -1016,9 +1141,11 @@ int main(void)
 	test_crash();
 	test_lost();
 	test_duplicate();
+	test_filter();
 	test_bad_fetch();
 	test_disk_full();
 	test_liar();
+	test_lease_order();
 	if (!failures)
 		util_rmtree(tmp_root);
 	else
