@@ -409,15 +409,18 @@ def clore_seeds():
 # ------------------------------------------------------------ the worker protocol
 
 PROTO = [
-    '{"type":"ready","blender":"3.4.1","device":"CPU","gpus":0}',
-    '{"type":"started","frame":12}',
-    '{"type":"progress","frame":12,"fraction":0.41}',
-    '{"type":"done","frame":12,"secs":31.5,"width":1920,"height":1080,"file":"frame_0012.png",'
+    '@rfs {"ev":"ready","blender":"3.4.1","device":"OPTIX","why":"auto","width":1920,"height":1080,'
+    '"fps":24,"devices":["NVIDIA GeForce RTX 4090","CPU"]}',
+    '@rfs {"ev":"start","frame":12}',
+    '@rfs {"ev":"progress","frame":12,"fraction":0.41,"step":3}',
+    '@rfs {"ev":"done","frame":12,"secs":31.5,"device":"CUDA",'
     '"sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}',
-    '{"type":"failed","frame":13,"reason":"CUDA error: out of memory"}',
-    '{"type":"scene","fps":24,"res_x":1920,"res_y":1080,"res_percent":100,"samples":128}',
-    '{"type":"done","frame":-1,"secs":1e300}',
-    'not json at all',
+    '@rfs {"ev":"fail","frame":13,"msg":"CUDA error: out of memory"}',
+    '@rfs {"ev":"error","msg":"scene \\"x\\" not found"}',
+    '@rfs {"ev":"done","frame":-1,"secs":1e300}',
+    '@rfs  {"ev":"start","frame":1}  ',
+    'Fra:12 Mem:45.2M | Time:00:01.02 | Sample 12/64',
+    '@rfs {"ev":"ready","blender":"3.4.1\\nstate: idle","width":65536}',
 ]
 
 
