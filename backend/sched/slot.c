@@ -95,6 +95,9 @@ void slot_kill(struct runner *r, struct slot *sl)
 	sl->proc = NULL;
 	slot_close_log(sl);
 	slot_transition(sl, SE_KILL); /* legal from every state */
+	if (sl->sched_job)
+		store_node_slot_job(r->st, r->node_id, sl->idx, NULL);
+	sl->sched_job = 0;
 	sl->job = 0;
 	slot_drop_frame(r, sl);
 	sl->dup = 0;
@@ -509,6 +512,15 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 				 ? h->valueint
 				 : 0;
 		note_ready(r, msg);
+		{
+			const cJSON *sj = cJSON_GetObjectItem(msg, "slurm_job");
+
+			/* Only a job id that is all digits is shown. */
+			if (cJSON_IsString(sj) && *sj->valuestring && strlen(sj->valuestring) < 24 &&
+			    strspn(sj->valuestring, "0123456789") == strlen(sj->valuestring) &&
+			    !store_node_slot_job(r->st, r->node_id, sl->idx, sj->valuestring))
+				sl->sched_job = 1;
+		}
 		if (cJSON_IsNumber(fps) && fps->valuedouble > 0 && fps->valuedouble <= 1000)
 			store_job_set_scene_fps(r->st, sl->job, fps->valuedouble);
 		sl->idle_since = util_mono_ms();

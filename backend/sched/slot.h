@@ -80,6 +80,7 @@ struct slot {
 	uint32_t frame_no;
 	int frame_sent;
 	int dup; /* racing another node's holder of this frame; holds no lease */
+	int sched_job; /* its worker's scheduler job is shown in the node's row */
 	int64_t frame_started, last_output, last_beat, idle_since; /* mono ms */
 	int64_t held_since; /* mono ms: when the slot took the frame (its slot time starts) */
 	int out_alt;        /* which of the slot's two output names the next frame gets */

@@ -288,6 +288,13 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN over_budget INTEGER NOT NULL DEFAULT 0;",
     /* 4 -> 5: a job's status counts its frames from the index alone */
     "CREATE INDEX frames_counts ON frames(job, state, node, secs, interrupts, attempts);",
+    /* 5 -> 6: the cluster scheduler's job holding each slot (Slurm) */
+    "CREATE TABLE slot_jobs ("
+    "  node INTEGER NOT NULL,"
+    "  slot INTEGER NOT NULL,"
+    "  job_id TEXT NOT NULL,"
+    "  PRIMARY KEY (node, slot)"
+    ");",
 };
 
 static int migrate(struct store *st)
