@@ -520,6 +520,16 @@ static void node_text(const struct node_facts *n, struct util_sb *out)
 		util_sb_printf(out, "order: %lld\nserver: %lld\nspot: %s\nspent: %s\n", (long long)n->v.order,
 			       (long long)n->v.server, n->v.spot ? "yes" : "no",
 			       util_fmt_money(a, sizeof(a), n->spent));
+	if (!strcmp(n->v.provider, "slurm")) {
+		/* Which Slurm job holds each slot now, for squeue and scancel. */
+		util_sb_printf(out, "slurm_jobs:");
+		for (int i = 0; i < n->v.nslot_jobs; i++) {
+			util_sb_printf(out, "%s ", i ? "," : "");
+			print_value(out, n->v.slot_jobs[i].job_id);
+			util_sb_printf(out, " (slot %d)", n->v.slot_jobs[i].slot);
+		}
+		util_sb_printf(out, "%s\n", n->v.nslot_jobs ? "" : " none");
+	}
 	util_sb_printf(out, "price: %s/h\nstate: %s\nslots: %d\ndone: %lld\nfailed: %lld\n",
 		       util_fmt_money(a, sizeof(a), n->v.price_h), n->v.state, n->v.slots,
 		       (long long)n->v.done, (long long)n->v.failed);
@@ -550,6 +560,19 @@ static cJSON *node_json(const struct node_facts *n)
 		cJSON_AddNumberToObject(o, "server", (double)n->v.server);
 		cJSON_AddBoolToObject(o, "spot", n->v.spot);
 		cJSON_AddNumberToObject(o, "spent", n->spent);
+	}
+	if (!strcmp(n->v.provider, "slurm")) {
+		cJSON *arr = cJSON_AddArrayToObject(o, "slurm_jobs");
+
+		for (int i = 0; arr && i < n->v.nslot_jobs; i++) {
+			cJSON *j = cJSON_CreateObject();
+
+			if (!j)
+				break;
+			cJSON_AddNumberToObject(j, "slot", n->v.slot_jobs[i].slot);
+			cJSON_AddStringToObject(j, "job", n->v.slot_jobs[i].job_id);
+			cJSON_AddItemToArray(arr, j);
+		}
 	}
 	cJSON_AddStringToObject(o, "state", n->v.state);
 	cJSON_AddNumberToObject(o, "slots", n->v.slots);

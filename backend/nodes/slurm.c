@@ -207,13 +207,23 @@ static int slurm_exited(struct tproc *p, int *status)
 	if (rc != 1 || (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) || !p->tag[0])
 		return rc;
 	/* srun ended badly: Blender's doing, or Slurm's?  Slurm's own word
-	 * on the job decides. */
+	 * on the job decides.  srun can end a moment before slurmctld has
+	 * recorded why, so an answer that is not yet an end state is asked
+	 * again, for a few seconds at most. */
 	{
-		char state[128];
-		const char *sp;
+		char state[128] = "";
+		const char *sp = NULL;
+		int64_t until = util_mono_ms() + 3000;
 
-		slurm_job_state(p->tag, state, sizeof(state));
-		sp = strchr(state, ' ');
+		for (;;) {
+			slurm_job_state(p->tag, state, sizeof(state));
+			sp = strchr(state, ' ');
+			if ((sp && strcmp(sp + 1, "RUNNING") && strcmp(sp + 1, "COMPLETING") &&
+			     strcmp(sp + 1, "PENDING")) ||
+			    util_mono_ms() > until)
+				break;
+			usleep(200 * 1000);
+		}
 		for (size_t i = 0; sp && i < ARRAY_SIZE(taken); i++) {
 			if (!strncmp(sp + 1, taken[i], strlen(taken[i]))) {
 				p->gone = 1;
@@ -222,6 +232,9 @@ static int slurm_exited(struct tproc *p, int *status)
 				return -ECANCELED;
 			}
 		}
+		fprintf(stderr, "renderfs: %s: worker job %s ended with status %d (Slurm: %s)\n",
+			p->node->base.name, p->tag, WIFEXITED(*status) ? WEXITSTATUS(*status) : -1,
+			state[0] ? state : "no answer");
 	}
 	return rc;
 }

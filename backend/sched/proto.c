@@ -99,7 +99,8 @@ static int parse_ready(const cJSON *o, struct proto_msg *out)
 		out->fps = v;
 	if ((rc = get_text(o, "blender", out->blender, sizeof(out->blender), out, &out->has_blender)) ||
 	    (rc = get_text(o, "device", out->device, sizeof(out->device), out, &out->has_device)) ||
-	    (rc = get_text(o, "why", out->device_why, sizeof(out->device_why), out, &out->has_why)))
+	    (rc = get_text(o, "why", out->device_why, sizeof(out->device_why), out, &out->has_why)) ||
+	    (rc = get_text(o, "slurm_job", out->sched_job, sizeof(out->sched_job), out, NULL)))
 		return rc;
 	if (devs && !cJSON_IsNull(devs)) {
 		const cJSON *d;

@@ -11,7 +11,7 @@
  *
  *   ready    {"width","height" 1..IMAGE_MAX_DIM (else unknown: 0),
  *             "fps" (0,1000] (else unknown: 0), "blender", "device",
- *             "why", "devices": [str]}
+ *             "why", "devices": [str], "slurm_job" (optional)}
  *   error    {"msg"}
  *   start    {"frame"}
  *   progress {"frame", "fraction" 0..1, "step" 0..2^31 (optional)}
@@ -55,6 +55,7 @@ struct proto_msg {
 	char blender[64], device[64], device_why[256];
 	int has_blender, has_device, has_why; /* the field was a string */
 	char gpu_names[1024]; /* the non-CPU "devices", ", "-joined, cleaned */
+	char sched_job[24];   /* "slurm_job": the cluster job holding the slot */
 	int ngpus;
 	/* progress */
 	double fraction; /* 0..1 */

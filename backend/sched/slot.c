@@ -158,6 +158,9 @@ void slot_kill(struct runner *r, struct slot *sl)
 	sl->proc = NULL;
 	slot_close_log(sl);
 	slot_transition(sl, SE_KILL); /* legal from every state */
+	if (sl->sched_job)
+		store_node_slot_job(r->st, r->node_id, sl->idx, NULL);
+	sl->sched_job = 0;
 	sl->job = 0;
 	slot_drop_frame(r, sl);
 	sl->dup = 0;
@@ -660,6 +663,11 @@ static void slot_line(struct runner *r, struct slot *sl, char *line, size_t len)
 		sl->width = sl->exp_w ? sl->exp_w : pm.width;
 		sl->height = sl->exp_w ? sl->exp_h : pm.height;
 		note_ready(r, sl, &pm);
+		/* The cluster scheduler's job holding the slot (Slurm), for the
+		 * node's status: only a job id that is all digits is shown. */
+		if (pm.sched_job[0] && strspn(pm.sched_job, "0123456789") == strlen(pm.sched_job) &&
+		    !store_node_slot_job(r->st, r->node_id, sl->idx, pm.sched_job))
+			sl->sched_job = 1;
 		if (pm.fps > 0)
 			store_job_set_scene_fps(r->st, sl->job, pm.fps);
 		sl->idle_since = util_mono_ms();

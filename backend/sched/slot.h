@@ -98,6 +98,7 @@ struct slot {
 	uint32_t frame_no;
 	int frame_sent;
 	int dup; /* racing another node's holder of this frame; holds no lease */
+	int sched_job; /* its worker's scheduler job is shown in the node's row */
 	/* mono ms: last_output is any byte from the worker (the link lives);
 	 * last_progress is the stall clock: protocol events and render
 	 * progress only, never log output. */

@@ -13,7 +13,7 @@
 #    "format": "png"|"exr"|"jpeg"|"tiff", "gpu_index": int (-1 = all)}
 #   -> {"ev":"ready", "blender", "scene", "engine", "device", "device_name",
 #       "devices", "why", "width", "height", "fps", "frame_start", "frame_end",
-#       "denoise"}
+#       "denoise", "slurm_job" (SLURM_JOB_ID, or null)}
 #   -> or {"ev":"error","msg":...} and exit status 3.
 # stdin, then any number of:
 #   {"frame": N, "out": "/abs/path"}  -> start, any number of progress
@@ -604,6 +604,8 @@ def setup(obj):
         "frame_start": scene.frame_start,
         "frame_end": scene.frame_end,
         "denoise": denoise,
+        # The Slurm job this worker runs in, when srun started it.
+        "slurm_job": os.environ.get("SLURM_JOB_ID"),
     }
 
 

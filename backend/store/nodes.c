@@ -152,6 +152,15 @@ int store_node_register(struct store *st, const char *name, const char *provider
 		rc = -EIO;
 		goto out_rollback;
 	}
+	/* The jobs an earlier run's slots held are gone with them. */
+	rc = store_prepare(st, "DELETE FROM slot_jobs WHERE node = ?", &s);
+	if (rc)
+		goto out_rollback;
+	sqlite3_bind_int64(s, 1, *id);
+	rc = store_errno(sqlite3_step(s));
+	sqlite3_finalize(s);
+	if (rc)
+		goto out_rollback;
 	/* A row found: it moves to starting whatever it was (nodes.h). */
 	if (state != NS_STARTING) {
 		rc = state < 0 ? -EIO : store_node_transition(st, *id, (enum node_state)state, NS_STARTING);
@@ -172,6 +181,18 @@ out_rollback:
 int store_node_set_error(struct store *st, int64_t node, const char *error)
 {
 	return node_exec(st, "UPDATE nodes SET error = ?2 WHERE id = ?1", node, error, 0);
+}
+
+int store_node_slot_job(struct store *st, int64_t node, int slot, const char *job_id)
+{
+	if (slot < 0)
+		return node_exec(st, "DELETE FROM slot_jobs WHERE node = ?1", node, NULL, 0);
+	if (!job_id || !*job_id)
+		return node_exec(st, "DELETE FROM slot_jobs WHERE node = ?1 AND slot = ?3", node, NULL, slot);
+	return node_exec(st,
+			 "INSERT INTO slot_jobs(node, slot, job_id) VALUES (?1, ?3, ?2)"
+			 " ON CONFLICT(node, slot) DO UPDATE SET job_id = ?2",
+			 node, job_id, slot);
 }
 
 int store_node_set_slots(struct store *st, int64_t node, int slots)

@@ -107,6 +107,10 @@ int store_node_register(struct store *st, const char *name, const char *provider
 /* The node's last error as shown in its status; NULL clears it. */
 int store_node_set_error(struct store *st, int64_t node, const char *error);
 int store_node_set_slots(struct store *st, int64_t node, int slots);
+/* The cluster scheduler's job (a Slurm job id) that holds slot of node, as
+ * its status shows it; NULL or "" forgets the slot's, slot -1 every slot's
+ * of the node. */
+int store_node_slot_job(struct store *st, int64_t node, int slot, const char *job_id);
 /* One more frame done / failed on the node. */
 int store_node_count_done(struct store *st, int64_t node);
 int store_node_count_failed(struct store *st, int64_t node);

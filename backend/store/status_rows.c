@@ -188,6 +188,16 @@ int store_view_node(struct store *st, int64_t id, struct view_node *n)
 	n->failed = sqlite3_column_int64(s, 12);
 	n->error = dup_col(s, 13);
 	sqlite3_finalize(s);
+	if (!store_prepare(st, "SELECT slot, job_id FROM slot_jobs WHERE node = ? ORDER BY slot LIMIT 64",
+			   &s)) {
+		sqlite3_bind_int64(s, 1, id);
+		while (sqlite3_step(s) == SQLITE_ROW && n->nslot_jobs < 64) {
+			n->slot_jobs[n->nslot_jobs].slot = sqlite3_column_int(s, 0);
+			copy_col(n->slot_jobs[n->nslot_jobs].job_id, sizeof(n->slot_jobs[0].job_id), s, 1);
+			n->nslot_jobs++;
+		}
+		sqlite3_finalize(s);
+	}
 	if (!strcmp(n->provider, "clore") &&
 	    !store_prepare(st,
 			   "SELECT r.id, coalesce(r.order_id, 0), r.server, r.spot FROM rentals r"

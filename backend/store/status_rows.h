@@ -70,6 +70,12 @@ struct view_node {
 	int64_t rental; /* rentals.id */
 	int64_t order, server;
 	int spot;
+	/* the scheduler's job of each slot that has one, by slot */
+	int nslot_jobs;
+	struct {
+		int slot;
+		char job_id[32];
+	} slot_jobs[64];
 };
 /* -ENOENT when there is no such node. */
 int store_view_node(struct store *st, int64_t node, struct view_node *out);

@@ -318,6 +318,13 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "UPDATE jobs SET error = NULL WHERE state IN ('done','failed','cancelled')"
     "  AND error LIKE 'waiting for a node%';",
+    /* 8 -> 9: the cluster scheduler's job holding each slot (Slurm) */
+    "CREATE TABLE slot_jobs ("
+    "  node INTEGER NOT NULL,"
+    "  slot INTEGER NOT NULL,"
+    "  job_id TEXT NOT NULL,"
+    "  PRIMARY KEY (node, slot)"
+    ");",
 };
 
 static int migrate(struct store *st)

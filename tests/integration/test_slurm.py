@@ -100,6 +100,9 @@ def test_scancel_mid_frame(slurm_mount, cluster, scenes):
         run = [j for j in own_active(cluster) if j[3] == "RUNNING"]
         return run if int(s["rendering"]) >= 1 and int(s["done"]) >= 1 else None
     victim = R.wait_for(rendering_job, 90, "a frame rendering in a Slurm job")[0]
+    # The node's status names the Slurm job that holds its slot.
+    ns = R.parse_status(R.get(mnt.mnt / "nodes" / "slurm-localhost" / "status").decode())
+    assert ns["slurm_jobs"] == "%d (slot 0)" % victim[0], (ns, victim)
     cluster.run(["scancel", str(victim[0])])
     s = mnt.wait_done("long", timeout=120)
     assert int(s["done"]) == 8 and int(s["failed"]) == 0, s

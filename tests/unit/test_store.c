@@ -36,7 +36,7 @@
 
 /* The number of elements of migrations[] in store.c: a new migration must
  * bump this (and should get a check of its own). */
-#define N_MIGRATIONS 8
+#define N_MIGRATIONS 9
 
 #define NO_VALUE INT64_MIN
 
