@@ -93,6 +93,9 @@ struct provision {
 	int64_t avoid[MAX_AVOID];
 	size_t navoid;
 	int64_t last_poll, next_rent, last_settle;
+	/* a rented node could not install Blender: the mirror, not the
+	 * server, is at fault; no order before this (mono ms) */
+	int64_t install_block_until;
 	struct {
 		int64_t job, until; /* mono ms */
 	} no_fit[NO_FIT_MAX];       /* jobs no listed server fits, for now */
@@ -132,6 +135,8 @@ static void set_problem(struct provision *p, const char *fmt, ...)
 		}
 	}
 }
+
+#define INSTALL_BLOCK_MS (10 * 60 * 1000)
 
 static void avoid_server(struct provision *p, int64_t server)
 {
@@ -893,7 +898,20 @@ static void release_idle(struct provision *p)
 			 * or unreachable for as long as a boot may take: it costs
 			 * money for nothing.  Give it back and try another. */
 			if (node_broken(p, h, node, mono, why, sizeof(why))) {
-				avoid_server(p, h->server);
+				/* A download that failed or did not verify is the
+				 * mirror's fault: another server would fail the same
+				 * way and cost another creation fee.  Renting waits. */
+				const char *inst = strstr(why, "cannot render: Blender install failed");
+
+				if (inst) {
+					p->install_block_until = mono + INSTALL_BLOCK_MS;
+					set_problem(p,
+						    "error: %s; no new order for %d min (see [renderfs] "
+						    "blender_mirror)",
+						    inst + strlen("cannot render: "), INSTALL_BLOCK_MS / 60000);
+				} else {
+					avoid_server(p, h->server);
+				}
 				lost(p, h, why);
 				continue;
 			}
@@ -1248,7 +1266,7 @@ static void maybe_rent(struct provision *p)
 	int64_t top, queued, mono = util_mono_ms();
 	int njobs, held;
 
-	if (mono < p->next_rent)
+	if (mono < p->next_rent || mono < p->install_block_until)
 		return;
 	queued = queued_frames(p, &top);
 	if (!queued && (!strncmp(p->problem, "error: not enough balance", 25) ||
