@@ -91,12 +91,6 @@ def test_job_renders_on_slurm(slurm_mount, cluster, scenes):
     stop_and_check(mnt, cluster)
 
 
-# Known problem: in the daemon the cancelled worker's frame has been seen
-# counted as a failed attempt (retried: 1) instead of an interruption,
-# although slurm.c's -ECANCELED path works when driven directly.  Kept
-# visible as an expected failure until that is understood.
-@pytest.mark.xfail(reason="cancelled slot's frame sometimes counted as failed, not interrupted",
-                   strict=False)
 def test_scancel_mid_frame(slurm_mount, cluster, scenes):
     mnt = slurm_mount(slots=1)
     mnt.drop("long", scenes.bytes("slow"), "1-8\n")
