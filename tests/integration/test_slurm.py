@@ -98,7 +98,7 @@ def test_scancel_mid_frame(slurm_mount, cluster, scenes):
     def rendering_job():
         s = mnt.status("long")
         run = [j for j in own_active(cluster) if j[3] == "RUNNING"]
-        return run if int(s["rendering"]) >= 1 and int(s["done"]) >= 1 else None
+        return run if int(R.leading_number(s["rendering"])) >= 1 and int(s["done"]) >= 1 else None
     victim = R.wait_for(rendering_job, 90, "a frame rendering in a Slurm job")[0]
     # The node's status names the Slurm job that holds its slot.
     ns = R.parse_status(R.get(mnt.mnt / "nodes" / "slurm-localhost" / "status").decode())
