@@ -8,7 +8,7 @@ want=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libsqlite3-dev libcurl
       libcjson-dev libssh2-1-dev libinih-dev libssl-dev libzstd-dev zlib1g-dev blender ffmpeg)
 if [ "${1:-run}" = test ]; then
 	want+=(python3 python3-pytest clang sqlite3 iproute2 openssh-server openssh-client procps
-	       samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils)
+	       samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils libnfs-dev)
 fi
 missing=()
 for p in "${want[@]}"; do
