@@ -11,7 +11,7 @@ if [ "${1:-run}" = test ]; then
 	# (test_install.py; python3 is the fallback on a node without them);
 	# libclang-rt-dev: libFuzzer (tests/fuzz).
 	want+=(python3 python3-pytest clang libclang-rt-dev sqlite3 iproute2 openssh-server openssh-client procps
-	       curl xz-utils samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils
+	       curl xz-utils samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils libnfs-dev
 	       slurmd slurmctld munge slurm-client)
 fi
 missing=()

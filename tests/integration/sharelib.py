@@ -203,7 +203,11 @@ class Ganesha:
         self.pid = self.base / "ganesha.pid"
         self.recov = self.base / "recovery"
         self.recov.mkdir(exist_ok=True)
-        export = Path(GANESHA_SNIPPET).read_text().replace("/srv/renderfs", str(export_path))
+        # The snippet's own NFSv4 block is merged into the test's.
+        snippet = Path(GANESHA_SNIPPET).read_text().replace("/srv/renderfs", str(export_path))
+        v4 = snippet[snippet.index("NFSv4 {"):]
+        v4_body = v4[len("NFSv4 {"):v4.index("}")]
+        export = snippet.replace(v4[:v4.index("}") + 1], "")
         self.conf.write_text(
             "NFS_CORE_PARAM {\n"
             "    NFS_Port = %d;\n"
@@ -217,9 +221,10 @@ class Ganesha:
             "    Graceless = true;\n"
             "    RecoveryBackend = fs;\n"
             "    RecoveryRoot = %s;\n"
+            "%s"
             "}\n"
             "NFS_KRB5 { Active_krb5 = false; }\n"
-            "%s" % (self.port, self.recov, export))
+            "%s" % (self.port, self.recov, v4_body, export))
         self.proc = None
 
     def start(self):
@@ -239,6 +244,12 @@ class Ganesha:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
+
+    def put_tool(self):
+        """tests' nfs_put (libnfs's nfs-cp cannot write over NFSv4)."""
+        b = os.environ.get("RENDERFS_BUILD")
+        p = Path(b) / "tests" / "nfs_put" if b else REPO / "build" / "tests" / "nfs_put"
+        return str(p) if os.access(p, os.X_OK) else None
 
     def url(self, path=""):
         return "nfs://127.0.0.1/renderfs/%s?version=4&nfsport=%d" % (path.lstrip("/"), self.port)
