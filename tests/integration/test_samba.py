@@ -12,10 +12,10 @@
 # pwrite at 0, ftruncate and utimensat, stable inode numbers, and names
 # of an ended job that go away when removed.
 #
-# Until job owners are in (queue/ then shows mode 1777), smbd refuses
-# writes by ordinary users (it checks queue/'s mode bits itself), so the
-# flow tests then share with `force user = root`; the owner tests never do,
-# and are expected to fail until owners are merged.
+# smbd checks queue/'s mode bits itself: the flow tests work as the Samba
+# users because queue/ is sticky and world-writable (1777, job owners);
+# a mount without it would need `force user = root`, which the fixture
+# adds only then.
 
 import errno
 import json
@@ -36,7 +36,19 @@ pytestmark = [
 ]
 
 ALICE, BOB = "rfs_smb_alice", "rfs_smb_bob"
-OWNERS_XFAIL = pytest.mark.xfail(strict=False, reason="owners not merged")
+
+
+def reachable(mnt):
+    """smbd works as the Samba user: every folder above the mount must let
+    others through (pytest's own base folder is 0700; pytest sets it
+    back at the next session)."""
+    d = os.path.dirname(os.path.abspath(str(mnt.mnt)))
+    while d not in ("/", ""):
+        st = os.stat(d)
+        if not st.st_mode & stat.S_IXOTH:
+            os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+        d = os.path.dirname(d)
+    return mnt
 
 
 def owners_present(mnt):
@@ -47,7 +59,7 @@ def owners_present(mnt):
 @pytest.fixture
 def shared(rfs, tmp_path):
     """(mount, smbd) with share "farm" of the mount for ALICE and BOB."""
-    mnt = rfs(opts=("allow_other",))
+    mnt = reachable(rfs(opts=("allow_other",)))
     glob, share = S.snippet_sections(S.SAMBA_SNIPPET, mnt.mnt, "farm")
     if not owners_present(mnt):
         share += "   force user = root\n"
@@ -62,7 +74,7 @@ def shared(rfs, tmp_path):
 def shared_as_users(rfs, tmp_path):
     """As shared, but always without force user: files are made as the
     Samba user (what the owner tests need)."""
-    mnt = rfs(opts=("allow_other",))
+    mnt = reachable(rfs(opts=("allow_other",)))
     glob, share = S.snippet_sections(S.SAMBA_SNIPPET, mnt.mnt, "farm")
     smb = S.Samba(tmp_path / "smb", {"farm": (mnt.mnt, share)}, users=[ALICE, BOB],
                   global_extra=glob)
@@ -284,7 +296,6 @@ def test_samba_control_and_busy_removal(shared, scenes, tmp_path):
 
 # ---- owners (need the owners branch) ----
 
-@OWNERS_XFAIL
 def test_samba_job_belongs_to_its_samba_user(shared_as_users, scenes, tmp_path):
     mnt, smb = shared_as_users
     local = tmp_path / "client"
