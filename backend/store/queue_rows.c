@@ -42,6 +42,21 @@ static int queue_one(struct store *st, const char *sql, const char *name, int64_
 	return store_one_row(st, sql, name, id, fill_qfile, out);
 }
 
+/* Step an UPDATE or DELETE of one row and finalize it: 0, -ENOENT when it
+ * touched no row, or -errno; with announce, a change of queue/ is
+ * recorded for the notifier. */
+static int step_one_row(struct store *st, sqlite3_stmt *s, int announce)
+{
+	int rc = store_errno(sqlite3_step(s));
+
+	sqlite3_finalize(s);
+	if (!rc && sqlite3_changes(st->db) == 0)
+		rc = -ENOENT;
+	if (!rc && announce)
+		store_change(st, CH_QUEUE, 0);
+	return rc;
+}
+
 int queue_lookup(struct store *st, const char *name, struct qfile *out)
 {
 	return queue_one(st, "SELECT " QCOLS " FROM qfiles WHERE name = ?", name, 0, out);
@@ -79,11 +94,7 @@ static int queue_update(struct store *st, const char *sql, int64_t id, int64_t v
 	sqlite3_bind_int64(s, 1, v);
 	sqlite3_bind_int64(s, 2, util_now_ms());
 	sqlite3_bind_int64(s, 3, id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (!rc && sqlite3_changes(st->db) == 0)
-		rc = -ENOENT;
-	return rc;
+	return step_one_row(st, s, 0);
 }
 
 int queue_writer(struct store *st, int64_t id, int delta)
@@ -125,13 +136,7 @@ int queue_chown(struct store *st, int64_t id, int64_t uid, int64_t gid)
 	sqlite3_bind_int64(s, 1, uid);
 	sqlite3_bind_int64(s, 2, gid);
 	sqlite3_bind_int64(s, 3, id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (!rc && sqlite3_changes(st->db) == 0)
-		rc = -ENOENT;
-	if (!rc)
-		store_change(st, CH_QUEUE, 0);
-	return rc;
+	return step_one_row(st, s, 1);
 }
 
 static void fill_qerror(void *arg, sqlite3_stmt *row)
@@ -193,13 +198,7 @@ int queue_error_remove(struct store *st, int64_t id)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(s, 1, id);
-	rc = store_errno(sqlite3_step(s));
-	sqlite3_finalize(s);
-	if (!rc && sqlite3_changes(st->db) == 0)
-		rc = -ENOENT;
-	if (!rc)
-		store_change(st, CH_QUEUE, 0);
-	return rc;
+	return step_one_row(st, s, 1);
 }
 
 int queue_error_text(struct store *st, int64_t id, char **text, size_t *len)
