@@ -458,6 +458,24 @@ class NodeSet:
             raise errors[0]
 
 
+_MY_NET = os.readlink("/proc/self/ns/net")
+
+
+def in_node_namespace(pid):
+    """Whether pid runs in another network namespace than the tests (a
+    node's sshd or its sessions: not a process the daemon left behind)."""
+    try:
+        return os.readlink("/proc/%d/ns/net" % pid) != _MY_NET
+    except OSError:
+        return False
+
+
+def make_key(path, comment="rfs-test"):
+    """An ed25519 key pair without passphrase at path and path.pub."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                   check=True, timeout=30)
+
+
 def make_nodes(n, tmpdir, authorized_pubkey_path, env=None, hide_blender=None):
     """Make n nodes under tmpdir, each running sshd that accepts the given
     public key, from one shared <tmpdir>/authorized_keys.  With

@@ -46,7 +46,6 @@ CLORE_USD = 0.02                  # the fake's default rate for CLORE-Blockchain
 FEE_USD = 0.10                    # the fake's default creation fee
 TINY = (64, 48)
 SLOW = (320, 240)
-MY_NET = os.readlink("/proc/self/ns/net")
 ORDER_LINE = re.compile(r"^order:\s*(\d+)\s+server\s+(\d+)\s+(\S+)\s+(spot|on-demand)\s+"
                         r"\$(\d+(?:\.\d+)?)/h\s+spent\s+\$(\d+(?:\.\d+)?)\s+node\s+(\S+)\s*$", re.M)
 
@@ -463,12 +462,7 @@ def clore(tmp_path, monkeypatch, _clore_nodes, _clore_fakes, rfs):
     # nodes; the fake and its on_end hooks belong to the test: none of them
     # is a process the daemon left behind.
     def not_the_daemons(pid):
-        try:
-            if os.readlink("/proc/%d/ns/net" % pid) != MY_NET:
-                return True
-        except OSError:
-            pass
-        return any(f.is_ours(pid) for f in _clore_fakes)
+        return sshnodes.in_node_namespace(pid) or any(f.is_ours(pid) for f in _clore_fakes)
     monkeypatch.setattr(R, "not_the_daemons", not_the_daemons)
     return c
 

@@ -26,7 +26,6 @@ from rfslib import get, wait_for
 
 known_release = sshnodes.known_blender_release
 series_of = sshnodes.blender_series
-MY_NET = os.readlink("/proc/self/ns/net")
 TINY = (64, 48)
 
 
@@ -43,12 +42,6 @@ def tiny(tmp_path_factory, scenes):
     return get(paths["tiny"])
 
 
-def _in_node_namespace(pid):
-    try:
-        return os.readlink("/proc/%d/ns/net" % pid) != MY_NET
-    except OSError:
-        return False
-
 
 class Farm:
     def __init__(self, tmp_path, rfs, holder):
@@ -56,8 +49,7 @@ class Farm:
         self.rfs = rfs
         self.holder = holder
         self.key = tmp_path / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rfs-test",
-                        "-f", str(self.key)], check=True, timeout=30)
+        sshnodes.make_key(self.key)
         self.nodes = None
 
     def make_nodes(self, hide):
@@ -91,7 +83,7 @@ def _node_sets():
 
 @pytest.fixture
 def farm(tmp_path, monkeypatch, _node_sets, rfs):
-    monkeypatch.setattr(R, "not_the_daemons", _in_node_namespace)
+    monkeypatch.setattr(R, "not_the_daemons", sshnodes.in_node_namespace)
     return Farm(tmp_path, rfs, _node_sets)
 
 

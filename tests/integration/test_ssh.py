@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import time
 import zlib
 from pathlib import Path
@@ -33,7 +32,6 @@ LEASE = 5.0                       # seconds; the tests' `lease`
 TINY = (64, 48)                   # the tiny scene's size
 MEDIUM = (128, 96)
 SLOW = (320, 240)                 # conftest's "slow" scene
-MY_NET = os.readlink("/proc/self/ns/net")
 
 
 @pytest.fixture(autouse=True)
@@ -72,12 +70,6 @@ def medium(ssh_scenes):
 
 # ---------------------------------------------------------------- leftovers
 
-def _in_node_namespace(pid):
-    try:
-        return os.readlink("/proc/%d/ns/net" % pid) != MY_NET
-    except OSError:
-        return False
-
 
 # ---------------------------------------------------------------- the farm
 
@@ -89,8 +81,7 @@ class Farm:
         self.rfs = rfs
         self.holder = holder
         self.key = tmp_path / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rfs-test",
-                        "-f", str(self.key)], check=True, timeout=30)
+        sshnodes.make_key(self.key)
         self.nodes = None
 
     def make_nodes(self, n, env=None):
@@ -146,7 +137,7 @@ def farm(tmp_path, monkeypatch, _node_sets, rfs):
     # sshd, and what its sessions run, live in the nodes' network
     # namespaces: they belong to the nodes (whose cleanup kills them), not
     # to the daemon, though sshnodes started them from this process.
-    monkeypatch.setattr(R, "not_the_daemons", _in_node_namespace)
+    monkeypatch.setattr(R, "not_the_daemons", sshnodes.in_node_namespace)
     return Farm(tmp_path, rfs, _node_sets)
 
 
