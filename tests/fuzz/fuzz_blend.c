@@ -29,12 +29,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FAIL(...)                                            \
-	do {                                                 \
-		fprintf(stderr, "fuzz_blend: " __VA_ARGS__); \
-		fputc('\n', stderr);                         \
-		abort();                                     \
-	} while (0)
+#define FUZZ_NAME "fuzz_blend"
+#include "fuzzcheck.h"
 
 static void check_reason(const char *what, int rc, const char *why, size_t sz)
 {
@@ -66,7 +62,7 @@ static void check_blend(const struct memfile *m)
 		     info.compressed);
 }
 
-static void check_text(const char *what, const char *s, size_t sz)
+static void check_terminated(const char *what, const char *s, size_t sz)
 {
 	if (!memchr(s, 0, sz))
 		FAIL("%s is not terminated", what);
@@ -104,14 +100,14 @@ static void read_blend(const struct memfile *m)
 		FAIL("blendfile_open: 0 without a result");
 	if (bf->ptr_size != 4 && bf->ptr_size != 8)
 		FAIL("pointer size %d", bf->ptr_size);
-	check_text("saved_by", bf->saved_by, sizeof(bf->saved_by));
-	check_text("build_hash", bf->build_hash, sizeof(bf->build_hash));
+	check_terminated("saved_by", bf->saved_by, sizeof(bf->saved_by));
+	check_terminated("build_hash", bf->build_hash, sizeof(bf->build_hash));
 	if (bf->nscenes && !bf->scenes)
 		FAIL("%zu scenes, no array", bf->nscenes);
 	for (size_t i = 0; i < bf->nscenes; i++) {
-		check_text("scene name", bf->scenes[i].name, sizeof(bf->scenes[i].name));
-		check_text("engine", bf->scenes[i].engine, sizeof(bf->scenes[i].engine));
-		check_text("camera", bf->scenes[i].camera, sizeof(bf->scenes[i].camera));
+		check_terminated("scene name", bf->scenes[i].name, sizeof(bf->scenes[i].name));
+		check_terminated("engine", bf->scenes[i].engine, sizeof(bf->scenes[i].engine));
+		check_terminated("camera", bf->scenes[i].camera, sizeof(bf->scenes[i].camera));
 	}
 	if (bf->npaths && !bf->paths)
 		FAIL("%zu paths, no array", bf->npaths);

@@ -45,12 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FZ_KEY "sk-fuzz-3b9f0c2d7e6a4f18"
 
-#define FAIL(...)                                            \
-	do {                                                 \
-		fprintf(stderr, "fuzz_clore: " __VA_ARGS__); \
-		fputc('\n', stderr);                         \
-		abort();                                     \
-	} while (0)
+#define FUZZ_NAME "fuzz_clore"
+#include "fuzzcheck.h"
 
 /* ------------------------------------------------------------ the fake network */
 
@@ -125,14 +121,6 @@ static CURLcode fz_perform(CURL *h)
 
 /* ------------------------------------------------------------ checks */
 
-static void check_text(const char *what, const char *s, size_t sz)
-{
-	if (!memchr(s, 0, sz))
-		FAIL("%s is not terminated", what);
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			FAIL("%s holds control byte 0x%02x", what, (unsigned char)*s);
-}
 #define CHECK_TEXT(field) check_text(#field, field, sizeof(field))
 
 static void check_rc(const struct clore_client *c, int rc, const uint8_t *data, size_t size)

@@ -17,12 +17,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FAIL(...)                                             \
-	do {                                                  \
-		fprintf(stderr, "fuzz_config: " __VA_ARGS__); \
-		fputc('\n', stderr);                          \
-		abort();                                      \
-	} while (0)
+#define FUZZ_NAME "fuzz_config"
+#include "fuzzcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -24,12 +24,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FAIL(...)                                            \
-	do {                                                 \
-		fprintf(stderr, "fuzz_image: " __VA_ARGS__); \
-		fputc('\n', stderr);                         \
-		abort();                                     \
-	} while (0)
+#define FUZZ_NAME "fuzz_image"
+#include "fuzzcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

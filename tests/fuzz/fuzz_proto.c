@@ -22,21 +22,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FAIL(...)                                            \
-	do {                                                 \
-		fprintf(stderr, "fuzz_proto: " __VA_ARGS__); \
-		fputc('\n', stderr);                         \
-		abort();                                     \
-	} while (0)
+#define FUZZ_NAME "fuzz_proto"
+#include "fuzzcheck.h"
 
-static void check_text(const char *what, const char *s, size_t sz)
-{
-	if (!memchr(s, 0, sz))
-		FAIL("%s is not terminated", what);
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			FAIL("%s holds control byte 0x%02x", what, (unsigned char)*s);
-}
 #define CHECK_TEXT(m, field) check_text(#field, (m)->field, sizeof((m)->field))
 
 static void check_msg(const struct proto_msg *m)

@@ -20,12 +20,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FAIL(...)                                              \
-	do {                                                   \
-		fprintf(stderr, "fuzz_sidecar: " __VA_ARGS__); \
-		fputc('\n', stderr);                           \
-		abort();                                       \
-	} while (0)
+#define FUZZ_NAME "fuzz_sidecar"
+#include "fuzzcheck.h"
 
 static void check_frames(const uint32_t *f, size_t n)
 {
